@@ -1,0 +1,110 @@
+"""Binary encoding of one Lease, shared by the journal and the sync wire format.
+
+Layout (network byte order):
+
+    ip u32 | state u8 | flags u8 | start f64 | expires f64 | seq u64
+    then, each as len u8 + bytes: mac, pool, origin,
+    and, when the flag bit is set: client_id (1), hostname (2), relay_info (4)
+
+Every variable field is at most 255 bytes (as the DHCP options it comes from).
+decode_lease() raises LeaseDecodeError on any inconsistency; it never reads past
+the buffer it is given.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from appliance.leases.model import Lease, LeaseState
+
+_HEAD = struct.Struct("!IBBddQ")
+_F_CLIENT_ID = 1
+_F_HOSTNAME = 2
+_F_RELAY = 4
+_STATES = {int(s): s for s in LeaseState}
+
+
+class LeaseDecodeError(ValueError):
+    pass
+
+
+def _short(b: bytes, what: str) -> bytes:
+    if len(b) > 255:
+        raise ValueError(f"lease {what} longer than 255 bytes")
+    return bytes((len(b),)) + b
+
+
+def encode_lease(lease: Lease) -> bytes:
+    flags = 0
+    tail = []
+    if lease.client_id is not None:
+        flags |= _F_CLIENT_ID
+        tail.append(_short(lease.client_id, "client_id"))
+    if lease.hostname is not None:
+        flags |= _F_HOSTNAME
+        tail.append(_short(lease.hostname.encode("utf-8", "surrogateescape"), "hostname"))
+    if lease.relay_info is not None:
+        flags |= _F_RELAY
+        tail.append(_short(lease.relay_info, "relay_info"))
+    return b"".join(
+        (
+            _HEAD.pack(lease.ip, lease.state, flags, lease.start, lease.expires, lease.seq),
+            _short(lease.mac, "mac"),
+            _short(lease.pool.encode(), "pool"),
+            _short(lease.origin.encode(), "origin"),
+            *tail,
+        )
+    )
+
+
+def decode_lease(buf: bytes | memoryview) -> Lease:
+    """Decode exactly one lease occupying all of `buf`."""
+    buf = bytes(buf)
+    n = len(buf)
+    if n < _HEAD.size:
+        raise LeaseDecodeError("lease record truncated")
+    ip, state, flags, start, expires, seq = _HEAD.unpack_from(buf, 0)
+    if state not in _STATES:
+        raise LeaseDecodeError(f"unknown lease state {state}")
+    if flags & ~(_F_CLIENT_ID | _F_HOSTNAME | _F_RELAY):
+        raise LeaseDecodeError(f"unknown lease flags {flags:#x}")
+    if start != start or expires != expires:  # NaN
+        raise LeaseDecodeError("lease time is not a number")
+    pos = _HEAD.size
+
+    def take() -> bytes:
+        nonlocal pos
+        if pos >= n:
+            raise LeaseDecodeError("lease record truncated")
+        ln = buf[pos]
+        end = pos + 1 + ln
+        if end > n:
+            raise LeaseDecodeError("lease field overruns the record")
+        v = buf[pos + 1 : end]
+        pos = end
+        return v
+
+    mac = take()
+    try:
+        pool = take().decode()
+        origin = take().decode()
+    except UnicodeDecodeError as e:
+        raise LeaseDecodeError("lease pool or origin is not UTF-8") from e
+    client_id = take() if flags & _F_CLIENT_ID else None
+    hostname = take().decode("utf-8", "surrogateescape") if flags & _F_HOSTNAME else None
+    relay = take() if flags & _F_RELAY else None
+    if pos != n:
+        raise LeaseDecodeError("trailing bytes after lease record")
+    return Lease(
+        ip=ip,
+        mac=mac,
+        client_id=client_id,
+        state=_STATES[state],
+        start=start,
+        expires=expires,
+        pool=pool,
+        hostname=hostname,
+        relay_info=relay,
+        seq=seq,
+        origin=origin,
+    )

@@ -1,0 +1,161 @@
+"""Network-namespace builders for tests, with guaranteed cleanup.
+
+A Topology owns every namespace it creates and every process it starts in them; on
+exit (even after a failed assertion) it ends those processes by PID and deletes the
+namespaces. Names carry a per-run prefix so parallel runs and leftovers never clash.
+
+    with Topology() as t:
+        lan = t.lan()                       # a bridge in its own namespace
+        a = t.host("a"); t.attach(a, lan, "eth1", "192.0.2.2/24")
+        t.popen(a, ["dhcp-hotbackup", "run", ...])
+
+Product code never imports this module (it shells out to `ip`, which the product
+must not do).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+_counter = itertools.count()
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
+
+
+@dataclass
+class Netns:
+    name: str
+    ifaces: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Topology:
+    def __init__(self, prefix: str = "dh") -> None:
+        self.prefix = f"{prefix}{os.getpid() % 100000}x{next(_counter)}"
+        self.namespaces: list[Netns] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._veth = itertools.count()
+
+    # -- lifecycle -------------------------------------------------------------------
+    def __enter__(self) -> Topology:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for p in reversed(self.procs):
+            self.stop(p)
+        self.procs.clear()
+        for ns in reversed(self.namespaces):
+            _ip("netns", "del", ns.name, check=False)
+        self.namespaces.clear()
+
+    # -- building --------------------------------------------------------------------
+    def host(self, name: str) -> Netns:
+        ns = Netns(f"{self.prefix}-{name}")
+        _ip("netns", "add", ns.name)
+        self.namespaces.append(ns)
+        self.run(ns, ["ip", "link", "set", "lo", "up"])
+        return ns
+
+    def lan(self, name: str = "lan") -> Netns:
+        """A namespace holding one bridge 'br0' that hosts attach to."""
+        ns = self.host(name)
+        self.run(ns, ["ip", "link", "add", "br0", "type", "bridge", "forward_delay", "0"])
+        # No STP, no multicast snooping: VRRP and DHCP broadcasts reach every port at once.
+        self.run(ns, ["ip", "link", "set", "br0", "type", "bridge", "mcast_snooping", "0"])
+        self.run(ns, ["ip", "link", "set", "br0", "up"])
+        return ns
+
+    def veth(self, a: Netns, if_a: str, b: Netns, if_b: str) -> None:
+        _ip("link", "add", "name", if_a, "netns", a.name, "type", "veth",
+            "peer", "name", if_b, "netns", b.name)
+        self.run(a, ["ip", "link", "set", if_a, "up"])
+        self.run(b, ["ip", "link", "set", if_b, "up"])
+        a.ifaces.append(if_a)
+        b.ifaces.append(if_b)
+
+    def attach(self, host: Netns, lan: Netns, ifname: str, cidr: str | None = None,
+               mac: str | None = None) -> str:
+        """Connect `host` to the bridge in `lan` with interface `ifname`; returns the
+        bridge-side port name."""
+        port = f"p{next(self._veth)}"
+        self.veth(host, ifname, lan, port)
+        self.run(lan, ["ip", "link", "set", port, "master", "br0"])
+        if mac:
+            self.run(host, ["ip", "link", "set", ifname, "address", mac])
+        if cidr:
+            self.addr(host, ifname, cidr)
+        return port
+
+    def addr(self, ns: Netns, ifname: str, cidr: str) -> None:
+        self.run(ns, ["ip", "addr", "add", cidr, "dev", ifname])
+
+    def link(self, ns: Netns, ifname: str, up: bool) -> None:
+        self.run(ns, ["ip", "link", "set", ifname, "up" if up else "down"])
+
+    # -- processes -------------------------------------------------------------------
+    def run(self, ns: Netns, cmd: Sequence[str], check: bool = True, timeout: float = 60,
+            **kw: object) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run(["ip", "netns", "exec", ns.name, *cmd], capture_output=True,
+                           text=True, timeout=timeout, **kw)  # type: ignore[call-overload]
+        if check and r.returncode != 0:
+            raise RuntimeError(f"in {ns}: {' '.join(cmd)} failed ({r.returncode}): "
+                               f"{r.stderr.strip() or r.stdout.strip()}")
+        return r
+
+    def popen(self, ns: Netns, cmd: Sequence[str], **kw: object) -> subprocess.Popen[bytes]:
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        kw.setdefault("stderr", subprocess.DEVNULL)
+        p = subprocess.Popen(["ip", "netns", "exec", ns.name, *cmd],
+                             start_new_session=True, **kw)  # type: ignore[call-overload]
+        self.procs.append(p)
+        return p
+
+    def stop(self, p: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
+             timeout: float = 5) -> int | None:
+        """End a process this topology started (its whole session: `ip netns exec`
+        execs the command, so the PID is the command's own)."""
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait(5)
+        return p.returncode
+
+    def kill9(self, p: subprocess.Popen[bytes]) -> None:
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait(5)
+
+
+def wait_for(pred, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
+    """Poll `pred` until it returns a truthy value; raise TimeoutError naming `what`.
+    Tests wait on observable state this way instead of sleeping for a timer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
