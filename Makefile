@@ -1,0 +1,30 @@
+# dhcp-hotbackup: `make demo` and `make test` are the quick start (as root on Debian 12).
+# Both run `make setup` first, which installs what is missing and is quick when done.
+
+PY      := .venv/bin/python
+PYTEST  := $(PY) -m pytest
+
+.PHONY: setup demo test test-unit test-integration lint bench deb clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@$(PY) -m appliance.testing.demo
+
+test: setup lint
+	@$(PYTEST) -q tests
+
+test-unit: setup
+	@$(PYTEST) -q tests/unit
+
+lint: setup
+	@.venv/bin/ruff check appliance tests bench
+	@$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_layering.py
+
+bench: setup
+	@$(PY) bench/dora_throughput.py
+	@$(PY) bench/lease_memory.py
+
+clean:
+	rm -rf .venv .pytest_cache .ruff_cache .hypothesis build dist *.egg-info

@@ -1,0 +1,214 @@
+"""The command line: run, check-config, status, leases. Parses, formats, nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from ipaddress import IPv4Address
+
+from appliance import __version__
+from appliance.config import tree as config_tree
+from appliance.config.model import Config
+from appliance.config.schema import KEYS
+from appliance.leases.model import LeaseState
+
+EPILOG = """\
+The config tree is a directory with one value per file (see docs/config.md and
+`dhcp-hotbackup check-config --list-keys`). Every subcommand finds the daemon's
+runtime tree (node/run_dir) and lease store (node/state_dir) from that tree, so
+several devices can run side by side on one machine with different --config.
+"""
+
+
+def _load(path: str) -> Config:
+    try:
+        return config_tree.load(path)
+    except config_tree.ConfigError as e:
+        print(f"dhcp-hotbackup: invalid config tree {path}:", file=sys.stderr)
+        for p in e.problems:
+            print(f"  {p}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from appliance import daemon
+    from appliance.leases.journal import StoreLocked
+
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    cfg = _load(args.config)
+    try:
+        return daemon.run(cfg)
+    except StoreLocked as e:
+        print(f"dhcp-hotbackup: {e}", file=sys.stderr)
+        return 1
+    except (RuntimeError, OSError) as e:
+        logging.getLogger("dhcp-hotbackup").error("D099 cannot run: %s", e)
+        return 1
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    if args.list_keys:
+        for k in KEYS:
+            default = "(required)" if k.default is None else repr(k.default)
+            print(f"{k.path:40} {default:28} {k.help}")
+        return 0
+    path = args.dir or args.config
+    cfg = _load(path)
+    mode = "standalone" if cfg.standalone else f"VRRP vrid {cfg.vrrp.vrid}"  # type: ignore[union-attr]
+    size = sum(hi - lo + 1 for p in cfg.pools for lo, hi in ((int(a), int(b)) for a, b in p.ranges))
+    print(f"{path}: ok — node {cfg.node.name}, {mode}, interface {cfg.client_interface}, "
+          f"{len(cfg.pools)} pool(s), {size} addresses")
+    return 0
+
+
+def _pid_alive(run: dict[str, str]) -> bool:
+    try:
+        pid = int(run.get("pid", "0"))
+        os.kill(pid, 0)
+        return pid > 0
+    except (ValueError, ProcessLookupError, PermissionError):
+        return False
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from appliance.runtime.tree import read_tree
+
+    cfg = _load(args.config)
+    run = read_tree(cfg.node.run_dir)
+    running = bool(run) and _pid_alive(run)
+    if args.json:
+        out: dict[str, object] = {"running": running, "node": cfg.node.name}
+        for k, v in run.items():
+            cur: dict[str, object] = out
+            parts = k.split("/")
+            for part in parts[:-1]:
+                cur = cur.setdefault(part, {})  # type: ignore[assignment]
+            cur[parts[-1]] = int(v) if v.lstrip("-").isdigit() else v
+        print(json.dumps(out, indent=2, sort_keys=True))
+        return 0 if running else 3
+    if not running:
+        print(f"{cfg.node.name}: not running (runtime tree {cfg.node.run_dir})")
+        return 3
+    g = run.get
+    print(f"{cfg.node.name}: {g('role', '?')}   pid {g('pid')}   interface "
+          f"{cfg.client_interface}")
+    if "vrrp/state" in run:
+        print(f"  vrrp      {g('vrrp/state')}  priority {g('vrrp/priority')}  master "
+              f"{g('vrrp/master', '-')}")
+    if "sync/peer" in run:
+        print(f"  sync      peer {g('sync/peer')}  lag {g('sync/lag', '0')}  last_seq "
+              f"{g('sync/last_seq', '0')}")
+        if g("sync/config_drift"):
+            print(f"  DRIFT     {g('sync/config_drift')}")
+    if "datapath/attach_mode" in run:
+        print(f"  datapath  {g('datapath/attach_mode')}")
+    print(f"  leases    {g('leases/active', '0')} active")
+    stats = {k[6:]: v for k, v in run.items() if k.startswith("stats/")}
+    line = "  stats    "
+    for k, v in stats.items():
+        item = f" {k}={v}"
+        if len(line) + len(item) > 78:
+            print(line)
+            line = "          "
+        line += item
+    print(line)
+    return 0
+
+
+def lease_json(lease, now: float) -> dict[str, object]:
+    from appliance.dhcp.options import circuit_id, remote_id
+
+    d: dict[str, object] = {
+        "ip": str(IPv4Address(lease.ip)),
+        "mac": lease.mac.hex(":"),
+        "client_id": lease.client_id.hex() if lease.client_id is not None else None,
+        "state": lease.state.name.lower(),
+        "start": lease.start,
+        "expires": lease.expires,
+        "remaining": max(0, round(lease.expires - now)),
+        "hostname": lease.hostname,
+        "pool": lease.pool,
+        "seq": lease.seq,
+        "origin": lease.origin,
+    }
+    if lease.relay_info is not None:
+        try:
+            cid, rid = circuit_id(lease.relay_info), remote_id(lease.relay_info)
+        except ValueError:
+            cid = rid = None
+        d["option82"] = {
+            "raw": lease.relay_info.hex(),
+            "circuit_id": cid.hex() if cid is not None else None,
+            "remote_id": rid.hex() if rid is not None else None,
+        }
+    return d
+
+
+def cmd_leases(args: argparse.Namespace) -> int:
+    from appliance.leases.journal import read_store
+
+    cfg = _load(args.config)
+    now = time.time()
+    leases = sorted(read_store(cfg.node.state_dir).values(), key=lambda x: x.ip)
+    if not args.all:
+        leases = [x for x in leases if x.state == LeaseState.BOUND and x.expires > now]
+    if args.json:
+        print(json.dumps([lease_json(x, now) for x in leases], indent=1))
+        return 0
+    print(f"{'address':15} {'mac':17} {'state':8} {'expires in':>10}  {'hostname':16} option82")
+    for x in leases:
+        j = lease_json(x, now)
+        o82 = j.get("option82")
+        o82s = ""
+        if isinstance(o82, dict):
+            cid = o82.get("circuit_id")
+            o82s = f"circuit-id {bytes.fromhex(cid).decode('ascii', 'replace')}" if cid else \
+                f"raw {o82['raw']}"
+        print(f"{j['ip']:15} {j['mac']:17} {j['state']:8} {j['remaining']:>9}s  "
+              f"{(x.hostname or '-')[:16]:16} {o82s}")
+    print(f"{len(leases)} lease(s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dhcp-hotbackup",
+        description="DHCPv4 server for a hot-backup pair of edge devices (VRRP, session "
+                    "replication, XDP datapath).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", "-c", default=config_tree.DEFAULT_ROOT, metavar="DIR",
+                        help="config tree (default %(default)s)")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
+    r = sub.add_parser("run", parents=[common], help="run the daemon in the foreground")
+    r.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"])
+    r.set_defaults(func=cmd_run)
+    c = sub.add_parser("check-config", parents=[common],
+                       help="validate a config tree; exit 2 naming each bad file and value")
+    c.add_argument("dir", nargs="?", help="tree to check (default: --config)")
+    c.add_argument("--list-keys", action="store_true", help="list every setting with its "
+                   "default and meaning")
+    c.set_defaults(func=cmd_check_config)
+    s = sub.add_parser("status", parents=[common], help="role, VRRP, sync, leases, counters")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_status)
+    x = sub.add_parser("leases", parents=[common], help="the lease table from the durable store")
+    x.add_argument("--json", action="store_true")
+    x.add_argument("--all", action="store_true", help="include released, expired, declined")
+    x.set_defaults(func=cmd_leases)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)

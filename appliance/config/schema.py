@@ -1,0 +1,238 @@
+"""Every key of the config tree: its path, parser, default and help (ExaBGP setup.py style).
+
+Pure. A parser takes the file's lines (blank and '#' lines already removed) and returns a
+value or raises Invalid(rule). config/tree.py reads the files; docs/config.md is
+generated from KEYS by `dhcp-hotbackup check-config --list-keys`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any
+
+
+class Invalid(ValueError):
+    """A value broke a rule; the message states the rule."""
+
+
+Parser = Callable[[list[str]], Any]
+
+
+def _one(lines: list[str]) -> str:
+    if len(lines) != 1:
+        raise Invalid(f"expected exactly one value, found {len(lines)} lines")
+    return lines[0]
+
+
+def integer(lo: int, hi: int, multiple: int = 1) -> Parser:
+    def parse(lines: list[str]) -> int:
+        s = _one(lines)
+        try:
+            v = int(s, 10)
+        except ValueError:
+            raise Invalid(f"must be an integer in {lo}..{hi}") from None
+        if not lo <= v <= hi:
+            raise Invalid(f"must be an integer in {lo}..{hi}")
+        if v % multiple:
+            raise Invalid(f"must be a multiple of {multiple}")
+        return v
+
+    return parse
+
+
+def boolean(lines: list[str]) -> bool:
+    s = _one(lines)
+    if s not in ("0", "1"):
+        raise Invalid("must be 0 or 1")
+    return s == "1"
+
+
+def choice(*options: str) -> Parser:
+    def parse(lines: list[str]) -> str:
+        s = _one(lines)
+        if s not in options:
+            raise Invalid("must be one of " + " | ".join(options))
+        return s
+
+    return parse
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,14}$")
+
+
+def name(lines: list[str]) -> str:
+    s = _one(lines)
+    if not _NAME.match(s):
+        raise Invalid("must be 1-63 characters of letters, digits, '.', '_', '-'")
+    return s
+
+
+def ifname(lines: list[str]) -> str:
+    s = _one(lines)
+    if not _IFNAME.match(s):
+        raise Invalid("must be a Linux interface name (1-15 characters, no '/' or spaces)")
+    return s
+
+
+def abspath(lines: list[str]) -> str:
+    s = _one(lines)
+    if not s.startswith("/"):
+        raise Invalid("must be an absolute path")
+    return s
+
+
+def ipv4(s: str) -> IPv4Address:
+    try:
+        return IPv4Address(s)
+    except ValueError:
+        raise Invalid(f"'{s}' is not an IPv4 address") from None
+
+
+def ip_list(lines: list[str]) -> tuple[IPv4Address, ...]:
+    return tuple(ipv4(s) for s in lines)
+
+
+def ip_one(lines: list[str]) -> IPv4Address:
+    return ipv4(_one(lines))
+
+
+def subnet(lines: list[str]) -> IPv4Network:
+    s = _one(lines)
+    try:
+        return IPv4Network(s, strict=True)
+    except ValueError:
+        raise Invalid("must be an IPv4 network like 192.0.2.0/24 with no host bits set") from None
+
+
+def ranges(lines: list[str]) -> tuple[tuple[IPv4Address, IPv4Address], ...]:
+    if not lines:
+        raise Invalid("needs at least one range, one per line: FIRST-LAST")
+    out = []
+    for s in lines:
+        parts = s.split("-")
+        if len(parts) != 2:
+            raise Invalid(f"'{s}' is not a range FIRST-LAST (e.g. 192.0.2.100-192.0.2.199)")
+        lo, hi = ipv4(parts[0].strip()), ipv4(parts[1].strip())
+        if lo > hi:
+            raise Invalid(f"'{s}': the first address is above the last")
+        out.append((lo, hi))
+    return tuple(out)
+
+
+def interfaces(lines: list[str]) -> tuple[IPv4Interface, ...]:
+    if not lines:
+        raise Invalid("needs at least one address/prefix, one per line")
+    out = []
+    for s in lines:
+        try:
+            if "/" not in s:
+                raise ValueError
+            out.append(IPv4Interface(s))
+        except ValueError:
+            raise Invalid(f"'{s}' is not an IPv4 address with prefix (e.g. 192.0.2.1/24)") from None
+    return tuple(out)
+
+
+def endpoint(lines: list[str]) -> tuple[IPv4Address, int]:
+    s = _one(lines)
+    host, sep, port = s.rpartition(":")
+    if not sep:
+        raise Invalid("must be ADDRESS:PORT (e.g. 198.51.100.1:6470)")
+    try:
+        p = int(port)
+    except ValueError:
+        raise Invalid("must be ADDRESS:PORT with a port in 1..65535") from None
+    if not 1 <= p <= 65535:
+        raise Invalid("must be ADDRESS:PORT with a port in 1..65535")
+    return ipv4(host), p
+
+
+def domain(lines: list[str]) -> str:
+    s = _one(lines)
+    if len(s) > 253 or not re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", s):
+        raise Invalid("must be a domain name (letters, digits, '-', '.')")
+    return s
+
+
+def secret(lines: list[str]) -> bytes:
+    s = _one(lines)
+    if len(s) < 16:
+        raise Invalid("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
+    return s.encode()
+
+
+_MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")
+
+
+def mac_filename(s: str) -> bytes:
+    """A reservation file's name is the client's MAC: aa:bb:cc:dd:ee:ff (or with '-')."""
+    if not _MAC.match(s):
+        raise Invalid(f"file name '{s}' is not a MAC address like 02:00:00:00:00:01")
+    return bytes(int(x, 16) for x in re.split("[:-]", s))
+
+
+@dataclass(frozen=True)
+class Key:
+    path: str  # relative path; '<name>' stands for a pool name
+    parse: Parser
+    default: Any  # None: required when its folder exists
+    help: str
+    example: str = ""
+
+
+REQUIRED = None
+
+KEYS: tuple[Key, ...] = (
+    Key("node/name", name, "(host name)", "this device's name, shown to the peer", "deviceA"),
+    Key("node/state_dir", abspath, "/var/lib/dhcp-hotbackup", "durable lease store"),
+    Key("node/run_dir", abspath, "/run/dhcp-hotbackup", "runtime tree (status files)"),
+    Key("client/interface", ifname, REQUIRED, "client-facing interface; XDP attaches here",
+        "eth1"),
+    Key("vrrp/vrid", integer(1, 255), REQUIRED, "VRRP virtual router id", "10"),
+    Key("vrrp/priority", integer(1, 255), 100, "1..254; 255 = address owner", "120"),
+    Key("vrrp/advert_interval_ms", integer(10, 40950, 10), 100,
+        "advertisement interval; VRRPv3 counts centiseconds"),
+    Key("vrrp/preempt", boolean, True, "1: a higher priority takes the master role back"),
+    Key("vrrp/preempt_delay_ms", integer(0, 3_600_000), 0,
+        "wait this long after start before preempting"),
+    Key("vrrp/virtual_ip", interfaces, REQUIRED,
+        "one per line; the first is the DHCP server identifier", "192.0.2.1/24"),
+    Key("vrrp/use_vmac", boolean, False, "1: virtual MAC 00:00:5e:00:01:<vrid> on a macvlan"),
+    Key("vrrp/accept", boolean, True, "1: accept packets to the virtual IP when master"),
+    Key("vrrp/garp_count", integer(0, 100), 5, "gratuitous ARPs sent on becoming master"),
+    Key("vrrp/garp_interval_ms", integer(0, 10000), 0, "spacing between gratuitous ARPs"),
+    Key("vrrp/garp_repeat_s", integer(0, 3600), 5,
+        "a second batch of gratuitous ARPs this long after the first (0: none)"),
+    Key("vrrp/track/<ifname>", integer(1, 254), REQUIRED,
+        "priority decrement while <ifname> is down", "30"),
+    Key("sync/interface", ifname, REQUIRED, "the dedicated sync link", "eth2"),
+    Key("sync/local", endpoint, REQUIRED, "listen address:port on the sync link",
+        "198.51.100.1:6470"),
+    Key("sync/peer", endpoint, REQUIRED, "the peer's address:port", "198.51.100.2:6470"),
+    Key("sync/key", secret, REQUIRED, "shared secret, file mode 0600"),
+    Key("sync/mode", choice("sync", "async"), "sync",
+        "sync: the peer acks before the client gets its ACK; async: it follows within ms"),
+    Key("sync/ack_timeout_ms", integer(1, 10000), 50,
+        "longest a client's ACK waits for the peer before serving alone"),
+    Key("pools/<name>/subnet", subnet, REQUIRED, "the pool's subnet", "192.0.2.0/24"),
+    Key("pools/<name>/range", ranges, REQUIRED, "FIRST-LAST, one per line",
+        "192.0.2.100-192.0.2.199"),
+    Key("pools/<name>/router", ip_list, (), "routers (option 3), one per line", "192.0.2.1"),
+    Key("pools/<name>/dns", ip_list, (), "DNS servers (option 6), one per line", "192.0.2.53"),
+    Key("pools/<name>/domain", domain, None, "domain name (option 15)", "example.net"),
+    Key("pools/<name>/lease_time", integer(10, 31_536_000), 3600, "lease time in seconds"),
+    Key("pools/<name>/reservations/<mac>", ip_one, REQUIRED, "fixed address for that MAC",
+        "192.0.2.50"),
+    Key("datapath/mode", choice("xdp", "off"), "xdp",
+        "xdp: steer DHCP in the kernel; off: role kept in user space"),
+    Key("datapath/rate_limit_pps", integer(0, 1_000_000), 50,
+        "DHCP packets per second per client MAC, in the kernel; 0 = off"),
+    Key("datapath/rate_limit_burst", integer(0, 1_000_000), 0,
+        "token-bucket burst; 0 = twice rate_limit_pps"),
+)
+
+KEY_BY_PATH = {k.path: k for k in KEYS}

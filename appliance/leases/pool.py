@@ -1,0 +1,74 @@
+"""Pools as integers: subnet, ranges and reservations from config, for fast membership tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appliance.config.model import PoolConfig
+
+
+@dataclass(slots=True)
+class Pool:
+    name: str
+    net: int  # network address
+    mask: int
+    ranges: tuple[tuple[int, int], ...]  # inclusive
+    lease_time: int
+    reserved_by_mac: dict[bytes, int]
+    reserved_ips: dict[int, bytes]  # ip -> mac
+    config: PoolConfig
+
+    @classmethod
+    def from_config(cls, pc: PoolConfig) -> Pool:
+        by_mac = {mac: int(ip) for mac, ip in pc.reservations}
+        return cls(
+            name=pc.name,
+            net=int(pc.subnet.network_address),
+            mask=int(pc.subnet.netmask),
+            ranges=tuple((int(lo), int(hi)) for lo, hi in pc.ranges),
+            lease_time=pc.lease_time,
+            reserved_by_mac=by_mac,
+            reserved_ips={ip: mac for mac, ip in by_mac.items()},
+            config=pc,
+        )
+
+    def in_subnet(self, ip: int) -> bool:
+        return ip & self.mask == self.net
+
+    def in_range(self, ip: int) -> bool:
+        for lo, hi in self.ranges:
+            if lo <= ip <= hi:
+                return True
+        return False
+
+    def may_lease(self, ip: int) -> bool:
+        """An address this pool hands out: a range address or a reservation."""
+        return self.in_range(ip) or ip in self.reserved_ips
+
+    @property
+    def size(self) -> int:
+        return sum(hi - lo + 1 for lo, hi in self.ranges)
+
+
+class Pools:
+    """All pools; finds the one serving a subnet (giaddr, ciaddr or interface address)."""
+
+    def __init__(self, pools: list[Pool]) -> None:
+        self.pools = pools
+        self.by_name = {p.name: p for p in pools}
+
+    @classmethod
+    def from_config(cls, configs: tuple[PoolConfig, ...]) -> Pools:
+        return cls([Pool.from_config(pc) for pc in configs])
+
+    def for_address(self, ip: int) -> Pool | None:
+        for p in self.pools:
+            if ip & p.mask == p.net:
+                return p
+        return None
+
+    def leasable(self, ip: int) -> Pool | None:
+        for p in self.pools:
+            if p.may_lease(ip):
+                return p
+        return None

@@ -1,0 +1,130 @@
+"""The in-memory lease table: indexes by address, by client and by expiry.
+
+Pure. It is the view the RFC 2131 logic reads and the one place lease changes are
+applied, whether they come from our own server, from the journal on start-up or from
+the peer. Reclamation is driven by `now`, passed in.
+
+Theory of operation: `by_ip` holds the latest lease for each address whatever its
+state; `by_key` the latest lease of each client (RFC 2131 §4.3.1 prefers giving a
+client its previous address). Freed addresses are reported to the allocator through
+`on_free` so it never scans a pool. Expiry uses a heap with lazy deletion: an entry is
+acted on only if it still describes the current lease.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+from appliance.leases.model import HOLDING_STATES, Lease, LeaseState
+
+
+class LeaseTable:
+    def __init__(self, origin: str = "") -> None:
+        self.origin = origin
+        self.by_ip: dict[int, Lease] = {}
+        self.by_key: dict[bytes, Lease] = {}
+        self._heap: list[tuple[float, int]] = []
+        self.last_seq = 0
+        self.on_free: Callable[[int], None] = lambda ip: None
+        self.on_hold: Callable[[int], None] = lambda ip: None
+        self.bound = 0  # count of BOUND leases (expired ones included until reclaimed)
+
+    # -- queries ------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.by_ip)
+
+    def get(self, ip: int) -> Lease | None:
+        return self.by_ip.get(ip)
+
+    def of_client(self, key: bytes) -> Lease | None:
+        return self.by_key.get(key)
+
+    def holder(self, ip: int, now: float) -> Lease | None:
+        """The lease that keeps `ip` from being given to anyone else, if any."""
+        lease = self.by_ip.get(ip)
+        if lease is not None and lease.state in HOLDING_STATES and lease.expires > now:
+            return lease
+        return None
+
+    def active_count(self, now: float) -> int:
+        return sum(1 for lease in self.by_ip.values() if lease.active(now))
+
+    def leases(self) -> Iterator[Lease]:
+        return iter(self.by_ip.values())
+
+    # -- changes ------------------------------------------------------------------------
+    def offer(self, lease: Lease) -> None:
+        """Hold an address for an OFFER: in memory only, no sequence number."""
+        self._put(lease)
+
+    def commit(self, lease: Lease) -> Lease:
+        """A durable change made here: give it the next sequence number and our name."""
+        self.last_seq += 1
+        lease = replace(lease, seq=self.last_seq, origin=self.origin)
+        self._put(lease)
+        return lease
+
+    def load(self, lease: Lease) -> None:
+        """A change replayed from the journal or received from the peer, kept as is."""
+        if lease.seq > self.last_seq:
+            self.last_seq = lease.seq
+        self._put(lease)
+
+    def _put(self, lease: Lease) -> None:
+        old = self.by_ip.get(lease.ip)
+        if old is not None:
+            if old.state == LeaseState.BOUND:
+                self.bound -= 1
+            if old.key != lease.key:
+                # The address moves to another client: the old client's record goes.
+                if self.by_key.get(old.key) is old:
+                    del self.by_key[old.key]
+        if lease.state == LeaseState.DELETED:
+            self.by_ip.pop(lease.ip, None)
+            if self.by_key.get(lease.key) is old and old is not None:
+                del self.by_key[lease.key]
+            self.on_free(lease.ip)
+            return
+        self.by_ip[lease.ip] = lease
+        if lease.mac or lease.client_id:
+            prev = self.by_key.get(lease.key)
+            if prev is not None and prev.ip != lease.ip and self.by_ip.get(prev.ip) is prev:
+                # The client moved to another address: its old one is no longer its own.
+                if prev.state in HOLDING_STATES and prev.state != LeaseState.DECLINED:
+                    self.by_ip[prev.ip] = replace(prev, state=LeaseState.RELEASED)
+                    if prev.state == LeaseState.BOUND:
+                        self.bound -= 1
+                    self.on_free(prev.ip)
+            self.by_key[lease.key] = lease
+        if lease.state == LeaseState.BOUND:
+            self.bound += 1
+        if lease.state in HOLDING_STATES:
+            heapq.heappush(self._heap, (lease.expires, lease.ip))
+            self.on_hold(lease.ip)
+        else:
+            self.on_free(lease.ip)
+
+    def next_expiry(self) -> float | None:
+        return self._heap[0][0] if self._heap else None
+
+    def reclaim(self, now: float, limit: int = 10000) -> list[Lease]:
+        """Expire what is due (at most `limit`, to bound the work per call). Returns the
+        EXPIRED leases that must be journaled; lapsed offers are dropped silently."""
+        out: list[Lease] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now and len(out) < limit:
+            expires, ip = heapq.heappop(heap)
+            lease = self.by_ip.get(ip)
+            if lease is None or lease.expires != expires or lease.state not in HOLDING_STATES:
+                continue  # stale heap entry
+            if lease.state == LeaseState.OFFERED:
+                # An offer nobody took: forget it (RFC 2131 §4.3.1 lets the server reuse it).
+                del self.by_ip[ip]
+                if self.by_key.get(lease.key) is lease:
+                    del self.by_key[lease.key]
+                self.on_free(ip)
+                continue
+            out.append(self.commit(replace(lease, state=LeaseState.EXPIRED)))
+        return out

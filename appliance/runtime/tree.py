@@ -1,0 +1,51 @@
+"""Publishes the runtime tree under node/run_dir: one value per file, like sysfs.
+
+Each file is written to a temporary name and renamed, so a reader never sees half a
+value; a file is rewritten only when its value changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+class RuntimeTree:
+    def __init__(self, run_dir: str | os.PathLike[str]) -> None:
+        self.root = Path(run_dir)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._last: dict[str, str] = {}
+
+    def set(self, rel: str, value: object) -> None:
+        text = str(value)
+        if self._last.get(rel) == text:
+            return
+        p = self.root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f".{p.name}.tmp")
+        tmp.write_text(text + "\n")
+        os.replace(tmp, p)
+        self._last[rel] = text
+
+    def update(self, values: dict[str, object]) -> None:
+        for rel, v in values.items():
+            self.set(rel, v)
+
+    def set_json(self, rel: str, value: object) -> None:
+        self.set(rel, json.dumps(value, sort_keys=True))
+
+
+def read_tree(run_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """Every value under the runtime tree as {relative path: value}."""
+    root = Path(run_dir)
+    out: dict[str, str] = {}
+    if not root.is_dir():
+        return out
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and not p.name.startswith("."):
+            try:
+                out[str(p.relative_to(root))] = p.read_text().strip()
+            except OSError:
+                continue
+    return out
