@@ -1,0 +1,196 @@
+"""A DHCP load generator that plays a relay agent: many clients, every ACK recorded.
+
+It binds a UDP socket on a relay address (port 67) and runs full DORA exchanges (or
+renewals) for many synthetic clients with a window of exchanges in flight; replies come
+back to giaddr. Unlike perfdhcp it writes down which client was ACKed which address,
+which is what the crash and failover tests check ("every ACKed lease survives").
+
+    python -m appliance.testing.dhcpload --relay 192.0.2.3 --server 192.0.2.2 \
+        --clients 2000 --window 64 --out acks.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import select
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+
+from appliance.dhcp.enums import MessageType, Opt
+from appliance.dhcp.message import DecodeError, DhcpMessage
+
+ZERO = b"\x00" * 4
+
+
+@dataclass
+class Client:
+    mac: bytes
+    phase: str = "discover"  # discover -> request -> done
+    xid: int = 0
+    offered: bytes = ZERO
+    sent_at: float = 0.0
+    started: float = 0.0
+    tries: int = 0
+    renew_ip: bytes = ZERO
+
+
+@dataclass
+class Result:
+    acks: dict[str, str] = field(default_factory=dict)  # mac -> ip
+    naks: int = 0
+    timeouts: int = 0
+    latencies_ms: list[float] = field(default_factory=list)  # REQUEST -> ACK
+    started: float = 0.0
+    elapsed: float = 0.0
+
+
+def _request(c: Client, relay: bytes, mtype: int, xid: int) -> bytes:
+    m = DhcpMessage(
+        op=1, htype=1, hlen=6, hops=1, xid=xid, secs=0, flags=0,
+        ciaddr=c.renew_ip if c.phase == "renew" else ZERO,
+        yiaddr=ZERO, siaddr=ZERO, giaddr=relay,
+        chaddr=c.mac + b"\x00" * 10, sname=b"\x00" * 64, file=b"\x00" * 128,
+        options={Opt.MESSAGE_TYPE: bytes([mtype])},
+    )
+    if c.phase == "request":
+        m.options[Opt.REQUESTED_IP] = c.offered
+        m.options[Opt.SERVER_ID] = c.server_id  # type: ignore[attr-defined]
+    m.options[Opt.PARAM_REQUEST_LIST] = bytes([1, 3, 6, 15, 51, 58, 59])
+    return m.encode()
+
+
+def run(relay: str, server: str, macs: list[bytes], window: int, timeout: float,
+        duration: float, renew: dict[bytes, bytes] | None = None, retries: int = 2,
+        rate: float = 0.0) -> Result:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    sock.bind((relay, 67))
+    sock.setblocking(False)
+    relay_b = socket.inet_aton(relay)
+    dest = (server, 67)
+    todo = list(reversed(macs))
+    by_xid: dict[int, Client] = {}
+    res = Result(started=time.time())
+    t0 = time.monotonic()
+    deadline = t0 + duration
+    sent_new = 0
+
+    def send(c: Client) -> None:
+        c.xid = random.getrandbits(32)
+        by_xid[c.xid] = c
+        if c.phase == "discover":
+            mt = MessageType.DISCOVER
+        else:
+            mt = MessageType.REQUEST
+        c.sent_at = time.monotonic()
+        try:
+            sock.sendto(_request(c, relay_b, mt, c.xid), dest)
+        except (BlockingIOError, OSError):
+            pass
+
+    while True:
+        now = time.monotonic()
+        if now > deadline:
+            break
+        # Fill the window (optionally paced at `rate` new exchanges per second).
+        while todo and len(by_xid) < window and (not rate or sent_new < (now - t0) * rate):
+            c = Client(todo.pop(), started=now)
+            if renew is not None:
+                c.phase, c.renew_ip = "renew", renew[c.mac]
+            sent_new += 1
+            send(c)
+        if not todo and not by_xid:
+            break
+        r, _, _ = select.select([sock], [], [], 0.01)
+        if r:
+            while True:
+                try:
+                    data = sock.recv(4096)
+                except BlockingIOError:
+                    break
+                try:
+                    m = DhcpMessage.decode(data)
+                except DecodeError:
+                    continue
+                c = by_xid.pop(m.xid, None)
+                if c is None:
+                    continue
+                mt = m.message_type
+                if mt == MessageType.OFFER and c.phase == "discover":
+                    c.phase, c.offered, c.tries = "request", m.yiaddr, 0
+                    c.server_id = m.options.get(Opt.SERVER_ID, ZERO)  # type: ignore[attr-defined]
+                    send(c)
+                elif mt == MessageType.ACK:
+                    res.latencies_ms.append((time.monotonic() - c.sent_at) * 1000)
+                    res.acks[c.mac.hex(":")] = socket.inet_ntoa(m.yiaddr)
+                elif mt == MessageType.NAK:
+                    res.naks += 1
+        # Retransmit or give up on exchanges that timed out.
+        now = time.monotonic()
+        for xid, c in list(by_xid.items()):
+            if now - c.sent_at > timeout:
+                del by_xid[xid]
+                if c.tries < retries:
+                    c.tries += 1
+                    send(c)
+                else:
+                    res.timeouts += 1
+    res.elapsed = time.monotonic() - t0
+    sock.close()
+    return res
+
+
+def macs_for(n: int, seed: int = 1) -> list[bytes]:
+    return [bytes([0x02, seed & 0xFF]) + i.to_bytes(4, "big") for i in range(n)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--relay", required=True, help="local relay address to bind (giaddr)")
+    p.add_argument("--server", required=True)
+    p.add_argument("--clients", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=1, help="MAC prefix byte: disjoint client sets")
+    p.add_argument("--window", type=int, default=32)
+    p.add_argument("--timeout", type=float, default=1.0)
+    p.add_argument("--retries", type=int, default=2)
+    p.add_argument("--duration", type=float, default=60.0)
+    p.add_argument("--rate", type=float, default=0.0, help="new clients per second (0: as fast "
+                   "as the window allows)")
+    p.add_argument("--renew", help="JSON {mac: ip} from an earlier run: renew those instead")
+    p.add_argument("--out", help="write the result as JSON here")
+    a = p.parse_args(argv)
+    renew = None
+    if a.renew:
+        with open(a.renew) as f:
+            prev = json.load(f)["acks"]
+        renew = {bytes.fromhex(m.replace(":", "")): socket.inet_aton(ip) for m, ip in prev.items()}
+        macs = list(renew)
+    else:
+        macs = macs_for(a.clients, a.seed)
+    res = run(a.relay, a.server, macs, a.window, a.timeout, a.duration, renew, a.retries,
+              a.rate)
+    lat = sorted(res.latencies_ms)
+    summary = {
+        "clients": len(macs), "acked": len(res.acks), "naks": res.naks,
+        "timeouts": res.timeouts, "elapsed_s": round(res.elapsed, 3),
+        "rate_per_s": round(len(res.acks) / res.elapsed, 1) if res.elapsed else 0,
+        "p50_ms": round(lat[len(lat) // 2], 3) if lat else None,
+        "p99_ms": round(lat[int(len(lat) * 0.99)], 3) if lat else None,
+    }
+    if a.out:
+        tmp = a.out + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"summary": summary, "acks": res.acks}, f)
+        os.replace(tmp, a.out)
+    print(json.dumps(summary), file=sys.stdout, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
