@@ -1,0 +1,95 @@
+"""kill -9 of the server under load, then restart: every ACKed lease is still its client's.
+
+A relay-playing load generator (appliance.testing.dhcpload) records every ACK it got.
+After the crash and restart: the durable store holds each of those bindings, a renewal
+of each gets the same address, and a crowd of new clients never gets one of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from appliance.testing.netns import Topology, wait_for
+from appliance.testing.trees import standalone_tree
+
+pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+
+ROOT = Path(__file__).resolve().parents[2]
+PY = str(ROOT / ".venv/bin/python")
+CLI = str(ROOT / ".venv/bin/dhcp-hotbackup")
+LOAD_NET = "198.18.0.0/16"  # RFC 2544 benchmarking range: room for thousands of clients
+
+
+def _stat(run: Path, name: str) -> int:
+    try:
+        return int((run / "stats" / name).read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def _load(t, ns, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return t.run(ns, [PY, "-m", "appliance.testing.dhcpload", "--relay", "198.18.0.1",
+                      "--server", "192.0.2.2", "--out", str(out), *args],
+                 timeout=120, cwd=str(ROOT))
+
+
+def test_kill9_under_load_loses_no_acked_lease(tmp_path):
+    etc = standalone_tree(tmp_path, extra={
+        "pools/load/subnet": LOAD_NET, "pools/load/range": "198.18.1.0-198.18.255.254"})
+    run = tmp_path / "run"
+    with Topology() as t:
+        lan = t.lan()
+        srv = t.host("srv")
+        t.attach(srv, lan, "eth1", "192.0.2.2/24")
+        rel = t.host("rel")
+        t.attach(rel, lan, "eth0", "192.0.2.3/24")
+        t.addr(rel, "eth0", "198.18.0.1/16")
+        t.run(srv, ["ip", "route", "add", LOAD_NET, "via", "192.0.2.3"])
+
+        def start():
+            log = open(tmp_path / "daemon.log", "ab")  # noqa: SIM115
+            p = t.popen(srv, [CLI, "run", "--config", str(etc)], stdout=log, stderr=log)
+            wait_for(lambda: (run / "role").exists() and (run / "pid").read_text().strip()
+                     == str(p.pid), 15, what="daemon start")
+            return p
+
+        daemon = start()
+        acks = tmp_path / "acks.json"
+        load = t.popen(rel, [PY, "-m", "appliance.testing.dhcpload", "--relay", "198.18.0.1",
+                             "--server", "192.0.2.2", "--clients", "30000", "--window", "64",
+                             "--rate", "2500", "--duration", "6", "--timeout", "0.5",
+                             "--retries", "1", "--out", str(acks)], cwd=str(ROOT))
+        wait_for(lambda: _stat(run, "ack") >= 1500, 20, what="1500 ACKs under load")
+        t.kill9(daemon)
+        assert load.wait(60) == 0
+        acked = json.loads(acks.read_text())["acks"]
+        assert len(acked) >= 1500
+
+        daemon = start()
+        store = json.loads(subprocess.run(
+            [CLI, "leases", "--json", "--config", str(etc)], capture_output=True, text=True,
+            check=True).stdout)
+        bound = {x["mac"]: x["ip"] for x in store}
+        missing = {m: ip for m, ip in acked.items() if bound.get(m) != ip}
+        assert not missing, f"{len(missing)} ACKed leases lost, e.g. {list(missing.items())[:3]}"
+
+        # Each client renews (REQUEST with ciaddr): same address, no NAK.
+        renewed = tmp_path / "renewed.json"
+        r = _load(t, rel, renewed, "--renew", str(acks), "--window", "128")
+        summary = json.loads(r.stdout.strip().splitlines()[-1])
+        assert summary["naks"] == 0
+        assert json.loads(renewed.read_text())["acks"] == acked
+
+        # New clients never get an address that a surviving client holds.
+        fresh = tmp_path / "fresh.json"
+        _load(t, rel, fresh, "--clients", "2000", "--seed", "7", "--window", "128")
+        new = json.loads(fresh.read_text())["acks"]
+        assert len(new) == 2000
+        assert not set(new.values()) & set(acked.values())
+        assert len(set(new.values())) == len(new)
+        t.stop(daemon)
