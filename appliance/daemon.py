@@ -94,10 +94,7 @@ class Daemon:
         self.allocator = Allocator(self.pools, self.table)
         self.journal = Journal(cfg.node.state_dir)
         t0 = time.monotonic()
-        n = 0
-        for lease in self.journal.replay():
-            self.table.load(lease)
-            n += 1
+        n = self.journal.replay(self.table.load)
         now = time.time()
         log.info("D001 lease store %s: %d records replayed in %.2fs, %d leases, %d active",
                  cfg.node.state_dir, n, time.monotonic() - t0, len(self.table),

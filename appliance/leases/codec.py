@@ -28,6 +28,15 @@ class LeaseDecodeError(ValueError):
     pass
 
 
+_SHARED: dict[str, str] = {}
+
+
+def _shared(s: str) -> str:
+    if len(_SHARED) > 10000:  # names are few; a flood of distinct ones is not cached
+        return s
+    return _SHARED.setdefault(s, s)
+
+
 def _short(b: bytes, what: str) -> bytes:
     if len(b) > 255:
         raise ValueError(f"lease {what} longer than 255 bytes")
@@ -86,8 +95,9 @@ def decode_lease(buf: bytes | memoryview) -> Lease:
 
     mac = take()
     try:
-        pool = take().decode()
-        origin = take().decode()
+        # Pool and origin names repeat on every lease: share one string object each.
+        pool = _shared(take().decode())
+        origin = _shared(take().decode())
     except UnicodeDecodeError as e:
         raise LeaseDecodeError("lease pool or origin is not UTF-8") from e
     client_id = take() if flags & _F_CLIENT_ID else None

@@ -20,7 +20,7 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from appliance.leases.codec import LeaseDecodeError, decode_lease, encode_lease
@@ -43,26 +43,47 @@ def frame(lease: Lease) -> bytes:
 
 def read_records(path: Path) -> tuple[list[Lease], int, int]:
     """(leases, good_bytes, total_bytes) of one file; stops at the first bad record."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return [], 0, 0
     out: list[Lease] = []
-    pos, n = 0, len(data)
-    while pos + _REC.size <= n:
-        ln, crc = _REC.unpack_from(data, pos)
-        end = pos + _REC.size + ln
-        if ln > _MAX_RECORD or end > n:
-            break
-        body = data[pos + _REC.size : end]
-        if zlib.crc32(body) != crc:
-            break
-        try:
-            out.append(decode_lease(body))
-        except LeaseDecodeError:
-            break
-        pos = end
-    return out, pos, n
+    good, total = scan_records(path, out.append)
+    return out, good, total
+
+
+def scan_records(path: Path, sink: Callable[[Lease], None],
+                 chunk: int = 1 << 20) -> tuple[int, int]:
+    """Feed each good record of `path` to `sink`, reading in chunks (a million-lease
+    snapshot is never held in memory whole). Returns (good_bytes, total_bytes)."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        return 0, 0
+    with f:
+        total = os.fstat(f.fileno()).st_size
+        buf = b""
+        good = 0  # bytes of good records before buf
+        while True:
+            more = f.read(chunk)
+            buf += more
+            pos, n = 0, len(buf)
+            while pos + _REC.size <= n:
+                ln, crc = _REC.unpack_from(buf, pos)
+                end = pos + _REC.size + ln
+                if ln > _MAX_RECORD:
+                    return good + pos, total
+                if end > n:
+                    break
+                body = buf[pos + _REC.size : end]
+                if zlib.crc32(body) != crc:
+                    return good + pos, total
+                try:
+                    lease = decode_lease(body)
+                except LeaseDecodeError:
+                    return good + pos, total
+                sink(lease)
+                pos = end
+            good += pos
+            buf = buf[pos:]
+            if not more:
+                return good, total
 
 
 class Journal:
@@ -86,10 +107,19 @@ class Journal:
         self._compactor: threading.Thread | None = None
 
     # -- start-up ----------------------------------------------------------------------
-    def replay(self) -> Iterator[Lease]:
-        """Every stored lease change, oldest first. Cuts a torn tail off the journal."""
+    def replay(self, sink: Callable[[Lease], None]) -> int:
+        """Feed every stored lease change to `sink`, oldest first; returns the count.
+        Cuts a torn tail off a file (nothing after it was ever acknowledged)."""
+        count = 0
+
+        def counting(lease: Lease) -> None:
+            nonlocal count
+            count += 1
+            sink(lease)
+
         for p in (self.snap, self.old, self.path):
-            leases, good, total = read_records(p)
+            before = count
+            good, total = scan_records(p, counting)
             if good != total:
                 self.torn_bytes += total - good
                 log.warning("J001 %s: %d bytes after offset %d are a torn or corrupt record; "
@@ -98,9 +128,9 @@ class Journal:
                     f.truncate(good)
                     os.fsync(f.fileno())
             if p is not self.snap:
-                self.records_since_snapshot += len(leases)
-            yield from leases
+                self.records_since_snapshot += count - before
         self._open()
+        return count
 
     def _open(self) -> None:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -202,7 +232,9 @@ def read_store(state_dir: str | os.PathLike[str]) -> dict[int, Lease]:
     What `dhcp-hotbackup leases` shows, whether or not the daemon runs."""
     d = Path(state_dir)
     out: dict[int, Lease] = {}
+    def keep(lease: Lease) -> None:
+        out[lease.ip] = lease
+
     for p in (d / "leases.snap", d / "leases.journal.old", d / "leases.journal"):
-        for lease in read_records(p)[0]:
-            out[lease.ip] = lease
+        scan_records(p, keep)
     return out

@@ -7,13 +7,14 @@ the peer. Reclamation is driven by `now`, passed in.
 Theory of operation: `by_ip` holds the latest lease for each address whatever its
 state; `by_key` the latest lease of each client (RFC 2131 §4.3.1 prefers giving a
 client its previous address). Freed addresses are reported to the allocator through
-`on_free` so it never scans a pool. Expiry uses a heap with lazy deletion: an entry is
-acted on only if it still describes the current lease.
+`on_free` so it never scans a pool. Expiry uses a wheel of one-second buckets (address
+lists keyed by the second a lease ends; lighter than a heap of tuples at a million
+leases) with lazy deletion: an entry is acted on only if the current lease of that
+address is still due.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
@@ -25,7 +26,8 @@ class LeaseTable:
         self.origin = origin
         self.by_ip: dict[int, Lease] = {}
         self.by_key: dict[bytes, Lease] = {}
-        self._heap: list[tuple[float, int]] = []
+        self._wheel: dict[int, list[int]] = {}
+        self._cursor: int | None = None  # first second not yet reclaimed
         self.last_seq = 0
         self.on_free: Callable[[int], None] = lambda ip: None
         self.on_hold: Callable[[int], None] = lambda ip: None
@@ -101,30 +103,51 @@ class LeaseTable:
         if lease.state == LeaseState.BOUND:
             self.bound += 1
         if lease.state in HOLDING_STATES:
-            heapq.heappush(self._heap, (lease.expires, lease.ip))
+            sec = int(lease.expires) if lease.expires < 1e15 else 10**15
+            if self._cursor is not None and sec < self._cursor:
+                sec = self._cursor
+            bucket = self._wheel.get(sec)
+            if bucket is None:
+                self._wheel[sec] = [lease.ip]
+            else:
+                bucket.append(lease.ip)
             self.on_hold(lease.ip)
         else:
             self.on_free(lease.ip)
 
-    def next_expiry(self) -> float | None:
-        return self._heap[0][0] if self._heap else None
-
     def reclaim(self, now: float, limit: int = 10000) -> list[Lease]:
         """Expire what is due (at most `limit`, to bound the work per call). Returns the
-        EXPIRED leases that must be journaled; lapsed offers are dropped silently."""
+        EXPIRED leases that must be journaled; lapsed offers are dropped silently.
+        A lease is reclaimed within a second after it ends."""
         out: list[Lease] = []
-        heap = self._heap
-        while heap and heap[0][0] <= now and len(out) < limit:
-            expires, ip = heapq.heappop(heap)
-            lease = self.by_ip.get(ip)
-            if lease is None or lease.expires != expires or lease.state not in HOLDING_STATES:
-                continue  # stale heap entry
-            if lease.state == LeaseState.OFFERED:
-                # An offer nobody took: forget it (RFC 2131 §4.3.1 lets the server reuse it).
-                del self.by_ip[ip]
-                if self.by_key.get(lease.key) is lease:
-                    del self.by_key[lease.key]
-                self.on_free(ip)
-                continue
-            out.append(self.commit(replace(lease, state=LeaseState.EXPIRED)))
+        wheel = self._wheel
+        end = int(now)
+        if self._cursor is None:
+            self._cursor = min(wheel, default=end)
+        if end - self._cursor > len(wheel):
+            due = sorted(k for k in wheel if k < end)  # a long gap: jump, don't walk it
+        else:
+            due = [k for k in range(self._cursor, end) if k in wheel]
+        for sec in due:
+            bucket = wheel.pop(sec)
+            while bucket:
+                if len(out) >= limit:
+                    wheel[sec] = bucket
+                    self._cursor = sec
+                    return out
+                self._expire(bucket.pop(), now, out)
+        self._cursor = max(self._cursor, end)
         return out
+
+    def _expire(self, ip: int, now: float, out: list[Lease]) -> None:
+        lease = self.by_ip.get(ip)
+        if lease is None or lease.state not in HOLDING_STATES or lease.expires > now:
+            return  # stale entry: the address was renewed, released or reused
+        if lease.state == LeaseState.OFFERED:
+            # An offer nobody took: forget it (RFC 2131 §4.3.1 lets the server reuse it).
+            del self.by_ip[ip]
+            if self.by_key.get(lease.key) is lease:
+                del self.by_key[lease.key]
+            self.on_free(ip)
+            return
+        out.append(self.commit(replace(lease, state=LeaseState.EXPIRED)))

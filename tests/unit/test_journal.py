@@ -12,6 +12,12 @@ from appliance.leases.model import Lease, LeaseState
 T0 = 1_700_000_000.0
 
 
+def _collect(j: Journal) -> list[Lease]:
+    out: list[Lease] = []
+    j.replay(out.append)
+    return out
+
+
 def lease(i: int, state=LeaseState.BOUND, seq=0) -> Lease:
     return Lease(ip=0xC0000200 + i, mac=bytes([2, 0, 0, 0, 0, i]), client_id=None,
                  state=state, start=T0, expires=T0 + 600, pool="lan", seq=seq,
@@ -20,26 +26,26 @@ def lease(i: int, state=LeaseState.BOUND, seq=0) -> Lease:
 
 def test_replay_returns_what_was_synced(tmp_path):
     j = Journal(tmp_path)
-    assert list(j.replay()) == []
+    assert _collect(j) == []
     batch = [lease(i, seq=i + 1) for i in range(10)]
     j.append(batch)
     j.sync()
     j.close()
     j2 = Journal(tmp_path)
-    assert list(j2.replay()) == batch
+    assert _collect(j2) == batch
     j2.close()
 
 
 def test_torn_tail_is_cut_and_earlier_records_kept(tmp_path):
     j = Journal(tmp_path)
-    list(j.replay())
+    j.replay(lambda x: None)
     j.append([lease(1, seq=1), lease(2, seq=2)])
     j.sync()
     j.close()
     with open(tmp_path / "leases.journal", "ab") as f:
         f.write(b"\x00\x00\x00\x40garbage")  # a record cut short by kill -9
     j2 = Journal(tmp_path)
-    got = list(j2.replay())
+    got = _collect(j2)
     assert [x.seq for x in got] == [1, 2] and j2.torn_bytes == 11
     j2.append([lease(3, seq=3)])
     j2.sync()
@@ -49,7 +55,7 @@ def test_torn_tail_is_cut_and_earlier_records_kept(tmp_path):
 
 def test_corrupt_record_stops_replay_of_that_file(tmp_path):
     j = Journal(tmp_path)
-    list(j.replay())
+    j.replay(lambda x: None)
     j.append([lease(1, seq=1), lease(2, seq=2)])
     j.sync()
     j.close()
@@ -57,14 +63,14 @@ def test_corrupt_record_stops_replay_of_that_file(tmp_path):
     data[-3] ^= 0xFF
     (tmp_path / "leases.journal").write_bytes(bytes(data))
     j2 = Journal(tmp_path)
-    assert [x.seq for x in j2.replay()] == [1]
+    assert [x.seq for x in _collect(j2)] == [1]
     j2.close()
 
 
 @pytest.mark.parametrize("background", [False, True])
 def test_compaction_keeps_the_last_state_of_every_address(tmp_path, background):
     j = Journal(tmp_path)
-    list(j.replay())
+    j.replay(lambda x: None)
     j.append([lease(i, seq=i + 1) for i in range(5)])
     j.append([lease(1, LeaseState.RELEASED, seq=6)])
     j.sync()
@@ -82,14 +88,14 @@ def test_compaction_keeps_the_last_state_of_every_address(tmp_path, background):
 
 def test_interrupted_compaction_loses_nothing(tmp_path):
     j = Journal(tmp_path)
-    list(j.replay())
+    j.replay(lambda x: None)
     j.append([lease(1, seq=1)])
     j.sync()
     j.close()
     # As if the daemon died after rotating the journal, before the snapshot was renamed.
     os.rename(tmp_path / "leases.journal", tmp_path / "leases.journal.old")
     j2 = Journal(tmp_path)
-    assert [x.seq for x in j2.replay()] == [1]
+    assert [x.seq for x in _collect(j2)] == [1]
     j2.close()
 
 
