@@ -66,7 +66,7 @@ def _request(c: Client, relay: bytes, mtype: int, xid: int) -> bytes:
 
 def run(relay: str, server: str, macs: list[bytes], window: int, timeout: float,
         duration: float, renew: dict[bytes, bytes] | None = None, retries: int = 2,
-        rate: float = 0.0) -> Result:
+        rate: float = 0.0, linger: float = 1.0) -> Result:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
@@ -75,7 +75,10 @@ def run(relay: str, server: str, macs: list[bytes], window: int, timeout: float,
     relay_b = socket.inet_aton(relay)
     dest = (server, 67)
     todo = list(reversed(macs))
-    by_xid: dict[int, Client] = {}
+    by_xid: dict[int, Client] = {}  # exchanges in flight, by their latest xid
+    # Every xid ever sent: a late answer to a retransmitted request still counts (the
+    # server did commit that lease, so the client must be seen to have its ACK).
+    known: dict[int, Client] = {}
     res = Result(started=time.time())
     t0 = time.monotonic()
     deadline = t0 + duration
@@ -84,6 +87,7 @@ def run(relay: str, server: str, macs: list[bytes], window: int, timeout: float,
     def send(c: Client) -> None:
         c.xid = random.getrandbits(32)
         by_xid[c.xid] = c
+        known[c.xid] = c
         if c.phase == "discover":
             mt = MessageType.DISCOVER
         else:
@@ -118,10 +122,13 @@ def run(relay: str, server: str, macs: list[bytes], window: int, timeout: float,
                     m = DhcpMessage.decode(data)
                 except DecodeError:
                     continue
-                c = by_xid.pop(m.xid, None)
+                c = known.get(m.xid)
                 if c is None:
                     continue
+                by_xid.pop(c.xid, None)
                 mt = m.message_type
+                if mt == MessageType.ACK and c.phase == "done":
+                    continue
                 if mt == MessageType.OFFER and c.phase == "discover":
                     c.phase, c.offered, c.tries = "request", m.yiaddr, 0
                     c.server_id = m.options.get(Opt.SERVER_ID, ZERO)  # type: ignore[attr-defined]
@@ -129,8 +136,12 @@ def run(relay: str, server: str, macs: list[bytes], window: int, timeout: float,
                 elif mt == MessageType.ACK:
                     res.latencies_ms.append((time.monotonic() - c.sent_at) * 1000)
                     res.acks[c.mac.hex(":")] = socket.inet_ntoa(m.yiaddr)
+                    c.phase = "done"
+                elif mt == MessageType.OFFER:
+                    continue  # a late OFFER for a client that has moved on
                 elif mt == MessageType.NAK:
                     res.naks += 1
+                    c.phase = "done"
         # Retransmit or give up on exchanges that timed out.
         now = time.monotonic()
         for xid, c in list(by_xid.items()):
@@ -142,6 +153,21 @@ def run(relay: str, server: str, macs: list[bytes], window: int, timeout: float,
                 else:
                     res.timeouts += 1
     res.elapsed = time.monotonic() - t0
+    # Linger: answers still on their way (a server catching up) are recorded, not lost.
+    end = time.monotonic() + linger
+    while time.monotonic() < end:
+        r, _, _ = select.select([sock], [], [], 0.05)
+        if not r:
+            continue
+        try:
+            data = sock.recv(4096)
+            m = DhcpMessage.decode(data)
+        except (BlockingIOError, DecodeError):
+            continue
+        c = known.get(m.xid)
+        if c is not None and m.message_type == MessageType.ACK and c.phase != "done":
+            res.acks[c.mac.hex(":")] = socket.inet_ntoa(m.yiaddr)
+            c.phase = "done"
     sock.close()
     return res
 
@@ -162,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=60.0)
     p.add_argument("--rate", type=float, default=0.0, help="new clients per second (0: as fast "
                    "as the window allows)")
+    p.add_argument("--linger", type=float, default=1.0,
+                   help="after the run, keep recording late answers this long")
     p.add_argument("--renew", help="JSON {mac: ip} from an earlier run: renew those instead")
     p.add_argument("--out", help="write the result as JSON here")
     a = p.parse_args(argv)
@@ -174,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         macs = macs_for(a.clients, a.seed)
     res = run(a.relay, a.server, macs, a.window, a.timeout, a.duration, renew, a.retries,
-              a.rate)
+              a.rate, a.linger)
     lat = sorted(res.latencies_ms)
     summary = {
         "clients": len(macs), "acked": len(res.acks), "naks": res.naks,
