@@ -111,3 +111,15 @@ def test_check_config_command(tmp_path, capsys):
         main(["check-config", "--config", str(etc)])
     assert e.value.code == 2
     assert "lease_time: '5': must be an integer in 10..31536000" in capsys.readouterr().err
+
+
+def test_docs_config_md_matches_the_schema():
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("gen", root / "scripts/gen_config_doc.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert (root / "docs/config.md").read_text() == gen.render(), \
+        "docs/config.md is stale: run .venv/bin/python scripts/gen_config_doc.py"
