@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from appliance.testing.kea import kea_config, start_kea  # noqa: E402
-from appliance.testing.netns import Topology, wait_for  # noqa: E402
-from appliance.testing.trees import standalone_tree  # noqa: E402
+from appliance.testing.kea import kea_config, start_kea
+from appliance.testing.netns import Topology, wait_for
+from appliance.testing.trees import standalone_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv/bin/python")
@@ -49,7 +49,7 @@ def start_ours(t: Topology, srv, work: Path):
     etc = standalone_tree(work, extra={
         "pools/bench/subnet": SUBNET, "pools/bench/range": POOL,
         "pools/bench/lease_time": "3600"})
-    log = open(work / "daemon.log", "wb")  # noqa: SIM115
+    log = open(work / "daemon.log", "wb")
     p = t.popen(srv, [CLI, "run", "--config", str(etc)], stdout=log, stderr=log)
     wait_for(lambda: (work / "run" / "role").exists(), 15, what="our daemon")
     return p
@@ -155,8 +155,8 @@ def main() -> int:
     print(f"{'server':8} {'DORA/s <1% loss':>16} {'REQ->ACK p50 ms':>16} {'p99 ms':>8}")
     for name, r in out.items():
         lat = r["latency"]
-        print(f"{name:8} {r['best']['dora_s']:>16} {str(lat.get('p50_ms')):>16} "
-              f"{str(lat.get('p99_ms')):>8}")
+        print(f"{name:8} {r['best']['dora_s']:>16} {lat.get('p50_ms')!s:>16} "
+              f"{lat.get('p99_ms')!s:>8}")
     if "ours" in out and "kea" in out and out["kea"]["best"]["dora_s"]:
         ratio = out["ours"]["best"]["dora_s"] / out["kea"]["best"]["dora_s"]
         print(f"ratio ours/kea (DORA/s): {ratio:.2f}")

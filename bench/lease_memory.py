@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from appliance.leases.journal import Journal  # noqa: E402
-from appliance.leases.model import Lease, LeaseState  # noqa: E402
-from appliance.testing.kea import kea_config, start_kea  # noqa: E402
-from appliance.testing.netns import Topology, wait_for  # noqa: E402
-from appliance.testing.trees import standalone_tree  # noqa: E402
+from appliance.leases.journal import Journal
+from appliance.leases.model import Lease, LeaseState
+from appliance.testing.kea import kea_config, start_kea
+from appliance.testing.netns import Topology, wait_for
+from appliance.testing.trees import standalone_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(ROOT / ".venv/bin/dhcp-hotbackup")
@@ -57,7 +57,7 @@ def ours(n: int, work: Path) -> float:
         ns = t.host("srv")
         t.veth(ns, "eth1", ns, "peer1")
         t.addr(ns, "eth1", "192.0.2.2/24")
-        log = open(work / "daemon.log", "wb")  # noqa: SIM115
+        log = open(work / "daemon.log", "wb")
         p = t.popen(ns, [CLI, "run", "--config", str(etc)], stdout=log, stderr=log)
         wait_for(lambda: (work / "run/role").exists(), 600, what="daemon start")
         time.sleep(1.5)  # let the start-up compaction thread settle

@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from appliance.config.schema import KEYS  # noqa: E402
+from appliance.config.schema import KEYS
 
 HEAD = """# Config tree reference
 

@@ -6,6 +6,7 @@ before giving up, so that an operator fixes a broken tree in one round.
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import stat
@@ -257,9 +258,11 @@ def _pool(r: _Reader, name: str) -> PoolConfig | None:
                 r.fail(f"{base}/range", f"{lo}-{hi}",
                        "range must not include the network or broadcast address")
                 return None
-    for m, ip in res:
-        if any(lo <= ip <= hi for lo, hi in rng) and sum(1 for _, x in res if x == ip) > 1:
+    seen: set[IPv4Address] = set()
+    for _mac, ip in res:
+        if ip in seen:
             r.fail(f"{base}/reservations", str(ip), "two MACs reserve the same address")
+        seen.add(ip)
     return PoolConfig(name=name, subnet=subnet, ranges=rng, router=router, dns=dns,
                       domain=dom, lease_time=lt, reservations=tuple(res))
 
@@ -270,7 +273,7 @@ def _check_pools(r: _Reader, pools: list[PoolConfig]) -> None:
         for lo, hi in p.ranges:
             spans.append((int(lo), int(hi), p.name))
     spans.sort()
-    for (_a_lo, a_hi, a_name), (b_lo, b_hi, b_name) in zip(spans, spans[1:], strict=False):
+    for (_a_lo, a_hi, a_name), (b_lo, b_hi, b_name) in itertools.pairwise(spans):
         if b_lo <= a_hi:
             r.fail(f"pools/{b_name}/range", f"{IPv4Address(b_lo)}-{IPv4Address(b_hi)}",
                    f"overlaps a range of pools/{a_name}")

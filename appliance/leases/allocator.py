@@ -89,7 +89,7 @@ class Allocator:
         reserved = pf.pool.reserved_ips
         by_ip = self.table.by_ip
         while cur[0] < len(ranges):
-            lo, hi = ranges[cur[0]]
+            _lo, hi = ranges[cur[0]]
             ip = cur[1]
             while ip <= hi:
                 if ip not in reserved and ip not in by_ip:

@@ -53,7 +53,7 @@ def scan_records(path: Path, sink: Callable[[Lease], None],
     """Feed each good record of `path` to `sink`, reading in chunks (a million-lease
     snapshot is never held in memory whole). Returns (good_bytes, total_bytes)."""
     try:
-        f = open(path, "rb")  # noqa: SIM115
+        f = open(path, "rb")
     except FileNotFoundError:
         return 0, 0
     with f:

@@ -81,7 +81,7 @@ def main() -> int:
             t.attach(c3, lan2, "eth0")
             say("namespaces built: lan bridge, deviceA, relay (dhcrelay -a), 3 client hosts")
 
-            log = open(work / "deviceA.log", "wb")  # noqa: SIM115
+            log = open(work / "deviceA.log", "wb")
             daemon = t.popen(dev, [CLI, "run", "--config", str(etc)], stdout=log, stderr=log)
             wait_for(lambda: (work / "run/role").exists(), 15, what="deviceA to start")
             say(f"deviceA started (pid {daemon.pid}): role "
@@ -118,7 +118,7 @@ def main() -> int:
 
             t.kill9(daemon)
             say("deviceA killed with kill -9")
-            log = open(work / "deviceA.log", "ab")  # noqa: SIM115
+            log = open(work / "deviceA.log", "ab")
             daemon = t.popen(dev, [CLI, "run", "--config", str(etc)], stdout=log, stderr=log)
             wait_for(lambda: (work / "run/pid").read_text().strip() == str(daemon.pid), 15,
                      what="deviceA restart")

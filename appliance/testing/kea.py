@@ -38,5 +38,5 @@ def start_kea(t: Topology, ns: Netns, workdir: Path, config: dict) -> subprocess
     conf = workdir / "kea-dhcp4.conf"
     conf.write_text(json.dumps(config, indent=1))
     env = dict(os.environ, KEA_PIDFILE_DIR=str(workdir), KEA_LOCKFILE_DIR=str(workdir))
-    out = open(workdir / "kea.stdout", "wb")  # noqa: SIM115 - owned by the process
+    out = open(workdir / "kea.stdout", "wb")
     return t.popen(ns, ["kea-dhcp4", "-c", str(conf)], env=env, stdout=out, stderr=out)

@@ -52,7 +52,7 @@ def test_kill9_under_load_loses_no_acked_lease(tmp_path):
         t.run(srv, ["ip", "route", "add", LOAD_NET, "via", "192.0.2.3"])
 
         def start():
-            log = open(tmp_path / "daemon.log", "ab")  # noqa: SIM115
+            log = open(tmp_path / "daemon.log", "ab")
             p = t.popen(srv, [CLI, "run", "--config", str(etc)], stdout=log, stderr=log)
             wait_for(lambda: (run / "role").exists() and (run / "pid").read_text().strip()
                      == str(p.pid), 15, what="daemon start")

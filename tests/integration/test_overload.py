@@ -43,7 +43,7 @@ def test_backlog_is_shed_and_store_matches_acks(tmp_path):
         t.attach(rel, lan, "eth0", "192.0.2.3/24")
         t.addr(rel, "eth0", "198.18.0.1/16")
         t.run(srv, ["ip", "route", "add", LOAD_NET, "via", "192.0.2.3"])
-        log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115
+        log = open(tmp_path / "daemon.log", "wb")
         daemon = t.popen(srv, [CLI, "run", "--config", str(etc)], stdout=log, stderr=log)
         wait_for(lambda: (run / "role").exists(), 15, what="daemon start")
 
