@@ -17,6 +17,7 @@ import socket
 import struct
 
 from appliance.dhcp.enums import CLIENT_PORT, SERVER_PORT
+from appliance.dhcp.message import MAX_MESSAGE_LEN
 from appliance.dhcp.server import Dest
 from appliance.wire.udp import ipv4_udp_packet
 
@@ -29,6 +30,7 @@ ETH_P_IP = 0x0800
 SIOCGIFADDR = 0x8915
 SIOCGIFHWADDR = 0x8927
 _TS = struct.Struct("@qq")
+_RECV_SIZE = MAX_MESSAGE_LEN + 1
 _ANC = socket.CMSG_SPACE(_TS.size)
 
 
@@ -103,7 +105,10 @@ class DhcpTransport:
         unpack = _TS.unpack
         for _ in range(limit):
             try:
-                data, anc, _flags, addr = recvmsg(4096, _ANC)
+                # One byte more than the largest message we accept: a longer datagram
+                # arrives cut to MAX_MESSAGE_LEN + 1 and decode() refuses it as oversized
+                # instead of parsing a silently truncated copy.
+                data, anc, _flags, addr = recvmsg(_RECV_SIZE, _ANC)
             except (BlockingIOError, InterruptedError):
                 break
             ts = 0.0

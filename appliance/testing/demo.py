@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from appliance.testing.clients import Dhclient, Dhcrelay, Udhcpc
 from appliance.testing.netns import Netns, Topology, wait_for
 from appliance.testing.trees import standalone_tree
 
@@ -53,11 +54,11 @@ def main() -> int:
         print("make demo needs root (network namespaces)", file=sys.stderr)
         return 1
     work = Path(tempfile.mkdtemp(prefix="dhcp-hotbackup-demo-"))
-    etc = standalone_tree(work, name="deviceA", lease_time=20, extra={
+    etc = standalone_tree(work, name="deviceA", lease_time=10, extra={
         "pools/relayed/subnet": "203.0.113.0/24",
         "pools/relayed/range": "203.0.113.100-203.0.113.199",
         "pools/relayed/router": "203.0.113.1",
-        "pools/relayed/lease_time": "20",
+        "pools/relayed/lease_time": "10",
     })
     print("dhcp-hotbackup demo: one device (DeviceA) serving real clients in namespaces")
     print(f"  config tree {etc} (state and runtime tree beside it)\n")
@@ -86,24 +87,17 @@ def main() -> int:
             wait_for(lambda: (work / "run/role").exists(), 15, what="deviceA to start")
             say(f"deviceA started (pid {daemon.pid}): role "
                 f"{(work / 'run/role').read_text().strip()}")
-            t.popen(relay, ["dhcrelay", "-d", "-4", "-a", "-id", "down0", "-iu", "up0",
-                            "192.0.2.2"])
+            Dhcrelay(t, relay, "up0", "down0", "192.0.2.2", work / "relay").start()
             say("dhcrelay -a started in the relay namespace")
 
-            script = work / "udhcpc.sh"
-            script.write_text("#!/bin/sh\ncase \"$1\" in bound|renew) ip addr replace "
-                              "\"$ip/${mask:-24}\" dev \"$interface\";; esac\n")
-            script.chmod(0o755)
-            t.run(c1, ["dhclient", "-1", "-sf", "/sbin/dhclient-script", "-lf",
-                       str(work / "c1.leases"), "-pf", str(work / "c1.pid"), "eth0"],
-                  timeout=60)
+            # Clients run in the foreground with scripts that only set the address.
+            Dhclient(t, c1, "eth0", work / "c1", hostname="laptop").start() \
+                .wait_event("BOUND")
             say(f"dhclient bound {addr_of(t, c1, 'eth0')}")
-            t.popen(c2, ["udhcpc", "-f", "-i", "eth0", "-s", str(script), "-t", "5"])
-            wait_for(lambda: addr_of(t, c2, "eth0") != "-", 30, what="udhcpc lease")
+            Udhcpc(t, c2, "eth0", work / "c2").start().wait_event("bound")
             say(f"udhcpc bound {addr_of(t, c2, 'eth0')}")
-            t.run(c3, ["dhclient", "-1", "-sf", "/sbin/dhclient-script", "-lf",
-                       str(work / "c3.leases"), "-pf", str(work / "c3.pid"), "eth0"],
-                  timeout=60)
+            Dhclient(t, c3, "eth0", work / "c3", hostname="relayed-pc").start() \
+                .wait_event("BOUND")
             say(f"relayed dhclient bound {addr_of(t, c3, 'eth0')} (through dhcrelay, "
                 "Option 82 added)")
 
@@ -114,7 +108,7 @@ def main() -> int:
                       (("dhclient", c1), ("udhcpc", c2), ("relayed", c3))}
             starts = lease_starts(etc)
             wait_for(lambda: renewed(etc, starts), 40, interval=0.2, what="renewals at T1")
-            say("all three renewed at T1 (lease 20 s, T1 10 s): REQUESTs ACKed, same addresses")
+            say("all three renewed at T1 (lease 10 s, T1 5 s): REQUESTs ACKed, same addresses")
 
             t.kill9(daemon)
             say("deviceA killed with kill -9")

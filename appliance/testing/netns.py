@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 _counter = itertools.count()
 
@@ -59,11 +61,18 @@ class Topology:
         self.procs.clear()
         for ns in reversed(self.namespaces):
             _ip("netns", "del", ns.name, check=False)
+            shutil.rmtree(Path("/etc/netns") / ns.name, ignore_errors=True)
         self.namespaces.clear()
 
     # -- building --------------------------------------------------------------------
     def host(self, name: str) -> Netns:
         ns = Netns(f"{self.prefix}-{name}")
+        # `ip netns exec` binds /etc/netns/<ns>/* over /etc: a client script that rewrites
+        # resolv.conf (Debian's dhclient-script does) then writes this copy, never the
+        # host's own.
+        etc = Path("/etc/netns") / ns.name
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "resolv.conf").write_text("# test namespace\n")
         _ip("netns", "add", ns.name)
         self.namespaces.append(ns)
         self.run(ns, ["ip", "link", "set", "lo", "up"])
@@ -159,3 +168,45 @@ def wait_for(pred, timeout: float = 10.0, interval: float = 0.05, what: str = "c
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+# -- entering a namespace from this process (appended for the datapath tests) --------
+import contextlib  # noqa: E402 - appended section keeps the file's head unchanged
+from collections.abc import Iterator  # noqa: E402
+
+_CLONE_NEWNET = 0x40000000  # include/uapi/linux/sched.h
+
+
+def _setns(fd: int) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+@contextlib.contextmanager
+def inside(ns: Netns | str) -> Iterator[None]:
+    """Run a block with this thread in namespace `ns` (setns(2)), then return to the
+    namespace it was in, even on error. Sockets, interface lookups and XDP attach
+    calls made inside the block act in `ns`; sockets keep that namespace after it.
+
+        with inside(srv):
+            dp = Datapath.open("eth1", cfg)
+            sock = socket.socket(...); sock.bind(("", 67))
+
+    Only the calling thread moves, so use it from the test's own thread."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+        try:
+            _setns(target)
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(home)
