@@ -342,7 +342,7 @@ class DhcpServer:
         # RFC 2131 §3.4: no lease time, no yiaddr; sent to ciaddr.
         r = self._reply(msg, MessageType.ACK, pool, 0, None)
         dest, dip = self._dest(msg, r)
-        return Decision("inform", r, dest, dip)
+        return Decision("ack", r, dest, dip)
 
 
 def describe(ip: int) -> str:
