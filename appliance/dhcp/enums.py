@@ -1,0 +1,190 @@
+"""DHCPv4 protocol constants: BOOTP op codes, message types, option and sub-option codes.
+
+Values come from RFC 951 / RFC 2131 (message format), RFC 2132 (options and message
+types) and the later RFCs cited on each line; the IANA "BOOTP Vendor Extensions and
+DHCP Options" registry is the index. Names follow the RFC text, shortened the way
+operators say them (DNS, not DOMAIN_NAME_SERVER).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+SERVER_PORT = 67  # RFC 2131 §4.1: servers listen on UDP 67
+CLIENT_PORT = 68  # RFC 2131 §4.1: clients listen on UDP 68
+
+MAGIC_COOKIE = b"\x63\x82\x53\x63"  # RFC 2131 §3, RFC 1497: 99.130.83.99
+BROADCAST_FLAG = 0x8000  # RFC 2131 §2, Figure 2: leftmost bit of `flags`
+
+BOOTP_MIN_SIZE = 300  # RFC 1542 §2.1: BOOTP messages shorter than this may be dropped
+DHCP_MIN_MAX_SIZE = 576  # RFC 2131 §2: every client accepts 576-byte IP datagrams
+
+
+class Op(IntEnum):
+    """The `op` field (RFC 951, RFC 2131 §2)."""
+
+    BOOTREQUEST = 1
+    BOOTREPLY = 2
+
+
+class HType(IntEnum):
+    """Hardware address types for `htype` (RFC 1700 / IANA ARP parameters)."""
+
+    ETHERNET = 1
+    IEEE802 = 6
+    INFINIBAND = 32  # RFC 4390: hlen 0, chaddr zero, client-id mandatory
+
+
+class MessageType(IntEnum):
+    """Option 53 values (RFC 2132 §9.6 and the RFCs named per value)."""
+
+    DISCOVER = 1
+    OFFER = 2
+    REQUEST = 3
+    DECLINE = 4
+    ACK = 5
+    NAK = 6
+    RELEASE = 7
+    INFORM = 8
+    FORCERENEW = 9  # RFC 3203
+    LEASEQUERY = 10  # RFC 4388
+    LEASEUNASSIGNED = 11  # RFC 4388
+    LEASEUNKNOWN = 12  # RFC 4388
+    LEASEACTIVE = 13  # RFC 4388
+    BULKLEASEQUERY = 14  # RFC 6926
+    LEASEQUERYDONE = 15  # RFC 6926
+    ACTIVELEASEQUERY = 16  # RFC 7724
+    LEASEQUERYSTATUS = 17  # RFC 7724
+    TLS = 18  # RFC 7724
+
+
+class Opt(IntEnum):
+    """Option codes (RFC 2132 unless another RFC is named)."""
+
+    PAD = 0  # §3.1
+    SUBNET_MASK = 1  # §3.3
+    TIME_OFFSET = 2  # §3.4
+    ROUTER = 3  # §3.5
+    TIME_SERVER = 4  # §3.6
+    NAME_SERVER = 5  # §3.7 (IEN 116)
+    DNS = 6  # §3.8
+    LOG_SERVER = 7  # §3.9
+    COOKIE_SERVER = 8  # §3.10
+    LPR_SERVER = 9  # §3.11
+    IMPRESS_SERVER = 10  # §3.12
+    RESOURCE_LOCATION_SERVER = 11  # §3.13
+    HOSTNAME = 12  # §3.14
+    BOOT_FILE_SIZE = 13  # §3.15
+    MERIT_DUMP = 14  # §3.16
+    DOMAIN_NAME = 15  # §3.17
+    SWAP_SERVER = 16  # §3.18
+    ROOT_PATH = 17  # §3.19
+    EXTENSIONS_PATH = 18  # §3.20
+    IP_FORWARDING = 19  # §4.1
+    NON_LOCAL_SOURCE_ROUTING = 20  # §4.2
+    POLICY_FILTER = 21  # §4.3
+    MAX_DATAGRAM_REASSEMBLY = 22  # §4.4
+    DEFAULT_IP_TTL = 23  # §4.5
+    PATH_MTU_AGING_TIMEOUT = 24  # §4.6
+    PATH_MTU_PLATEAU_TABLE = 25  # §4.7
+    INTERFACE_MTU = 26  # §5.1
+    ALL_SUBNETS_LOCAL = 27  # §5.2
+    BROADCAST_ADDRESS = 28  # §5.3
+    PERFORM_MASK_DISCOVERY = 29  # §5.4
+    MASK_SUPPLIER = 30  # §5.5
+    ROUTER_DISCOVERY = 31  # §5.6
+    ROUTER_SOLICITATION_ADDRESS = 32  # §5.7
+    STATIC_ROUTE = 33  # §5.8
+    TRAILER_ENCAPSULATION = 34  # §6.1
+    ARP_CACHE_TIMEOUT = 35  # §6.2
+    ETHERNET_ENCAPSULATION = 36  # §6.3
+    TCP_DEFAULT_TTL = 37  # §7.1
+    TCP_KEEPALIVE_INTERVAL = 38  # §7.2
+    TCP_KEEPALIVE_GARBAGE = 39  # §7.3
+    NIS_DOMAIN = 40  # §8.1
+    NIS_SERVERS = 41  # §8.2
+    NTP_SERVERS = 42  # §8.3
+    VENDOR_SPECIFIC = 43  # §8.4
+    NETBIOS_NAME_SERVERS = 44  # §8.5
+    NETBIOS_DD_SERVER = 45  # §8.6
+    NETBIOS_NODE_TYPE = 46  # §8.7
+    NETBIOS_SCOPE = 47  # §8.8
+    FONT_SERVERS = 48  # §8.9
+    X_DISPLAY_MANAGER = 49  # §8.10
+    REQUESTED_IP = 50  # §9.1
+    LEASE_TIME = 51  # §9.2
+    OVERLOAD = 52  # §9.3
+    MESSAGE_TYPE = 53  # §9.6
+    SERVER_ID = 54  # §9.7
+    PARAM_REQUEST_LIST = 55  # §9.8
+    MESSAGE = 56  # §9.9
+    MAX_MESSAGE_SIZE = 57  # §9.10
+    RENEWAL_TIME = 58  # §9.11 (T1)
+    REBINDING_TIME = 59  # §9.12 (T2)
+    VENDOR_CLASS = 60  # §9.13
+    CLIENT_ID = 61  # §9.14; RFC 4361 §6.1 for the DUID form
+    NISPLUS_DOMAIN = 64  # §8.11
+    NISPLUS_SERVERS = 65  # §8.12
+    TFTP_SERVER_NAME = 66  # §9.4
+    BOOTFILE_NAME = 67  # §9.5
+    MOBILE_IP_HOME_AGENT = 68  # §8.13
+    SMTP_SERVER = 69  # §8.14
+    POP3_SERVER = 70  # §8.15
+    NNTP_SERVER = 71  # §8.16
+    WWW_SERVER = 72  # §8.17
+    FINGER_SERVER = 73  # §8.18
+    IRC_SERVER = 74  # §8.19
+    STREETTALK_SERVER = 75  # §8.20
+    STDA_SERVER = 76  # §8.21
+    USER_CLASS = 77  # RFC 3004
+    RAPID_COMMIT = 80  # RFC 4039
+    CLIENT_FQDN = 81  # RFC 4702
+    RELAY_AGENT_INFO = 82  # RFC 3046
+    AUTHENTICATION = 90  # RFC 3118
+    CLIENT_LAST_TRANSACTION_TIME = 91  # RFC 4388
+    ASSOCIATED_IP = 92  # RFC 4388
+    CLIENT_SYSTEM = 93  # RFC 4578
+    CLIENT_NDI = 94  # RFC 4578
+    UUID_GUID = 97  # RFC 4578
+    IPV6_ONLY_PREFERRED = 108  # RFC 8925
+    CAPTIVE_PORTAL = 114  # RFC 8910
+    AUTO_CONFIG = 116  # RFC 2563
+    SUBNET_SELECTION = 118  # RFC 3011
+    DOMAIN_SEARCH = 119  # RFC 3397
+    CLASSLESS_STATIC_ROUTE = 121  # RFC 3442
+    VIVCO = 124  # RFC 3925: vendor-identifying vendor class
+    VIVSO = 125  # RFC 3925: vendor-identifying vendor-specific information
+    FORCERENEW_NONCE_CAPABLE = 145  # RFC 6704
+    STATUS_CODE = 151  # RFC 6926
+    BASE_TIME = 152  # RFC 6926
+    START_TIME_OF_STATE = 153  # RFC 6926
+    QUERY_START_TIME = 154  # RFC 6926
+    QUERY_END_TIME = 155  # RFC 6926
+    DHCP_STATE = 156  # RFC 6926
+    DATA_SOURCE = 157  # RFC 6926
+    END = 255  # §3.2
+
+
+class RelaySubOpt(IntEnum):
+    """Option 82 sub-option codes (RFC 3046 §2.0 and the RFCs named per value)."""
+
+    CIRCUIT_ID = 1  # RFC 3046 §3.1
+    REMOTE_ID = 2  # RFC 3046 §3.2
+    DOCSIS_DEVICE_CLASS = 4  # RFC 3256
+    LINK_SELECTION = 5  # RFC 3527
+    SUBSCRIBER_ID = 6  # RFC 3993
+    RADIUS_ATTRIBUTES = 7  # RFC 4014
+    AUTHENTICATION = 8  # RFC 4030
+    VENDOR_SPECIFIC = 9  # RFC 4243
+    RELAY_AGENT_FLAGS = 10  # RFC 5010
+    SERVER_ID_OVERRIDE = 11  # RFC 5107
+    RELAY_ID = 12  # RFC 6925
+    ACCESS_TECHNOLOGY_TYPE = 13  # RFC 7839
+    ACCESS_NETWORK_NAME = 14  # RFC 7839
+    ACCESS_POINT_NAME = 15  # RFC 7839
+    ACCESS_POINT_BSSID = 16  # RFC 7839
+    OPERATOR_ID = 17  # RFC 7839
+    OPERATOR_REALM = 18  # RFC 7839
+    RELAY_SOURCE_PORT = 19  # RFC 8357
+    VIRTUAL_SUBNET_SELECTION = 151  # RFC 6607
+    VIRTUAL_SUBNET_SELECTION_CONTROL = 152  # RFC 6607
