@@ -1,0 +1,279 @@
+"""VRRP's kernel side through pyroute2 (0.7.2 API): VIPs, gratuitous ARP, link events, VMAC.
+
+Adapter: the only module of the package that imports pyroute2. It does what the state
+machine's actions ask for and reports link changes; it decides nothing.
+
+- `Netlink`: requests on one IPRoute socket -- interface lookup, the primary address,
+  VIP add/remove (idempotent: "already there" and "not there" are not errors), start-up
+  removal of stale VIPs (kill -9 leaves them behind, as with keepalived), and the
+  macvlan for the virtual MAC 00:00:5e:00:01:<vrid> (RFC 5798 §7.3).
+- `LinkMonitor`: a second IPRoute socket bound to RTMGRP_LINK and read from the asyncio
+  loop (loop.add_reader): RTM_NEWLINK/RTM_DELLINK for tracked interfaces, event-driven,
+  never polled.
+- `GarpSender`: an AF_PACKET socket that sends gratuitous ARP *requests* as keepalived
+  does (sha = our MAC, spa = tpa = VIP, tha = ff:ff:ff:ff:ff:ff; RFC 5798 §6.4.2 "broadcast
+  a gratuitous ARP request"; RFC 5227 §3 explains why a request, not a reply).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import struct
+from collections.abc import Callable, Iterable
+from ipaddress import IPv4Address, IPv4Interface
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import RTMGRP_LINK
+
+log = logging.getLogger("appliance.vrrp")
+
+ETH_P_ARP = 0x0806
+ETH_P_IP = 0x0800
+ARPHRD_ETHER = 1
+ARPOP_REQUEST = 1
+BROADCAST_MAC = b"\xff" * 6
+IFF_UP = 0x1
+IFF_RUNNING = 0x40  # carrier (RFC 2863 operational state as the kernel's flag)
+IFNAMSIZ = 16
+
+
+def vmac_address(vrid: int) -> bytes:
+    """RFC 5798 §7.3: the IPv4 virtual router MAC address is 00-00-5E-00-01-{VRID}."""
+    return bytes((0x00, 0x00, 0x5E, 0x00, 0x01, vrid))
+
+
+def vmac_ifname(vrid: int) -> str:
+    """keepalived's default name for the VMAC interface, so operators recognise it."""
+    return f"vrrp.{vrid}"
+
+
+def mac_str(mac: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in mac)
+
+
+def arp_announcement(mac: bytes, address: IPv4Address) -> bytes:
+    """An Ethernet frame with a gratuitous ARP request for `address`, byte for byte what
+    keepalived 2.2.7 sends (RFC 826 packet format)."""
+    eth = BROADCAST_MAC + mac + struct.pack("!H", ETH_P_ARP)
+    arp = struct.pack("!HHBBH", ARPHRD_ETHER, ETH_P_IP, 6, 4, ARPOP_REQUEST)
+    arp += mac + address.packed + BROADCAST_MAC + address.packed
+    return eth + arp
+
+
+class NetlinkFailure(RuntimeError):
+    """A netlink request failed for a reason that is not "already done"."""
+
+
+class Netlink:
+    """Request/response netlink operations on one IPRoute socket (blocking, fast)."""
+
+    def __init__(self) -> None:
+        self._ipr = IPRoute()
+
+    def close(self) -> None:
+        self._ipr.close()
+
+    # -- links ----------------------------------------------------------------------
+    def link_index(self, ifname: str) -> int | None:
+        found = self._ipr.link_lookup(ifname=ifname)
+        return found[0] if found else None
+
+    def link_mac(self, index: int) -> bytes:
+        link = self._ipr.get_links(index)[0]
+        return bytes.fromhex(link.get_attr("IFLA_ADDRESS").replace(":", ""))
+
+    def link_up(self, ifname: str) -> bool:
+        """Administratively up with carrier; False for a missing interface."""
+        index = self.link_index(ifname)
+        if index is None:
+            return False
+        try:
+            flags = self._ipr.get_links(index)[0]["flags"]
+        except NetlinkError:
+            return False
+        return bool(flags & IFF_UP) and bool(flags & IFF_RUNNING)
+
+    def create_vmac(self, parent: int, vrid: int) -> int:
+        """Create (or re-create) the macvlan carrying the virtual MAC, up; its index.
+
+        Private mode as keepalived: frames from the macvlan leave through the parent and
+        are not delivered to sibling macvlans.
+        """
+        name = vmac_ifname(vrid)
+        stale = self.link_index(name)
+        if stale is not None:
+            self.delete_link(stale)
+        try:
+            self._ipr.link("add", ifname=name, kind="macvlan", link=parent,
+                           macvlan_mode="private", address=mac_str(vmac_address(vrid)))
+        except NetlinkError as e:
+            raise NetlinkFailure(f"cannot create macvlan {name}: {e}") from e
+        index = self.link_index(name)
+        if index is None:
+            raise NetlinkFailure(f"macvlan {name} vanished after creation")
+        self._ipr.link("set", index=index, state="up")
+        return index
+
+    def delete_link(self, index: int) -> None:
+        try:
+            self._ipr.link("del", index=index)
+        except NetlinkError as e:
+            if e.code != errno.ENODEV:
+                raise NetlinkFailure(f"cannot delete link {index}: {e}") from e
+
+    # -- addresses ------------------------------------------------------------------
+    def addresses(self, index: int) -> list[IPv4Interface]:
+        out = []
+        for msg in self._ipr.get_addr(family=socket.AF_INET, index=index):
+            out.append(IPv4Interface(f"{msg.get_attr('IFA_ADDRESS')}/{msg['prefixlen']}"))
+        return out
+
+    def primary_address(self, index: int, exclude: Iterable[IPv4Address]) -> IPv4Address | None:
+        """The first IPv4 address of the interface that is not a VIP: the source of our
+        adverts and the tie-breaker of RFC 5798 §6.4.3 ("primary IPvX Address")."""
+        skip = set(exclude)
+        for iface in self.addresses(index):
+            if iface.ip not in skip:
+                return iface.ip
+        return None
+
+    def add_addresses(self, index: int, vips: Iterable[IPv4Interface]) -> None:
+        for vip in vips:
+            try:
+                self._ipr.addr("add", index=index, address=str(vip.ip),
+                               prefixlen=vip.network.prefixlen)
+            except NetlinkError as e:
+                if e.code != errno.EEXIST:
+                    raise NetlinkFailure(f"cannot add {vip} on link {index}: {e}") from e
+
+    def del_addresses(self, index: int, vips: Iterable[IPv4Interface]) -> None:
+        for vip in vips:
+            try:
+                self._ipr.addr("del", index=index, address=str(vip.ip),
+                               prefixlen=vip.network.prefixlen)
+            except NetlinkError as e:
+                if e.code not in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
+                    raise NetlinkFailure(f"cannot remove {vip} from link {index}: {e}") from e
+
+    def remove_stale(self, index: int, vips: Iterable[IPv4Interface]) -> list[IPv4Interface]:
+        """Remove VIPs left on the interface by an earlier run (kill -9, crash): a
+        device that starts must not answer for an address it is not master of."""
+        wanted = {v.ip for v in vips}
+        stale = [a for a in self.addresses(index) if a.ip in wanted]
+        self.del_addresses(index, stale)
+        return stale
+
+
+def set_ipv4_conf(ifname: str, key: str, value: int) -> int | None:
+    """Set net.ipv4.conf.<ifname>.<key>, returning the old value (None: not set).
+
+    Used for the VMAC (as keepalived does): the VIPs live on the macvlan, and on the
+    parent arp_ignore=1 stops it answering ARP for them with its real MAC, while
+    arp_announce=2 stops it announcing a VIP with its real MAC when it resolves a
+    neighbour for a packet sourced from the VIP. pyroute2 0.7.2 cannot write
+    IFLA_INET_CONF, hence the /proc file.
+    """
+    path = f"/proc/sys/net/ipv4/conf/{ifname}/{key}"
+    try:
+        with open(path) as f:
+            old = int(f.read().strip())
+        with open(path, "w") as f:
+            f.write(str(value))
+    except (OSError, ValueError) as e:
+        log.warning("VRRP_SYSCTL cannot set %s: %s", path, e)
+        return None
+    return old
+
+
+class LinkMonitor:
+    """Reports (ifname, up) for the watched interfaces on every RTM_NEWLINK/RTM_DELLINK."""
+
+    def __init__(self, names: Iterable[str], on_change: Callable[[str, bool], None],
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self._names = frozenset(names)
+        self._on_change = on_change
+        self._loop = loop
+        self._ipr: IPRoute | None = None
+        self._last: dict[str, bool] = {}
+
+    def start(self, initial: Callable[[str], bool]) -> dict[str, bool]:
+        """Subscribe, then read the current state through `initial` (subscribing first,
+        so a change between the two is not lost); returns that state."""
+        if not self._names:
+            return {}
+        self._ipr = IPRoute()
+        self._ipr.bind(groups=RTMGRP_LINK)
+        self._loop.add_reader(self._ipr.fileno(), self._readable)
+        self._last = {name: initial(name) for name in self._names}
+        return dict(self._last)
+
+    def close(self) -> None:
+        if self._ipr is not None:
+            self._loop.remove_reader(self._ipr.fileno())
+            self._ipr.close()
+            self._ipr = None
+
+    def _readable(self) -> None:
+        if self._ipr is None:
+            return
+        try:
+            msgs = list(self._ipr.get())
+        except (OSError, NetlinkError) as e:
+            # ENOBUFS: the kernel dropped events; fall back to asking for the state.
+            log.warning("VRRP_LINK_EVENTS netlink read failed (%s); re-reading links", e)
+            msgs = []
+            self._resync()
+        for msg in msgs:
+            name = msg.get_attr("IFLA_IFNAME")
+            if name not in self._names:
+                continue
+            if msg["event"] == "RTM_DELLINK":
+                up = False
+            elif msg["event"] == "RTM_NEWLINK":
+                up = bool(msg["flags"] & IFF_UP) and bool(msg["flags"] & IFF_RUNNING)
+            else:
+                continue
+            self._report(name, up)
+
+    def _resync(self) -> None:
+        nl = Netlink()
+        try:
+            for name in self._names:
+                self._report(name, nl.link_up(name))
+        finally:
+            nl.close()
+
+    def _report(self, name: str, up: bool) -> None:
+        if self._last.get(name) == up:
+            return  # RTM_NEWLINK also reports MTU, address, stats changes
+        self._last[name] = up
+        self._on_change(name, up)
+
+
+class GarpSender:
+    """Sends gratuitous ARP requests for the VIPs out of one interface."""
+
+    def __init__(self, ifname: str, mac: bytes) -> None:
+        self.mac = mac
+        # Protocol 0: the socket is never hooked into the receive path (send only).
+        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        self._sock.bind((ifname, 0))
+        self._sock.setblocking(False)
+
+    def send(self, addresses: Iterable[IPv4Address]) -> int:
+        """One request per address; returns how many went out."""
+        sent = 0
+        for address in addresses:
+            try:
+                self._sock.send(arp_announcement(self.mac, address))
+                sent += 1
+            except OSError as e:
+                log.warning("VRRP_GARP_ERROR gratuitous ARP for %s not sent: %s", address, e)
+        return sent
+
+    def close(self) -> None:
+        self._sock.close()

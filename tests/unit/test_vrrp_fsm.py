@@ -1,0 +1,691 @@
+"""VRRPv3 state machine and timers against RFC 5798 §6: the transition matrix (every state
+x every event), timer arithmetic, preemption, priority 0, tracking, the sync gate, and a
+two-router election run on a simulated clock."""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import replace
+from ipaddress import IPv4Address
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from appliance.vrrp.fsm import (
+    TRANSITIONS,
+    Action,
+    AddVips,
+    AdvertReceived,
+    BecomeBackup,
+    BecomeInitialize,
+    BecomeMaster,
+    CancelTimer,
+    DelVips,
+    Discard,
+    Event,
+    GateChanged,
+    LinkChanged,
+    Params,
+    PriorityChanged,
+    Reason,
+    SendAdvert,
+    SendGarp,
+    Shutdown,
+    StartTimer,
+    Startup,
+    State,
+    Timer,
+    TimerFired,
+    Trigger,
+    VrrpMachine,
+    VrrpStateError,
+    trigger_of,
+)
+from appliance.vrrp.packet import Advert, Reject
+from appliance.vrrp.timers import (
+    master_down_interval_cs,
+    master_down_interval_s,
+    ms_to_cs,
+    skew_time_cs,
+    skew_time_s,
+)
+
+ME = IPv4Address("192.0.2.2")
+LOWER_IP = IPv4Address("192.0.2.1")
+HIGHER_IP = IPv4Address("192.0.2.3")
+VIP = IPv4Address("192.0.2.100")
+VIPS = (VIP,)
+
+
+def params(**kw: object) -> Params:
+    base = Params(vrid=51, priority=100, advert_interval_cs=100, addresses=VIPS,
+                  primary_address=ME, preempt=True, garp_repeat_s=5.0,
+                  track=(("eth2", 30), ("eth3", 90)))
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def advert(priority: int, interval_cs: int = 100, vrid: int = 51,
+           addresses: tuple[IPv4Address, ...] = VIPS) -> Advert:
+    return Advert(vrid=vrid, priority=priority, max_adver_int_cs=interval_cs,
+                  addresses=addresses)
+
+
+def rx(priority: int, src: IPv4Address = LOWER_IP, **kw: object) -> AdvertReceived:
+    return AdvertReceived(src, advert(priority, **kw))  # type: ignore[arg-type]
+
+
+def backup(now: float = 0.0, **kw: object) -> VrrpMachine:
+    m = VrrpMachine(params(**kw))
+    m.handle(Startup(), now)
+    assert m.state is State.BACKUP
+    return m
+
+
+def master(now: float = 0.0, **kw: object) -> VrrpMachine:
+    m = backup(now, **kw)
+    m.handle(TimerFired(Timer.MASTER_DOWN), now + m.master_down_interval_s)
+    assert m.state is State.MASTER
+    return m
+
+
+def kinds(actions: list[Action]) -> list[type]:
+    return [type(a) for a in actions]
+
+
+def sent_priorities(actions: list[Action]) -> list[int]:
+    return [a.advert.priority for a in actions if isinstance(a, SendAdvert)]
+
+
+# -- timers (RFC 5798 §6.1) ------------------------------------------------------------
+
+
+def test_skew_and_master_down_interval() -> None:
+    # Skew_Time = ((256 - Priority) * Master_Adver_Interval) / 256
+    assert skew_time_cs(100, 100) == 156 * 100 / 256 == 60.9375
+    assert skew_time_cs(255, 100) == 100 / 256
+    assert skew_time_cs(1, 1) == 255 / 256
+    # Master_Down_Interval = (3 * Master_Adver_Interval) + Skew_Time
+    assert master_down_interval_cs(100, 100) == 360.9375
+    assert master_down_interval_s(100, 100) == pytest.approx(3.609375)
+    assert skew_time_s(150, 10) == pytest.approx(0.0414, abs=1e-4)
+    assert master_down_interval_s(150, 1) == pytest.approx(0.0341, abs=1e-4)
+
+
+def test_higher_priority_times_out_first() -> None:
+    for interval in (1, 10, 100, 4095):
+        downs = [master_down_interval_cs(p, interval) for p in range(1, 256)]
+        assert downs == sorted(downs, reverse=True)
+        assert all(3 * interval < d < 4 * interval for d in downs)
+
+
+def test_ms_to_cs() -> None:
+    assert ms_to_cs(10) == 1 and ms_to_cs(100) == 10 and ms_to_cs(1000) == 100
+    assert ms_to_cs(40950) == 4095 and ms_to_cs(5) == 1
+
+
+# -- the transition matrix: every state x every event ----------------------------------
+
+
+def _in_state(state: State) -> VrrpMachine:
+    if state is State.INITIALIZE:
+        return VrrpMachine(params())
+    return backup() if state is State.BACKUP else master()
+
+
+SAMPLE_EVENTS: list[Event] = [
+    Startup(),
+    Shutdown(),
+    rx(0), rx(50), rx(100, LOWER_IP), rx(100, HIGHER_IP), rx(200),
+    rx(200, vrid=52), rx(200, addresses=(HIGHER_IP,)), rx(200, src=ME),
+    TimerFired(Timer.MASTER_DOWN), TimerFired(Timer.ADVER), TimerFired(Timer.GARP),
+    LinkChanged("eth2", False), LinkChanged("eth2", True), LinkChanged("other", False),
+    GateChanged(False), GateChanged(True),
+]
+
+
+def test_sample_events_cover_every_trigger() -> None:
+    assert {trigger_of(e) for e in SAMPLE_EVENTS} == set(Trigger)
+
+
+@pytest.mark.parametrize("state", list(State), ids=lambda s: s.value)
+@pytest.mark.parametrize("event", SAMPLE_EVENTS, ids=repr)
+def test_transition_matrix(state: State, event: Event) -> None:
+    m = _in_state(state)
+    trigger = trigger_of(event)
+    allowed = TRANSITIONS.get((state, trigger))
+    if isinstance(event, TimerFired) and event.timer not in m.timers:
+        # a timer that is not armed (cancelled after the loop queued it) is a no-op
+        assert m.handle(event, 1.0) == []
+        assert m.state is state
+        return
+    if allowed is None:
+        with pytest.raises(VrrpStateError):
+            m.handle(event, 1.0)
+        assert m.state is state
+        return
+    actions = m.handle(event, 1.0)
+    assert m.state in allowed
+    if m.state is not state:
+        # the transition is announced first, so the daemon flips its datapath first
+        assert isinstance(actions[0], BecomeMaster | BecomeBackup | BecomeInitialize)
+    else:
+        assert not any(isinstance(a, BecomeMaster | BecomeBackup | BecomeInitialize)
+                       for a in actions)
+
+
+def test_table_matches_armed_timers() -> None:
+    """Whatever a state can arm, the table lets it fire there."""
+    assert _in_state(State.INITIALIZE).timers == {}
+    assert set(_in_state(State.BACKUP).timers) == {Timer.MASTER_DOWN}
+    assert set(_in_state(State.MASTER).timers) == {Timer.ADVER, Timer.GARP}
+    for state, timers in ((State.BACKUP, [Timer.MASTER_DOWN]),
+                          (State.MASTER, [Timer.ADVER, Timer.GARP])):
+        for t in timers:
+            assert (state, trigger_of(TimerFired(t))) in TRANSITIONS
+
+
+def test_second_startup_is_our_bug() -> None:
+    with pytest.raises(VrrpStateError):
+        backup().handle(Startup(), 1.0)
+
+
+events = st.one_of(
+    st.just(Shutdown()),
+    st.builds(rx, st.sampled_from([0, 1, 99, 100, 101, 254, 255]),
+              st.sampled_from([LOWER_IP, ME, HIGHER_IP]),
+              interval_cs=st.sampled_from([1, 10, 100, 4095]),
+              vrid=st.sampled_from([51, 51, 51, 52])),
+    st.builds(LinkChanged, st.sampled_from(["eth2", "eth3", "eth9"]), st.booleans()),
+    st.builds(GateChanged, st.booleans()),
+)
+
+
+def _check_invariants(m: VrrpMachine, now: float) -> None:
+    # timers armed match the state (§6.4: Backup runs the Master_Down_Timer, Master
+    # runs the Adver_Timer)
+    if m.state is State.BACKUP:
+        assert set(m.timers) == {Timer.MASTER_DOWN}
+    elif m.state is State.MASTER:
+        assert Timer.ADVER in m.timers and Timer.MASTER_DOWN not in m.timers
+    else:
+        assert m.timers == {}
+    assert all(d >= now for d in m.timers.values())  # never armed in the past
+    assert 1 <= m.priority <= 255
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(events, st.floats(0, 5)), max_size=40),
+       st.integers(1, 255), st.booleans(), st.floats(0, 3))
+def test_random_event_sequences_keep_invariants(
+        seq: list[tuple[Event, float]], prio: int, preempt: bool, delay: float) -> None:
+    """Random traffic, link and gate changes, with timers firing as an event loop would."""
+    m = VrrpMachine(params(priority=prio, preempt=preempt, preempt_delay_s=delay))
+    now = 0.0
+    m.handle(Startup(), now)
+    for event, dt in seq:
+        target = now + dt
+        while m.timers and min(m.timers.values()) <= target:
+            timer, deadline = min(m.timers.items(), key=lambda kv: kv[1])
+            now = deadline
+            m.handle(TimerFired(timer), now)
+            _check_invariants(m, now)
+        now = target
+        before = m.state
+        actions = m.handle(event, now)
+        _check_invariants(m, now)
+        # a discarded advert changes nothing
+        if any(isinstance(a, Discard) for a in actions):
+            assert actions == [a for a in actions if isinstance(a, Discard)]
+            assert m.state is before
+        if isinstance(event, Shutdown):
+            assert m.state is State.INITIALIZE
+            m.handle(Startup(), now)
+
+
+# -- Initialize (§6.4.1) ---------------------------------------------------------------
+
+
+def test_startup_non_owner_goes_backup_with_master_down_timer() -> None:
+    m = VrrpMachine(params(priority=100))
+    actions = m.handle(Startup(), 10.0)
+    assert actions == [BecomeBackup(Reason.STARTUP, None),
+                       StartTimer(Timer.MASTER_DOWN, 10.0 + 3.609375)]
+    assert m.master is None
+
+
+def test_startup_owner_goes_master_at_once() -> None:
+    m = VrrpMachine(params(priority=255))
+    actions = m.handle(Startup(), 10.0)
+    assert m.state is State.MASTER
+    assert actions == [
+        BecomeMaster(Reason.OWNER, 255, True),
+        SendAdvert(advert(255)),
+        AddVips(VIPS),
+        SendGarp(VIPS),
+        StartTimer(Timer.ADVER, 11.0),
+        StartTimer(Timer.GARP, 15.0),
+    ]
+
+
+def test_initialize_ignores_adverts_and_remembers_links() -> None:
+    m = VrrpMachine(params(priority=100))
+    assert m.handle(rx(200), 0.0) == []
+    assert m.handle(LinkChanged("eth2", False), 0.0) == [PriorityChanged(100, 70)]
+    m.handle(Startup(), 0.0)
+    assert m.priority == 70
+
+
+# -- Backup (§6.4.2) -------------------------------------------------------------------
+
+
+def test_master_down_timer_makes_master() -> None:
+    m = backup(0.0)
+    actions = m.handle(TimerFired(Timer.MASTER_DOWN), 3.5)
+    assert actions == [
+        BecomeMaster(Reason.MASTER_DOWN, 100, True),
+        SendAdvert(advert(100)),
+        AddVips(VIPS),
+        SendGarp(VIPS),
+        StartTimer(Timer.ADVER, 4.5),
+        StartTimer(Timer.GARP, 8.5),
+    ]
+    assert m.master == ME
+
+
+def test_backup_learns_master_adver_interval() -> None:
+    """§6.4.2: Master_Adver_Interval comes from the advert, Master_Down_Interval follows."""
+    m = backup(0.0, advert_interval_cs=100)
+    actions = m.handle(rx(200, interval_cs=10), 1.0)
+    assert m.master_adver_interval_cs == 10
+    assert actions == [StartTimer(Timer.MASTER_DOWN, pytest.approx(1.0 + 0.3609375))]
+    assert m.master == LOWER_IP
+
+
+def test_backup_resets_master_down_on_each_advert() -> None:
+    m = backup(0.0)
+    for t in (1.0, 2.0, 3.0):
+        assert m.handle(rx(200), t) == [StartTimer(Timer.MASTER_DOWN, t + 3.609375)]
+    assert m.state is State.BACKUP
+
+
+def test_backup_priority_zero_sets_master_down_to_skew() -> None:
+    m = backup(0.0)
+    m.handle(rx(200), 1.0)
+    actions = m.handle(rx(0), 2.0)
+    assert actions == [StartTimer(Timer.MASTER_DOWN, 2.0 + 0.609375)]
+    assert m.master is None
+    actions = m.handle(TimerFired(Timer.MASTER_DOWN), 2.61)
+    assert actions[0] == BecomeMaster(Reason.MASTER_STOPPED, 100, True)
+
+
+def test_backup_equal_priority_never_preempts() -> None:
+    m = backup(0.0)
+    assert m.handle(rx(100, LOWER_IP), 1.0) == [StartTimer(Timer.MASTER_DOWN, 4.609375)]
+    assert m.state is State.BACKUP
+
+
+def test_preempt_lower_priority_master() -> None:
+    m = backup(0.0, priority=150)
+    actions = m.handle(rx(100), 1.0)
+    assert m.state is State.MASTER
+    assert actions[0] == BecomeMaster(Reason.PREEMPT, 150, True)
+    assert CancelTimer(Timer.MASTER_DOWN) in actions
+    assert sent_priorities(actions) == [150]
+
+
+def test_no_preempt_follows_lower_priority_master() -> None:
+    m = backup(0.0, priority=150, preempt=False)
+    assert m.handle(rx(100), 1.0) == [
+        StartTimer(Timer.MASTER_DOWN, pytest.approx(1.0 + 3 + 106 / 256))]
+    assert m.state is State.BACKUP and m.master == LOWER_IP
+
+
+def test_preempt_delay_holds_preemption_after_startup() -> None:
+    m = backup(0.0, priority=150, preempt_delay_s=2.0)
+    for t in (0.5, 1.0, 1.999):
+        m.handle(rx(100), t)
+        assert m.state is State.BACKUP
+    m.handle(rx(100), 2.0)
+    assert m.state is State.MASTER
+
+
+def test_preempt_delay_does_not_hold_master_down() -> None:
+    m = backup(0.0, priority=150, preempt_delay_s=60.0)
+    m.handle(TimerFired(Timer.MASTER_DOWN), 3.5)
+    assert m.state is State.MASTER
+
+
+@pytest.mark.parametrize("bad,reason", [
+    (rx(200, vrid=52), Reject.OTHER_VRID),
+    (rx(200, addresses=(HIGHER_IP,)), Reject.ADDR_MISMATCH),
+    (rx(200, addresses=()), Reject.ADDR_MISMATCH),
+    (rx(200, src=ME), Reject.OWN),
+])
+@pytest.mark.parametrize("state", [State.BACKUP, State.MASTER], ids=lambda s: s.value)
+def test_bad_adverts_are_discarded_without_state_change(
+        bad: AdvertReceived, reason: Reject, state: State) -> None:
+    m = _in_state(state)
+    timers, prio, mst = m.timers, m.priority, m.master
+    assert m.handle(bad, 1.0) == [Discard(reason)]
+    assert (m.state, m.timers, m.priority, m.master) == (state, timers, prio, mst)
+
+
+# -- Master (§6.4.3) -------------------------------------------------------------------
+
+
+def test_adver_timer_sends_and_rearms_without_drift() -> None:
+    m = master(0.0)  # became master at 3.609375, ADVER at 4.609375
+    deadline = m.timers[Timer.ADVER]
+    actions = m.handle(TimerFired(Timer.ADVER), deadline + 0.004)  # loop was 4 ms late
+    assert actions == [SendAdvert(advert(100)), StartTimer(Timer.ADVER, deadline + 1.0)]
+    # after a stall longer than an interval: restart from now, no burst
+    actions = m.handle(TimerFired(Timer.ADVER), deadline + 5.0)
+    assert actions[1] == StartTimer(Timer.ADVER, deadline + 6.0)
+
+
+def test_garp_timer_repeats_gratuitous_arp() -> None:
+    m = master(0.0)
+    assert m.handle(TimerFired(Timer.GARP), 9.0) == [SendGarp(VIPS)]
+    assert Timer.GARP not in m.timers
+
+
+def test_no_garp_repeat_when_disabled() -> None:
+    m = master(0.0, garp_repeat_s=0.0)
+    assert Timer.GARP not in m.timers
+
+
+def test_master_answers_priority_zero_with_an_advert() -> None:
+    m = master(0.0)
+    assert m.handle(rx(0), 5.0) == [SendAdvert(advert(100)), StartTimer(Timer.ADVER, 6.0)]
+    assert m.state is State.MASTER
+
+
+def test_master_steps_down_for_higher_priority() -> None:
+    m = master(0.0)
+    actions = m.handle(rx(200, interval_cs=50), 5.0)
+    assert m.state is State.BACKUP and m.master == LOWER_IP
+    assert actions == [
+        BecomeBackup(Reason.HIGHER_PRIORITY, LOWER_IP),
+        CancelTimer(Timer.ADVER),
+        CancelTimer(Timer.GARP),
+        DelVips(VIPS),
+        StartTimer(Timer.MASTER_DOWN, pytest.approx(5.0 + 1.5 + 0.5 * 156 / 256)),
+    ]
+    assert m.master_adver_interval_cs == 50
+
+
+def test_master_equal_priority_tie_break_on_primary_address() -> None:
+    """§6.4.3: equal priority and a greater primary address wins."""
+    m = master(0.0)
+    assert m.handle(rx(100, LOWER_IP), 5.0) == []
+    assert m.state is State.MASTER
+    m.handle(rx(100, HIGHER_IP), 5.1)
+    assert m.state is State.BACKUP and m.master == HIGHER_IP
+
+
+def test_master_discards_lower_priority() -> None:
+    m = master(0.0)
+    assert m.handle(rx(50), 5.0) == []
+    assert m.state is State.MASTER
+
+
+def test_shutdown_master_sends_priority_zero_and_removes_vips() -> None:
+    m = master(0.0)
+    actions = m.handle(Shutdown(), 5.0)
+    assert actions == [
+        BecomeInitialize(Reason.SHUTDOWN),
+        CancelTimer(Timer.ADVER),
+        CancelTimer(Timer.GARP),
+        SendAdvert(advert(0)),
+        DelVips(VIPS),
+    ]
+    assert m.state is State.INITIALIZE and m.timers == {}
+
+
+def test_shutdown_backup_cancels_master_down() -> None:
+    m = backup(0.0)
+    assert m.handle(Shutdown(), 1.0) == [BecomeInitialize(Reason.SHUTDOWN),
+                                         CancelTimer(Timer.MASTER_DOWN)]
+    assert m.handle(Shutdown(), 1.0) == []  # stopping twice is harmless
+
+
+def test_restart_after_shutdown() -> None:
+    m = master(0.0)
+    m.handle(Shutdown(), 5.0)
+    m.handle(Startup(), 6.0)
+    assert m.state is State.BACKUP
+
+
+def test_stale_timer_is_ignored() -> None:
+    m = master(0.0)
+    m.handle(rx(200), 5.0)  # back to Backup: ADVER cancelled
+    assert m.handle(TimerFired(Timer.ADVER), 5.5) == []
+    assert m.state is State.BACKUP
+
+
+def test_accept_mode_is_reported() -> None:
+    m = backup(0.0, accept=False)
+    assert m.handle(TimerFired(Timer.MASTER_DOWN), 4.0)[0] == BecomeMaster(
+        Reason.MASTER_DOWN, 100, False)
+
+
+# -- tracking --------------------------------------------------------------------------
+
+
+def test_tracking_decrements_and_restores() -> None:
+    m = backup(0.0, priority=100)
+    assert m.handle(LinkChanged("eth2", False), 1.0) == [PriorityChanged(100, 70)]
+    assert m.handle(LinkChanged("eth2", False), 1.1) == []  # no change, no action
+    assert m.handle(LinkChanged("eth3", False), 1.2) == [PriorityChanged(70, 1)]  # floor
+    assert m.priority == 1
+    assert m.handle(LinkChanged("eth2", True), 1.3) == [PriorityChanged(1, 10)]
+    assert m.handle(LinkChanged("eth3", True), 1.4) == [PriorityChanged(10, 100)]
+    assert m.handle(LinkChanged("eth9", False), 1.5) == []  # not tracked
+
+
+def test_tracking_master_advertises_new_priority_at_once() -> None:
+    m = master(0.0, priority=100)
+    actions = m.handle(LinkChanged("eth2", False), 5.0)
+    assert actions == [PriorityChanged(100, 70), SendAdvert(advert(70)),
+                       StartTimer(Timer.ADVER, 6.0)]
+    actions = m.handle(LinkChanged("eth2", True), 5.5)
+    assert sent_priorities(actions) == [100]
+
+
+def test_tracking_owner_loses_owner_priority() -> None:
+    m = VrrpMachine(params(priority=255))
+    m.handle(LinkChanged("eth2", False), 0.0)
+    m.handle(Startup(), 0.0)
+    assert m.state is State.BACKUP and m.priority == 225
+
+
+def test_tracking_lowers_the_backup_below_master_no_preempt() -> None:
+    m = backup(0.0, priority=150)
+    m.handle(LinkChanged("eth2", False), 0.5)  # 120
+    m.handle(rx(130), 1.0)
+    assert m.state is State.BACKUP
+    m.handle(LinkChanged("eth2", True), 1.5)  # 150 again: preempts on the next advert
+    assert m.state is State.BACKUP
+    m.handle(rx(130), 2.0)
+    assert m.state is State.MASTER
+
+
+def test_skew_uses_effective_priority() -> None:
+    m = backup(0.0, priority=150)
+    m.handle(LinkChanged("eth2", False), 0.5)
+    assert m.skew_time_s == pytest.approx(skew_time_s(120, 100))
+
+
+# -- the sync gate ---------------------------------------------------------------------
+
+
+def test_gate_closed_never_preempts() -> None:
+    m = VrrpMachine(params(priority=150))
+    m.handle(GateChanged(False), 0.0)
+    m.handle(Startup(), 0.0)
+    for t in (1.0, 2.0, 3.0):
+        assert m.handle(rx(100), t) == [StartTimer(Timer.MASTER_DOWN, pytest.approx(
+            t + 3 + 106 / 256))]
+    assert m.state is State.BACKUP and m.master == LOWER_IP
+    m.handle(GateChanged(True), 3.5)
+    assert m.state is State.BACKUP  # waits for the next advert, fresh information
+    m.handle(rx(100), 4.0)
+    assert m.state is State.MASTER
+    assert m.gate_ready
+
+
+def test_gate_closed_owner_starts_as_backup() -> None:
+    m = VrrpMachine(params(priority=255))
+    m.handle(GateChanged(False), 0.0)
+    assert m.handle(Startup(), 0.0)[0] == BecomeBackup(Reason.STARTUP, None)
+
+
+def test_gate_closed_still_takes_over_when_no_master_is_heard() -> None:
+    m = VrrpMachine(params(priority=150))
+    m.handle(GateChanged(False), 0.0)
+    m.handle(Startup(), 0.0)
+    m.handle(rx(100), 1.0)
+    actions = m.handle(TimerFired(Timer.MASTER_DOWN), 5.0)
+    assert actions[0] == BecomeMaster(Reason.MASTER_DOWN, 150, True)
+
+
+def test_gate_closing_never_demotes_a_master() -> None:
+    m = master(0.0)
+    assert m.handle(GateChanged(False), 5.0) == []
+    assert m.state is State.MASTER
+    m.handle(TimerFired(Timer.ADVER), m.timers[Timer.ADVER])
+    assert m.state is State.MASTER
+
+
+def test_gate_closed_master_still_yields_to_higher_priority() -> None:
+    m = master(0.0)
+    m.handle(GateChanged(False), 5.0)
+    m.handle(rx(200), 5.5)
+    assert m.state is State.BACKUP
+
+
+# -- two routers on a simulated clock --------------------------------------------------
+
+
+class Lan:
+    """Machines exchanging adverts instantly, timers on one virtual clock."""
+
+    def __init__(self, *machines: VrrpMachine) -> None:
+        self.machines = list(machines)
+        self.alive = {id(m): True for m in machines}
+        self.now = 0.0
+        self.queue: list[tuple[float, int, int, Timer]] = []
+        self.seq = 0
+        self.log: list[tuple[float, IPv4Address, str]] = []
+
+    def start(self, m: VrrpMachine) -> None:
+        self.alive[id(m)] = True
+        self.apply(m, m.handle(Startup(), self.now))
+
+    def kill(self, m: VrrpMachine) -> None:
+        """kill -9: the machine says nothing more."""
+        self.alive[id(m)] = False
+
+    def feed(self, m: VrrpMachine, event: Event) -> None:
+        self.apply(m, m.handle(event, self.now))
+
+    def apply(self, m: VrrpMachine, actions: list[Action]) -> None:
+        for a in actions:
+            if isinstance(a, StartTimer):
+                self.seq += 1
+                heapq.heappush(self.queue, (a.deadline, self.seq, id(m), a.timer))
+            elif isinstance(a, SendAdvert):
+                for other in self.machines:
+                    if other is not m and self.alive[id(other)]:
+                        self.feed(other, AdvertReceived(m.params.primary_address, a.advert))
+            elif isinstance(a, BecomeMaster | BecomeBackup | BecomeInitialize):
+                self.log.append((self.now, m.params.primary_address, m.state.value))
+
+    def run_until(self, t: float) -> None:
+        by_id = {id(m): m for m in self.machines}
+        while self.queue and self.queue[0][0] <= t:
+            deadline, _, mid, timer = heapq.heappop(self.queue)
+            m = by_id[mid]
+            if not self.alive[mid] or m.timers.get(timer) != deadline:
+                continue  # cancelled or re-armed: the loop's handle was cancelled
+            self.now = deadline
+            self.feed(m, TimerFired(timer))
+        self.now = t
+
+
+def _pair(prio_a: int, prio_b: int, **kw: object) -> tuple[Lan, VrrpMachine, VrrpMachine]:
+    a = VrrpMachine(params(priority=prio_a, primary_address=LOWER_IP, **kw))
+    b = VrrpMachine(params(priority=prio_b, primary_address=HIGHER_IP, **kw))
+    lan = Lan(a, b)
+    lan.start(a)
+    lan.start(b)
+    lan.run_until(10.0)
+    return lan, a, b
+
+
+def test_election_higher_priority_wins_either_side() -> None:
+    for pa, pb in ((150, 100), (100, 150)):
+        _, a, b = _pair(pa, pb)
+        winner, loser = (a, b) if pa > pb else (b, a)
+        assert winner.state is State.MASTER and loser.state is State.BACKUP
+        assert loser.master == winner.params.primary_address
+
+
+def test_election_equal_priority_first_to_time_out_keeps_it() -> None:
+    """§6.4.2: a Backup accepts an equal-priority master whatever its address; the
+    address tie-break is for two Masters (§6.4.3, test_master_equal_priority_...)."""
+    _, a, b = _pair(100, 100)
+    assert a.state is State.MASTER and b.state is State.BACKUP
+
+
+def test_split_brain_heals_by_priority_then_address() -> None:
+    a = master(0.0, priority=100, primary_address=LOWER_IP)
+    b = master(0.0, priority=100, primary_address=HIGHER_IP)
+    a.handle(AdvertReceived(HIGHER_IP, advert(100)), 5.0)
+    b.handle(AdvertReceived(LOWER_IP, advert(100)), 5.0)
+    assert a.state is State.BACKUP and b.state is State.MASTER
+
+
+def test_killed_master_is_replaced_within_master_down_interval() -> None:
+    lan, a, b = _pair(150, 100)
+    lan.kill(a)
+    killed_at = lan.now
+    lan.run_until(20.0)
+    t_master = next(t for t, who, s in lan.log if who == b.params.primary_address
+                    and s == "master" and t > killed_at)
+    # the last advert left at most one interval before the kill
+    assert t_master - killed_at <= master_down_interval_s(100, 100)
+    assert t_master - killed_at >= master_down_interval_s(100, 100) - 1.0
+
+
+def test_priority_zero_hands_over_after_skew_time() -> None:
+    lan, a, b = _pair(150, 100)
+    lan.now = 10.3
+    lan.feed(a, Shutdown())
+    lan.run_until(20.0)
+    t_master = next(t for t, who, s in lan.log if who == b.params.primary_address
+                    and s == "master" and t > 10.3)
+    assert t_master - 10.3 == pytest.approx(skew_time_s(100, 100))
+
+
+def test_preemption_back_after_restart() -> None:
+    lan, a, b = _pair(150, 100)
+    lan.kill(a)
+    lan.run_until(20.0)
+    assert b.state is State.MASTER
+    a.handle(Shutdown(), lan.now)  # reset the dead one's memory, as a fresh process
+    lan.start(a)
+    lan.run_until(20.0 + 1.01)  # b's next advert triggers a's preemption
+    assert a.state is State.MASTER and b.state is State.BACKUP
+
+
+def test_tracking_moves_mastership_and_back() -> None:
+    lan, a, b = _pair(150, 130)
+    assert a.state is State.MASTER
+    lan.feed(a, LinkChanged("eth2", False))  # 150 - 30 = 120 < 130: b preempts at once
+    assert b.state is State.MASTER and a.state is State.BACKUP
+    lan.run_until(15.0)
+    lan.feed(a, LinkChanged("eth2", True))
+    lan.run_until(16.01)
+    assert a.state is State.MASTER and b.state is State.BACKUP
