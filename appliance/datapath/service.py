@@ -1,0 +1,189 @@
+"""The datapath facade the daemon uses: open, flip the role, read counters, close.
+
+    dp = Datapath.open(cfg.client_interface, cfg.datapath)   # standby, attached
+    dp.set_role(True)        # VRRP became master: first thing in the handler
+    dp.counters()            # {"seen": ..., "dropped_standby": ..., ...}
+    dp.close()               # standby, then detach
+
+Mode "xdp" compiles bpf/ (about 2 s), writes the rate limit, sets the role word to
+standby and attaches to the interface (native XDP where the driver has it, generic
+otherwise; a stale program from a crashed daemon is replaced). Mode "off" loads
+nothing: the role is a Python bool and the DHCP server must check `role` itself
+before answering (docs/datapath.md). Either way the role starts standby.
+
+`set_role` is the takeover: in mode "xdp" it is one bpf(2) map update with every
+argument prebuilt (loader.RoleSwitch), then a log line.
+
+This module touches no kernel object itself; the loader (and through it bcc) is
+imported only when an XDP datapath is opened or cleaned up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from appliance.config.model import DatapathConfig
+from appliance.datapath import plan
+from appliance.datapath.stats import Counters
+
+if TYPE_CHECKING:
+    from appliance.datapath.loader import Program
+
+log = logging.getLogger(__name__)
+
+MODES = ("xdp", "off")
+
+
+def _no_flip(active: bool) -> None:
+    """Mode "off": no map to write."""
+
+
+class Datapath:
+    """One interface's DHCP steering. Build it with Datapath.open()."""
+
+    def __init__(self, interface: str, attach_mode: str, program: Program | None,
+                 rate_limit: tuple[int, int]) -> None:
+        self._interface = interface
+        self._attach_mode = attach_mode
+        self._program = program
+        self._active = False
+        self._rate_limit = rate_limit
+        self._closed = False
+        if program is not None:
+            switch = program.role_switch()
+            self._switch = switch
+            self._flip: Callable[[bool], None] = switch.set
+            self._counters: Counters | None = Counters(program.read_stats)
+        else:
+            self._switch = None
+            self._flip = _no_flip
+            self._counters = None
+
+    # -- life cycle ------------------------------------------------------------------
+    @classmethod
+    def open(cls, interface: str, cfg: DatapathConfig, *, attach: str = "auto",
+             bpf_dir: Path | None = None) -> Datapath:
+        """Start the datapath on `interface` in role standby. `attach` ("auto",
+        "native", "generic") forces an XDP mode, for tests and benchmarks. Raises
+        DatapathError when mode "xdp" cannot be set up (nothing stays attached
+        then), ValueError for a bad mode or rate limit."""
+        if cfg.mode not in MODES:
+            raise ValueError(f"datapath mode {cfg.mode!r} not in {MODES}")
+        want = plan.desired(False, cfg.rate_limit_pps, cfg.rate_limit_burst)
+        if cfg.mode == "off":
+            log.warning("DP001 datapath off on %s: no XDP program; the DHCP server "
+                        "enforces the role in user space (role standby)", interface)
+            if cfg.rate_limit_pps:
+                log.warning("DP006 datapath off: rate_limit_pps %d is not enforced",
+                            cfg.rate_limit_pps)
+            return cls(interface, "off", None, (cfg.rate_limit_pps, cfg.rate_limit_burst))
+
+        from appliance.datapath.loader import Program
+
+        program = Program.compile(plan.compile_flags(), bpf_dir)
+        try:
+            dp = cls(interface, "", program, (cfg.rate_limit_pps, cfg.rate_limit_burst))
+            program.apply(plan.diff(plan.INITIAL, want), dp._switch)
+            dp._flip(False)  # explicit, whatever the zero-filled default
+            dp._attach_mode = program.attach(interface, attach)
+        except BaseException:
+            program.close()
+            raise
+        log.info("DP002 XDP datapath on %s: %s mode, program id %d, role standby, "
+                 "rate limit %s", interface, dp._attach_mode, program.prog_id,
+                 f"{want.rate_limit_pps}/s burst {want.rate_limit_burst}"
+                 if want.rate_limit_pps else "off")
+        return dp
+
+    def close(self) -> None:
+        """Role standby, then detach and release the program. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.set_role(False)
+        finally:
+            if self._program is not None:
+                self._program.close()
+                log.info("DP004 XDP datapath detached from %s", self._interface)
+
+    def __enter__(self) -> Datapath:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- the role --------------------------------------------------------------------
+    def set_role(self, active: bool) -> None:
+        """Active: DHCP reaches the server. Standby: dropped (in the kernel in mode
+        "xdp"). One map update; always written, logged when it changes."""
+        self._flip(active)
+        if active != self._active:
+            self._active = active
+            log.info("DP009 role %s on %s", "active" if active else "standby",
+                     self._interface)
+
+    @property
+    def role(self) -> bool:
+        """True when active. In mode "off" the DHCP server checks this per packet."""
+        return self._active
+
+    # -- facts and knobs -------------------------------------------------------------
+    @property
+    def interface(self) -> str:
+        return self._interface
+
+    @property
+    def attach_mode(self) -> str:
+        """"native" | "generic" | "off" (runtime tree datapath/attach_mode)."""
+        return self._attach_mode
+
+    @property
+    def program(self) -> Program | None:
+        """The loaded program (None in mode "off"); for tests and diagnostics."""
+        return self._program
+
+    def counters(self) -> dict[str, int]:
+        """Kernel counters summed over CPUs ({} in mode "off", where the server's
+        own counters are the only ones)."""
+        return self._counters.read() if self._counters is not None else {}
+
+    @property
+    def rate_limit(self) -> tuple[int, int]:
+        """(pps, burst) as configured (burst 0 = twice pps)."""
+        return self._rate_limit
+
+    def set_rate_limit(self, pps: int, burst: int = 0) -> None:
+        """Change the per-client rate limit at run time (config reload): one write of
+        the `config` map; buckets keep their tokens and refill at the new rate."""
+        want = plan.desired(self._active, pps, burst)
+        self._rate_limit = (pps, burst)
+        if self._program is None:
+            if pps:
+                log.warning("DP006 datapath off: rate_limit_pps %d is not enforced", pps)
+            return
+        program = self._program
+        # set_role bypasses program.state (it is the one-syscall fast path), so take
+        # the role from here and the config from what the program last wrote.
+        current = plan.MapState(want.role, program.state.rate_limit_pps,
+                                program.state.rate_limit_burst)
+        program.apply(plan.diff(current, want), self._switch)
+        log.info("DP008 rate limit on %s: %s", self._interface,
+                 f"{want.rate_limit_pps}/s burst {want.rate_limit_burst}"
+                 if want.rate_limit_pps else "off")
+
+
+def cleanup(interface: str) -> list[str]:
+    """Detach any XDP program from `interface` (crash cleanup; the program need not
+    be ours). Returns the modes that had one ([] when the interface was clean)."""
+    from appliance.datapath.loader import detach_all
+
+    modes = detach_all(interface)
+    if modes:
+        log.warning("DP011 removed XDP program(s) from %s: %s", interface, ", ".join(modes))
+    return modes

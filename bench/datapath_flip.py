@@ -1,0 +1,420 @@
+"""Datapath benchmark: takeover latency and the per-packet cost of the XDP program.
+
+    sudo .venv/bin/python bench/datapath_flip.py [--flips 1000] [--frames 2000000] [--json]
+
+Builds its own two namespaces (nothing leaves them) and removes them at the end:
+
+    cli netns: eth0 ──veth── eth1 :srv netns (Datapath.open, native XDP; UDP :67 socket)
+
+Traffic comes from an in-kernel generator: a 4-instruction XDP program run with
+BPF_PROG_TEST_RUN in live-frames mode inside the client namespace, which transmits N
+copies of a frame on cli/eth0 (xdp-trafficgen's method; appliance.testing.xdp_run).
+The receiving veth processes them in the same CPU's softirq, so "pipeline ns/frame"
+below is generator + veth + whatever the server side does with the frame, on one
+core; differences between rows are what the server side costs.
+
+Figures:
+
+1. Map update alone: RoleSwitch.set (one bpf(2) BPF_MAP_UPDATE_ELEM) and
+   Datapath.set_role (the same plus bookkeeping), timed one call at a time.
+2. Takeover: a generator process floods DISCOVERs; standby, then set_role(True)
+   and wait for the first DISCOVER on the :67 socket. Two intervals per flip: to the
+   kernel receive timestamp of that datagram (SO_TIMESTAMPNS: it passed XDP and
+   reached the socket layer) and to recvmsg() returning in this process.
+3. Program cost under BPF_PROG_TEST_RUN (kernel-measured ns per run, 1M repeats),
+   against the empty `return XDP_PASS` program.
+4. Datapath cost with real frames: a DISCOVER flood dropped by the standby in XDP vs
+   the same flood passed to a user-space socket whose reader drops it (what mode
+   "off" does); and non-DHCP UDP with XDP on vs off, rounds alternated in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import os
+import select
+import socket
+import statistics
+import struct
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pyroute2.ethtool import Ethtool
+from scapy.layers.dhcp import BOOTP, DHCP
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import ARP, Ether
+from scapy.packet import Raw
+
+from appliance.config.model import DatapathConfig
+from appliance.datapath import Datapath
+from appliance.testing.netns import Netns, Topology, inside
+from appliance.testing.xdp_run import (
+    BPF_F_TEST_XDP_LIVE_FRAMES,
+    load_pass,
+    load_redirect,
+    run,
+)
+
+SO_TIMESTAMPNS = 35  # include/uapi/asm-generic/socket.h (SO_TIMESTAMPNS_OLD)
+SO_RCVBUFFORCE = 33
+SRV_IP, CLI_IP = "192.0.2.1", "192.0.2.2"
+CLIENT = "02:00:00:00:00:01"
+
+DISCOVER = bytes(
+    Ether(src=CLIENT, dst="ff:ff:ff:ff:ff:ff")
+    / IP(src="0.0.0.0", dst="255.255.255.255")
+    / UDP(sport=68, dport=67)
+    / BOOTP(chaddr=bytes.fromhex(CLIENT.replace(":", "")))
+    / DHCP(options=[("message-type", "discover"), "end"]))
+OTHER_UDP = bytes(
+    Ether(src=CLIENT, dst="ff:ff:ff:ff:ff:ff") / IP(src=CLI_IP, dst=SRV_IP)
+    / UDP(sport=40000, dport=9999) / Raw(b"x" * 250))
+ARP_REQ = bytes(Ether(src=CLIENT, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc=CLI_IP, pdst=SRV_IP))
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+
+# -- setup ------------------------------------------------------------------------------
+class Bench:
+    def __init__(self, t: Topology, srv: Netns, cli: Netns) -> None:
+        self.t, self.srv, self.cli = t, srv, cli
+        with inside(srv):
+            # GRO on lets veth take redirected frames with no XDP program attached
+            # (the "XDP off" rows); with a program attached veth uses NAPI anyway.
+            eth = Ethtool()
+            feats = eth.get_features("eth1")
+            feats.features["rx-gro"].enable = True
+            eth.set_features("eth1", feats)
+            eth.close()
+            self.dp = Datapath.open("eth1", DatapathConfig(mode="xdp", rate_limit_pps=0),
+                                    attach="native")
+        with inside(cli):
+            self.gen_fd = load_redirect(socket.if_nametoindex("eth0"))
+
+    def close(self) -> None:
+        os.close(self.gen_fd)
+        with inside(self.srv):
+            self.dp.close()
+
+    def blast(self, frame: bytes, count: int) -> float:
+        """Send `count` copies through the srv side; returns seconds taken."""
+        with inside(self.cli):
+            start = time.perf_counter()
+            run(self.gen_fd, frame, repeat=count, flags=BPF_F_TEST_XDP_LIVE_FRAMES)
+            return time.perf_counter() - start
+
+    def ns_per_frame(self, frame: bytes, count: int) -> float:
+        """Pipeline ns per frame. A live-frames test run has a fixed set-up and
+        tear-down cost (about 25 ms here, an RCU grace period), so the rate comes
+        from the difference between a run of `count` and one of count/5."""
+        small = self.blast(frame, count // 5)
+        big = self.blast(frame, count)
+        return (big - small) / (count - count // 5) * 1e9
+
+    def snmp_udp(self) -> dict[str, int]:
+        lines = [ln.split() for ln in self.t.run(self.srv, ["cat", "/proc/net/snmp"])
+                 .stdout.splitlines() if ln.startswith("Udp:")]
+        return dict(zip(lines[0][1:], map(int, lines[1][1:]), strict=True))
+
+
+# -- 1. map update alone ----------------------------------------------------------------
+def map_update(b: Bench, n: int = 20000) -> dict[str, float]:
+    switch = b.dp._switch  # the facade's prebuilt RoleSwitch
+    assert switch is not None
+    raw, facade = [], []
+    clock = time.perf_counter_ns
+    for i in range(n):
+        t0 = clock()
+        switch.set(bool(i & 1))
+        raw.append(clock() - t0)
+    logging.disable(logging.INFO)  # set_role's INFO line is the daemon's, not the flip's
+    for i in range(n):
+        t0 = clock()
+        b.dp.set_role(bool(i & 1))
+        facade.append(clock() - t0)
+    logging.disable(logging.NOTSET)
+    b.dp.set_role(False)
+    return {"update_p50_us": pct(raw, 50) / 1e3, "update_p99_us": pct(raw, 99) / 1e3,
+            "set_role_p50_us": pct(facade, 50) / 1e3, "set_role_p99_us": pct(facade, 99) / 1e3}
+
+
+# -- 2. takeover ------------------------------------------------------------------------
+def _generator(cli: str, ifname: str) -> None:
+    """Child process: flood DISCOVERs until terminated. One long test run (each call
+    costs ~25 ms of set-up, so no loop of short calls); SIGTERM interrupts it."""
+    with inside(cli):
+        fd = load_redirect(socket.if_nametoindex(ifname))
+        while True:
+            run(fd, DISCOVER, repeat=2**31 - 1, flags=BPF_F_TEST_XDP_LIVE_FRAMES)
+
+
+def takeover(b: Bench, flips: int) -> dict[str, float]:
+    with inside(b.srv):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+        sock.bind(("", 67))
+    sock.setblocking(False)
+    ctx = multiprocessing.get_context("fork")
+    gen = ctx.Process(target=_generator, args=(b.cli.name, "eth0"), daemon=True)
+    dp = b.dp
+    logging.disable(logging.INFO)
+    before = dp.counters()
+    to_kernel, to_user, misses = [], [], 0
+    gen.start()
+    try:
+        # Wait until the flood is on (the standby counts drops).
+        deadline = time.monotonic() + 10
+        while dp.counters()["dropped_standby"] - before["dropped_standby"] < 10000:
+            if time.monotonic() > deadline:
+                raise RuntimeError("generator did not start")
+            time.sleep(0.01)
+        for _ in range(flips):
+            dp.set_role(False)
+            time.sleep(0.0005)  # let frames already past XDP reach the socket
+            while True:  # drain what the previous active period queued
+                try:
+                    sock.recv(4096)
+                except BlockingIOError:
+                    break
+            t0_real = time.time_ns()
+            t0 = time.perf_counter_ns()
+            dp.set_role(True)
+            while True:
+                ready, _, _ = select.select([sock], [], [], 1.0)
+                if not ready:
+                    misses += 1
+                    break
+                _, anc, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(16))
+                t_user = time.perf_counter_ns()
+                stamp = next((struct.unpack("qq", data[:16]) for lvl, typ, data in anc
+                              if lvl == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS), None)
+                if stamp is None:
+                    continue
+                t_kernel = stamp[0] * 1_000_000_000 + stamp[1]
+                if t_kernel < t0_real:
+                    continue  # queued before the flip
+                to_kernel.append(t_kernel - t0_real)
+                to_user.append(t_user - t0)
+                break
+        dp.set_role(False)
+    finally:
+        gen.terminate()  # our own child, by its handle
+        gen.join(10)
+        logging.disable(logging.NOTSET)
+        sock.close()
+    return {"flips": len(to_kernel), "misses": misses,
+            "kernel_p50_us": pct(to_kernel, 50) / 1e3, "kernel_p99_us": pct(to_kernel, 99) / 1e3,
+            "kernel_max_us": max(to_kernel) / 1e3,
+            "user_p50_us": pct(to_user, 50) / 1e3, "user_p99_us": pct(to_user, 99) / 1e3,
+            "user_max_us": max(to_user) / 1e3}
+
+
+# -- 3. program cost under test run --------------------------------------------------------
+def prog_cost(b: Bench, repeat: int = 1_000_000) -> dict[str, float]:
+    prog = b.dp.program
+    assert prog is not None
+    empty = load_pass()
+    out: dict[str, float] = {}
+    try:
+        out["empty XDP_PASS program"] = min(
+            run(empty, OTHER_UDP, repeat=repeat).duration_ns for _ in range(3))
+        for name, frame, active, pps in (
+                ("ARP", ARP_REQ, False, 0),
+                ("UDP to 9999 (not DHCP)", OTHER_UDP, False, 0),
+                ("DISCOVER, standby (drop)", DISCOVER, False, 0),
+                ("DISCOVER, active (pass)", DISCOVER, True, 0),
+                ("DISCOVER, active, rate limit on", DISCOVER, True, 1_000_000)):
+            b.dp.set_rate_limit(pps, 4_000_000 if pps else 0)
+            b.dp.set_role(active)
+            out[name] = min(run(prog.fd, frame, repeat=repeat).duration_ns for _ in range(3))
+    finally:
+        os.close(empty)
+        b.dp.set_role(False)
+        b.dp.set_rate_limit(0, 0)
+        prog.clear_buckets()
+    return out
+
+
+# -- 4. datapath cost with real frames -------------------------------------------------------
+def dhcp_flood(b: Bench, frames: int) -> dict[str, float]:
+    """The same DISCOVER flood, dropped by the standby in XDP, and passed to a user-space
+    socket whose reader (a thread of this process, on the other core) drops it."""
+    dp = b.dp
+    dp.set_role(False)
+    before = dp.counters()["dropped_standby"]
+    xdp_ns = min(b.ns_per_frame(DISCOVER, frames) for _ in range(3))
+    counted = dp.counters()["dropped_standby"] - before
+
+    with inside(b.srv):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("", 67))
+    sock.settimeout(0.2)
+    got = [0]
+    stop = threading.Event()
+    buf = bytearray(4096)
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                sock.recv_into(buf)
+            except TimeoutError:
+                continue
+            got[0] += 1
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    dp.set_role(True)
+    try:
+        n = max(frames // 8, 50_000)
+        user_ns = b.ns_per_frame(DISCOVER, n)
+        snmp0, got0 = b.snmp_udp(), got[0]
+        seconds = b.blast(DISCOVER, n)
+        read = got[0] - got0
+        snmp1 = b.snmp_udp()
+    finally:
+        dp.set_role(False)
+        stop.set()
+        th.join(2)
+        sock.close()
+    return {
+        "frames": frames,
+        "xdp_drop_ns": xdp_ns, "xdp_drop_pps": 1e9 / xdp_ns,
+        "xdp_dropped_counted": counted,
+        "userspace_frames": n,
+        "userspace_kernel_ns": user_ns, "userspace_kernel_pps": 1e9 / user_ns,
+        "userspace_read_pps": read / seconds, "userspace_read": read,
+        "userspace_socket_overflow": snmp1.get("RcvbufErrors", 0) - snmp0.get("RcvbufErrors", 0),
+    }
+
+
+ODD_ETHERTYPE = bytes(Ether(src=CLIENT, dst="ff:ff:ff:ff:ff:ff", type=0x88B5)
+                      / Raw(b"x" * 100))  # IEEE 802 local experimental EtherType
+
+
+def non_dhcp_cost(b: Bench, frames: int, rounds: int = 7) -> dict[str, dict[str, object]]:
+    """Pipeline ns/frame for non-DHCP frames, XDP on vs off, rounds alternated."""
+    prog = b.dp.program
+    assert prog is not None
+    with inside(b.srv):
+        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sink.bind(("", 9999))  # bound, never read: the stack goes all the way to it
+    out: dict[str, dict[str, object]] = {}
+    try:
+        for name, frame in (("UDP to a socket (9999)", OTHER_UDP),
+                            ("EtherType 0x88b5 (stack drops early)", ODD_ETHERTYPE)):
+            on, off = [], []
+            for _ in range(rounds):
+                on.append(b.ns_per_frame(frame, frames))
+                with inside(b.srv):
+                    prog.detach()
+                try:
+                    off.append(b.ns_per_frame(frame, frames))
+                finally:
+                    with inside(b.srv):
+                        prog.attach("eth1", "native")
+            out[name] = {"on_ns": statistics.median(on), "off_ns": statistics.median(off),
+                         "on_min": min(on), "off_min": min(off), "on_all": on, "off_all": off}
+    finally:
+        sink.close()
+    return out
+
+
+# -- main ------------------------------------------------------------------------------------
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--flips", type=int, default=1000)
+    ap.add_argument("--frames", type=int, default=2_000_000)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("needs root (namespaces, XDP)", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING)
+    results: dict[str, object] = {"loadavg_before": os.getloadavg()[0]}
+    with Topology("bn") as t:
+        srv, cli = t.host("srv"), t.host("cli")
+        t.veth(srv, "eth1", cli, "eth0")
+        t.addr(srv, "eth1", f"{SRV_IP}/24")
+        t.addr(cli, "eth0", f"{CLI_IP}/24")
+        b = Bench(t, srv, cli)
+        try:
+            results["attach_mode"] = b.dp.attach_mode
+            results["map_update"] = map_update(b)
+            results["takeover"] = takeover(b, args.flips)
+            results["prog_cost_ns"] = prog_cost(b)
+            results["dhcp_flood"] = dhcp_flood(b, args.frames)
+            results["non_dhcp"] = non_dhcp_cost(b, args.frames // 2)
+        finally:
+            b.close()
+    results["loadavg_after"] = os.getloadavg()[0]
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print_table(results)
+    return 0
+
+
+def print_table(r: dict) -> None:
+    mu, tk = r["map_update"], r["takeover"]
+    pc, fl, nd = r["prog_cost_ns"], r["dhcp_flood"], r["non_dhcp"]
+    print(f"dhcp-hotbackup datapath benchmark: veth, {r['attach_mode']} XDP, "
+          f"{os.cpu_count()} CPUs, kernel {os.uname().release}, load average "
+          f"{r['loadavg_before']:.2f} before / {r['loadavg_after']:.2f} after")
+    print()
+    print(f"{'Role flip':48s}{'p50':>10s}{'p99':>10s}")
+    print(f"{'  map update alone (RoleSwitch.set, 1 syscall)':48s}"
+          f"{mu['update_p50_us']:7.2f} us{mu['update_p99_us']:7.2f} us")
+    print(f"{'  Datapath.set_role':48s}{mu['set_role_p50_us']:7.2f} us"
+          f"{mu['set_role_p99_us']:7.2f} us")
+    print(f"Takeover under a DISCOVER flood: {tk['flips']} flips, {tk['misses']} misses")
+    print(f"{'  set_role(True) -> first DISCOVER at socket':48s}{tk['kernel_p50_us']:7.1f} us"
+          f"{tk['kernel_p99_us']:7.1f} us  max {tk['kernel_max_us']:.1f} us (kernel stamp)")
+    print(f"{'  set_role(True) -> recvmsg() returns':48s}{tk['user_p50_us']:7.1f} us"
+          f"{tk['user_p99_us']:7.1f} us  max {tk['user_max_us']:.1f} us")
+    print()
+    print("Program cost under BPF_PROG_TEST_RUN (ns per run, harness included)")
+    base = pc["empty XDP_PASS program"]
+    for name, ns in pc.items():
+        extra = "" if name.startswith("empty") else f"  (+{ns - base:.0f} over empty)"
+        print(f"  {name:40s}{ns:6.0f} ns{extra}")
+    print()
+    ratio_read = fl["xdp_drop_pps"] / max(fl["userspace_read_pps"], 1)
+    ratio_kernel = fl["xdp_drop_pps"] / fl["userspace_kernel_pps"]
+    print("DHCP flood, one generator core (pipeline = generator + veth + server side)")
+    print(f"  {'standby drops in XDP':40s}{fl['xdp_drop_pps'] / 1e6:7.2f} Mpps "
+          f"({fl['xdp_drop_ns']:.0f} ns/frame)")
+    print(f"  {'passed to a user-space socket':40s}{fl['userspace_kernel_pps'] / 1e6:7.2f} Mpps "
+          f"({fl['userspace_kernel_ns']:.0f} ns/frame)")
+    print(f"  {'  of which the process read and dropped':40s}"
+          f"{fl['userspace_read_pps'] / 1e6:7.3f} Mpps "
+          f"({fl['userspace_socket_overflow']:,} of {fl['userspace_frames']:,} lost to a "
+          f"full socket buffer)")
+    print(f"  {'ratio XDP drop / user-space drop':40s}{ratio_read:7.1f} x "
+          f"(kernel-side pipeline ratio {ratio_kernel:.1f} x)")
+    print()
+    print("Non-DHCP frames, XDP on vs off (pipeline ns/frame over alternated rounds)")
+    for name, v in nd.items():
+        on = ", ".join(f"{x:.0f}" for x in v["on_all"])
+        off = ", ".join(f"{x:.0f}" for x in v["off_all"])
+        print(f"  {name:40s} median on {v['on_ns']:6.1f}  off {v['off_ns']:6.1f}  "
+              f"diff {v['on_ns'] - v['off_ns']:+6.1f} ns")
+        print(f"  {'':40s} min    on {v['on_min']:6.1f}  off {v['off_min']:6.1f}  "
+              f"diff {v['on_min'] - v['off_min']:+6.1f} ns")
+        print(f"    rounds on [{on}] off [{off}]")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * maps.h - every map of the DHCP steering program.
+ *
+ * This file contains the four maps and nothing else; it is the only file
+ * that uses bcc's map macros. Each map says what it holds, its key and value,
+ * who writes it and who reads it. User space finds them by these names
+ * (appliance/datapath/layout.py MAP_*). None is pinned: see README.md.
+ */
+#ifndef DHCP_STEER_MAPS_H
+#define DHCP_STEER_MAPS_H
+
+#include "dhcp_steer.h"
+
+/*
+ * role: the one switch of the datapath. key __u32 0, value __u32
+ * enum role_value. Written by the daemon (one update per VRRP transition),
+ * read by the program for every DHCP frame. A 32-bit word in a one-slot
+ * array: the update is a single aligned store no reader can see half done.
+ */
+BPF_ARRAY(role, __u32, 1);
+
+/*
+ * config: run-time knobs. key __u32 0, value struct config_value. Written by
+ * the daemon at start and on reload, read by the program per DHCP frame.
+ */
+BPF_ARRAY(config, struct config_value, 1);
+
+/*
+ * stats: counters. key __u32 enum stat_index, value __u64 per CPU. Written
+ * by the program, read (and summed over CPUs) by datapath/stats.py.
+ */
+BPF_PERCPU_ARRAY(stats, __u64, STAT_MAX);
+
+/*
+ * rate_limit: one token bucket per client. key struct rate_limit_key, value
+ * struct rate_limit_value. Written and read by the program; user space only
+ * reads it for diagnostics. LRU: a flood of new MACs evicts the oldest
+ * buckets instead of failing inserts.
+ */
+BPF_TABLE("lru_hash", struct rate_limit_key, struct rate_limit_value, rate_limit,
+	  RATE_LIMIT_ENTRIES);
+
+#endif /* DHCP_STEER_MAPS_H */

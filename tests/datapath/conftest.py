@@ -1,0 +1,89 @@
+"""Fixtures for the datapath tests: skip rules for root/bcc, one compiled program per
+module, and a helper to run frames through it with counter deltas."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from appliance.datapath.loader import Program
+    from appliance.testing.xdp_run import RunResult
+
+
+def _bcc_importable() -> bool:
+    try:
+        import bcc  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    is_root = os.geteuid() == 0
+    has_bcc = _bcc_importable()
+    for item in items:
+        if item.get_closest_marker("bpf") or item.get_closest_marker("netns"):
+            if not is_root:
+                item.add_marker(pytest.mark.skip(reason="needs root"))
+            elif not has_bcc:
+                item.add_marker(pytest.mark.skip(reason="needs bcc (python3-bpfcc)"))
+
+
+@dataclass
+class Harness:
+    """A loaded (not attached) program with its test-run entry point."""
+
+    program: Program
+
+    def run(self, frame: bytes) -> RunResult:
+        from appliance.testing.xdp_run import run
+
+        return run(self.program.fd, frame)
+
+    def counters(self) -> dict[str, int]:
+        from appliance.datapath.stats import sum_percpu
+
+        return sum_percpu(self.program.read_stats())
+
+    def set_state(self, active: bool, pps: int = 0, burst: int = 0) -> None:
+        from appliance.datapath import plan
+
+        want = plan.desired(active, pps, burst)
+        self.program.apply(plan.diff(self.program.state, want))
+
+    def run_counted(self, frame: bytes) -> tuple[RunResult, dict[str, int]]:
+        """(result, counter delta with only the non-zero entries)."""
+        before = self.counters()
+        result = self.run(frame)
+        after = self.counters()
+        delta = {k: after[k] - before[k] for k in after if after[k] != before[k]}
+        return result, delta
+
+
+@pytest.fixture(scope="module")
+def harness() -> Iterator[Harness]:
+    """One compile per test module (bcc takes about 2 s)."""
+    from appliance.datapath.loader import Program
+
+    program = Program.compile()
+    try:
+        yield Harness(program)
+    finally:
+        program.close()
+
+
+@pytest.fixture
+def fresh(harness: Harness) -> Iterator[Harness]:
+    """The module's program reset to standby, no rate limit, empty buckets, zero
+    counters."""
+    harness.set_state(False)
+    harness.program.clear_buckets()
+    harness.program.clear_stats()
+    yield harness
+    harness.set_state(False)
+    harness.program.clear_buckets()

@@ -1,0 +1,134 @@
+"""Pure parts of the datapath: plan (desired maps, write order), stats summing, the
+facade in mode "off", and importability without bcc. No root needed."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from appliance.config.model import DatapathConfig
+from appliance.datapath import layout, plan, stats
+from appliance.datapath.plan import ConfigWrite, MapState, RoleWrite
+
+ACTIVE, STANDBY = layout.Role.ACTIVE, layout.Role.STANDBY
+
+
+def test_takeover_is_one_role_write():
+    before = plan.desired(False, 50, 0)
+    after = plan.desired(True, 50, 0)
+    assert plan.diff(before, after) == [RoleWrite(ACTIVE)]
+    assert plan.diff(after, before) == [RoleWrite(STANDBY)]
+    assert plan.diff(after, after) == []
+
+
+def test_write_order_role_first_when_leaving_config_first_when_taking():
+    a = MapState(STANDBY, 0, 0)
+    b = plan.desired(True, 10, 5)
+    assert plan.diff(a, b) == [ConfigWrite(10, 5), RoleWrite(ACTIVE)]
+    c = plan.desired(False, 0, 0)
+    assert plan.diff(b, c) == [RoleWrite(STANDBY), ConfigWrite(0, 0)]
+
+
+def test_initial_state_is_standby_without_limit():
+    assert plan.INITIAL == MapState(STANDBY, 0, 0)
+    assert plan.diff(plan.INITIAL, plan.desired(False, 0, 0)) == []
+
+
+@pytest.mark.parametrize(("pps", "burst", "want"), [(0, 0, 0), (0, 7, 0), (50, 0, 100),
+                                                     (50, 10, 10), (1, 0, 2)])
+def test_effective_burst(pps, burst, want):
+    assert plan.effective_burst(pps, burst) == want
+
+
+@pytest.mark.parametrize(("pps", "burst"), [(-1, 0), (layout.RATE_LIMIT_MAX_PPS + 1, 0),
+                                            (10, layout.RATE_LIMIT_MAX_BURST + 1),
+                                            (10, -1),
+                                            (layout.RATE_LIMIT_MAX_BURST // 2 + 1, 0)])
+def test_rate_limit_bounds_refused(pps, burst):
+    with pytest.raises(ValueError):
+        plan.desired(True, pps, burst)
+
+
+@given(st.booleans(), st.booleans(), st.integers(0, 1000), st.integers(0, 1000),
+       st.integers(0, 1000), st.integers(0, 1000))
+def test_diff_reaches_desired(a1, a2, p1, b1, p2, b2):
+    cur, want = plan.desired(a1, p1, b1), plan.desired(a2, p2, b2)
+    state = cur
+    for w in plan.diff(cur, want):
+        if isinstance(w, RoleWrite):
+            state = MapState(w.role, state.rate_limit_pps, state.rate_limit_burst)
+        else:
+            state = MapState(state.role, w.rate_limit_pps, w.rate_limit_burst)
+    assert state == want
+    writes = plan.diff(cur, want)
+    roles = [i for i, w in enumerate(writes) if isinstance(w, RoleWrite)]
+    if roles and want.role == ACTIVE:
+        assert roles == [len(writes) - 1]  # the role goes last when taking over
+    if roles and want.role == STANDBY:
+        assert roles == [0]  # and first when giving up
+
+
+def test_compile_flags_only_name_what_differs():
+    assert plan.compile_flags() == []
+    assert plan.compile_flags(1024) == ["-DRATE_LIMIT_ENTRIES=1024"]
+    with pytest.raises(ValueError):
+        plan.compile_flags(0)
+
+
+def test_sum_percpu_names_every_counter():
+    per_cpu = [[1, 2], [3, 0], [0, 0], [5, 5], [0, 1]]
+    assert stats.sum_percpu(per_cpu) == {"seen": 3, "passed": 3, "dropped_standby": 0,
+                                         "dropped_ratelimit": 10, "malformed": 1}
+    with pytest.raises(ValueError):
+        stats.sum_percpu(per_cpu[:2])
+    assert stats.Counters(lambda: per_cpu).read()["seen"] == 3
+    assert stats.delta({"seen": 1}, {"seen": 4, "passed": 2}) == {"seen": 3, "passed": 2}
+
+
+def test_counter_names_are_the_runtime_tree_names():
+    assert [s.counter_name for s in layout.Stat] == [
+        "seen", "passed", "dropped_standby", "dropped_ratelimit", "malformed"]
+    assert layout.STAT_MAX == 5
+
+
+def test_mode_off_keeps_the_role_in_python(caplog):
+    from appliance.datapath import Datapath
+
+    caplog.set_level(logging.INFO)
+    dp = Datapath.open("eth-nonexistent", DatapathConfig(mode="off", rate_limit_pps=5))
+    assert (dp.attach_mode, dp.role, dp.counters(), dp.program) == ("off", False, {}, None)
+    dp.set_role(True)
+    assert dp.role is True
+    dp.set_rate_limit(10, 0)
+    assert dp.rate_limit == (10, 0)
+    dp.close()
+    assert dp.role is False
+    assert any("DP001" in r.message for r in caplog.records)
+    assert any("DP006" in r.message for r in caplog.records)
+
+
+def test_bad_mode_refused():
+    from appliance.datapath import Datapath
+
+    with pytest.raises(ValueError):
+        Datapath.open("eth1", DatapathConfig(mode="ebpf"))
+
+
+def test_pure_modules_and_mode_off_need_no_bcc():
+    """With bcc made unimportable, the pure modules import and mode "off" works."""
+    code = (
+        "import sys; sys.modules['bcc'] = None\n"
+        "import appliance.datapath.layout, appliance.datapath.plan, appliance.datapath.stats\n"
+        "from appliance.datapath import Datapath\n"
+        "from appliance.config.model import DatapathConfig\n"
+        "dp = Datapath.open('eth1', DatapathConfig(mode='off'))\n"
+        "dp.set_role(True); assert dp.role; dp.close()\n"
+        "assert 'appliance.datapath.loader' not in sys.modules\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
