@@ -54,6 +54,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
 
 
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    from appliance import daemon
+
+    cfg = _load(args.config)
+    try:
+        done = daemon.cleanup(cfg)
+    except OSError as e:
+        print(f"dhcp-hotbackup: cleanup of {cfg.client_interface} failed: {e}", file=sys.stderr)
+        return 1
+    for line in done:
+        print(line)
+    if not done:
+        print(f"{cfg.client_interface}: nothing left behind")
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     if args.list_keys:
         for k in KEYS:
@@ -199,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--list-keys", action="store_true", help="list every setting with its "
                    "default and meaning")
     c.set_defaults(func=cmd_check_config)
+    k = sub.add_parser("cleanup", parents=[common],
+                       help="remove what a crashed daemon left: XDP program, virtual IPs "
+                            "(run by the unit after a stop)")
+    k.set_defaults(func=cmd_cleanup)
     s = sub.add_parser("status", parents=[common], help="role, VRRP, sync, leases, counters")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_status)

@@ -20,6 +20,8 @@ from ipaddress import IPv4Address
 
 from appliance.config import tree as config_tree
 from appliance.config.model import Config, diff
+from appliance.datapath import Datapath, DatapathError
+from appliance.datapath import cleanup as datapath_cleanup
 from appliance.dhcp.enums import MessageType
 from appliance.dhcp.message import DecodeError, DhcpMessage
 from appliance.dhcp.server import DhcpServer, Ingress
@@ -29,7 +31,10 @@ from appliance.leases.journal import Journal
 from appliance.leases.model import HOLDING_STATES
 from appliance.leases.pool import Pools
 from appliance.leases.table import LeaseTable
+from appliance.role import Role, decide
 from appliance.runtime.tree import RuntimeTree
+from appliance.vrrp import netlink as vrrp_netlink
+from appliance.vrrp.service import VrrpService
 
 log = logging.getLogger("dhcp-hotbackup")
 
@@ -79,7 +84,13 @@ class Daemon:
         self.stats: dict[str, int] = defaultdict(int)
         for name in STAT_NAMES:
             self.stats[name] = 0
-        self.active = cfg.standalone
+        # Every device starts standby; only the VRRP master transition (or standalone
+        # mode) makes it active, and the datapath is flipped before anything else.
+        self.active = False
+        self.role = Role.STANDBY
+        self.datapath: Datapath | None = None
+        self.vrrp: VrrpService | None = None
+        self._last_transition: dict[str, object] = {}
         self.runtime = RuntimeTree(cfg.node.run_dir)
         self._stop = asyncio.Event()
         self._ratelog = _RateLimitedLog()
@@ -129,18 +140,34 @@ class Daemon:
         self.server_id = self._server_id()
         self.server = DhcpServer(self.pools, self.table, self.allocator, self.server_id)
         self.ingress = self._ingress()
+        # The datapath exists before anything can make this device active; a program
+        # left by a crashed daemon is replaced and the fresh role map says standby.
+        try:
+            self.datapath = Datapath.open(cfg.client_interface, cfg.datapath)
+        except DatapathError as e:
+            raise RuntimeError(f"datapath/mode xdp on {cfg.client_interface}: {e} (set "
+                               "datapath/mode to off on machines without BPF)") from e
+        log.info("D004 datapath %s on %s", self.datapath.attach_mode, cfg.client_interface)
         self.transport = DhcpTransport(cfg.client_interface)
         self.transport.set_source(self.server_id)
         self.loop.add_reader(self.transport.fileno(), self._on_readable)
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self._stop.set)
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+        if cfg.vrrp is None:
+            self._set_role(Role.ACTIVE, "standalone")
+        else:
+            if cfg.sync is None:
+                log.warning("D005 vrrp/ without sync/: sessions are not replicated; the peer "
+                            "(keepalived or another device) starts from its own store")
+            self.vrrp = VrrpService(cfg.vrrp, cfg.client_interface, self._on_vrrp, self.loop)
+            await self.vrrp.start()
         self._publish()
         tasks = [asyncio.create_task(self._housekeeping(), name="housekeeping")]
         log.info("D002 serving DHCP on %s as %s, server identifier %s, role %s",
                  cfg.client_interface, cfg.node.name, socket.inet_ntoa(self.server_id),
-                 "active" if self.active else "standby")
-        self._notify("READY=1\nSTATUS=serving on " + cfg.client_interface)
+                 self.role.value)
+        self._notify("READY=1\nSTATUS=" + self._status_line())
         try:
             await self._stop.wait()
         finally:
@@ -148,12 +175,53 @@ class Daemon:
             self._notify("STOPPING=1")
             for t in tasks:
                 t.cancel()
+            # Standby first (no more answers), then priority 0 so the peer takes over
+            # at once (RFC 5798 §6.4.3), then the program leaves the interface.
+            self._set_role(Role.STANDBY, "stopping")
+            if self.vrrp is not None:
+                await self.vrrp.stop()
             self.loop.remove_reader(self.transport.fileno())
+            self._publish()  # the last figures, while the maps still exist
             self.transport.close()
+            self.datapath.close()
+            self.datapath = None
             self.journal.close()
-            self.active = False
-            self._publish()
+            self.runtime.set("pid", 0)
         return 0
+
+    # -- role --------------------------------------------------------------------------
+    def _set_role(self, role: Role, reason: str) -> None:
+        """Flip who serves. The datapath's role word is written first: from that
+        instant the kernel passes (or drops) DHCP; the rest is bookkeeping."""
+        if role is self.role:
+            return
+        t0 = time.perf_counter()
+        active = role is Role.ACTIVE
+        if self.datapath is not None:
+            self.datapath.set_role(active)
+        self.active = active
+        self.role = role
+        flip_us = (time.perf_counter() - t0) * 1e6
+        log.info("D030 role %s (%s): datapath flipped in %.0f us", role.value, reason, flip_us)
+        if self.loop is not None:
+            self.loop.call_soon(self._publish)
+
+    def _on_vrrp(self, state: str, info: dict[str, object]) -> None:
+        """VRRP transition: called synchronously, before VIPs and gratuitous ARPs."""
+        self._set_role(decide(self.cfg.standalone, state),
+                       f"vrrp {info.get('previous', '?')} -> {state}: {info.get('reason', '')}")
+        log.info("D031 vrrp %s (priority %s, master %s)", state, info.get("priority"),
+                 info.get("master"))
+        self._last_transition = {"state": state, "time": time.time(),
+                                 **{k: v if isinstance(v, (int, float, str, bool)) or v is None
+                                    else str(v) for k, v in info.items()}}
+
+    def _status_line(self) -> str:
+        parts = [self.role.value]
+        if self.vrrp is not None:
+            parts.append(f"vrrp {self.vrrp.state} prio {self.vrrp.priority}")
+        parts.append(f"{self.table.bound} leases")
+        return ", ".join(parts)
 
     # -- the packet path ---------------------------------------------------------------
     def _on_readable(self) -> None:
@@ -228,11 +296,30 @@ class Daemon:
 
     def _publish(self) -> None:
         rt = self.runtime
-        rt.set("role", "active" if self.active else "standby")
+        rt.set("role", self.role.value)
         rt.set("node", self.cfg.node.name)
         rt.set("pid", os.getpid())
         rt.set("leases/active", self.table.bound if hasattr(self, "table") else 0)
-        for k, v in self.stats.items():
+        stats = dict(self.stats)
+        if self.datapath is not None:
+            rt.set("datapath/attach_mode", self.datapath.attach_mode)
+            dp = self.datapath.counters()
+            if dp:
+                # Drops in the kernel and in user space are one figure for the operator.
+                stats["dropped_standby"] += dp.get("dropped_standby", 0)
+                stats["dropped_ratelimit"] += dp.get("dropped_ratelimit", 0)
+                stats["dropped_malformed"] += dp.get("malformed", 0)
+                stats["xdp_seen"] = dp.get("seen", 0)
+                stats["xdp_passed"] = dp.get("passed", 0)
+        if self.vrrp is not None:
+            rt.set("vrrp/state", self.vrrp.state)
+            rt.set("vrrp/priority", self.vrrp.priority)
+            rt.set("vrrp/master", self.vrrp.master or "")
+            if self._last_transition:
+                rt.set_json("vrrp/last_transition", self._last_transition)
+            for k, v in self.vrrp.counters().items():
+                stats[f"vrrp_{k}"] = v
+        for k, v in stats.items():
             rt.set(f"stats/{k}", v)
 
     # -- reload ------------------------------------------------------------------------
@@ -284,3 +371,26 @@ def _notifier():
 
 def run(cfg: Config) -> int:
     return asyncio.run(Daemon(cfg).run())
+
+
+def cleanup(cfg: Config) -> list[str]:
+    """What a crashed daemon may have left on the LAN, removed: the XDP program (so no
+    stale role steers DHCP) and the virtual IPs (so no stale address answers ARP).
+    Safe to run when nothing is left. Returns what was removed, for the log."""
+    done = [f"xdp program ({mode}) detached from {cfg.client_interface}"
+            for mode in datapath_cleanup(cfg.client_interface)]
+    if cfg.vrrp is not None:
+        nl = vrrp_netlink.Netlink()
+        try:
+            idx = nl.link_index(cfg.client_interface)
+            if idx is not None:
+                done += [f"stale virtual IP {v} removed from {cfg.client_interface}"
+                         for v in nl.remove_stale(idx, cfg.vrrp.virtual_ips)]
+            vmac = nl.link_index(vrrp_netlink.vmac_ifname(cfg.vrrp.vrid))
+            if vmac is not None:
+                nl.delete_link(vmac)
+                done.append(f"virtual MAC interface {vrrp_netlink.vmac_ifname(cfg.vrrp.vrid)}"
+                            " removed")
+        finally:
+            nl.close()
+    return done

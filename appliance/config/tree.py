@@ -143,8 +143,6 @@ def load(root: str | os.PathLike[str] = DEFAULT_ROOT) -> Config:
     if not folders:
         r.fail("pools", "", "at least one pool is required (pools/<name>/subnet and range)")
     _check_pools(r, pools)
-    if vrrp is not None and sync is None:
-        r.fail("sync", "", "a VRRP pair needs the sync/ folder (the dedicated link)")
 
     r.check_known("datapath", _names("datapath"))
     datapath = DatapathConfig(

@@ -1,0 +1,32 @@
+"""Who serves: the one place that turns VRRP and sync state into ACTIVE or STANDBY.
+
+Pure. The daemon asks `decide` after every VRRP transition and sync state change and
+flips the datapath (one role-map word) when the answer changes.
+
+Rules:
+- standalone (no vrrp/ folder): always ACTIVE;
+- in a pair: ACTIVE exactly while VRRP is master. VRRP itself holds back preemption
+  until the sync gate opens (vrrp/fsm.py), so a device that is not in sync never takes
+  the role from a healthy master; if no master is heard at all it still serves (a
+  stale server beats no server: docs/vrrp.md).
+- may_preempt: the sync gate VRRP reads: in sync with the peer, or no peer configured.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Role(Enum):
+    ACTIVE = "active"
+    STANDBY = "standby"
+
+
+def decide(standalone: bool, vrrp_state: str | None) -> Role:
+    if standalone:
+        return Role.ACTIVE
+    return Role.ACTIVE if vrrp_state == "master" else Role.STANDBY
+
+
+def may_preempt(has_peer: bool, in_sync: bool) -> bool:
+    return in_sync or not has_peer
