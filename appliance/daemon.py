@@ -28,11 +28,16 @@ from appliance.dhcp.server import DhcpServer, Ingress
 from appliance.dhcp.transport import DhcpTransport, interface_address
 from appliance.leases.allocator import Allocator
 from appliance.leases.journal import Journal
-from appliance.leases.model import HOLDING_STATES
+from appliance.leases.model import HOLDING_STATES, Lease
 from appliance.leases.pool import Pools
+from appliance.leases.syncstate import CursorFile, load_epoch
 from appliance.leases.table import LeaseTable
 from appliance.role import Role, decide
 from appliance.runtime.tree import RuntimeTree
+from appliance.sync.changelog import Cursor, RingLog
+from appliance.sync.merge import Merger
+from appliance.sync.session import State as SyncState
+from appliance.sync.transport import SyncHandler, SyncLink, config_summary
 from appliance.vrrp import netlink as vrrp_netlink
 from appliance.vrrp.service import VrrpService
 
@@ -78,6 +83,48 @@ class _RateLimitedLog:
                         self.period)
 
 
+class _Replication(SyncHandler):
+    """The daemon's side of the sync link: merge the peer's leases into the table, make
+    them and the cursor durable, and react to the link's state."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+        self.merger = Merger()
+
+    def apply(self, leases, cursor, settle):  # type: ignore[no-untyped-def]
+        d = self.d
+        report = self.merger.apply(leases, d.table, settle)
+        if report.writes:
+            d.journal.append(report.writes)
+            d.journal.sync()
+        if cursor is not None:
+            d.cursor_file.store(cursor.epoch, cursor.seq)
+        for name, n in report.counts.items():
+            d.stats[f"sync_{name}"] += n
+        for loser in report.losers:
+            d._ratelog(time.time(), "D041", "split brain: %s lost address %s to the peer's "
+                       "binding (its next request gets a NAK)", loser.mac.hex(":"),
+                       loser.address)
+        return None  # durable already: fdatasync'd above
+
+    def on_state(self, state: SyncState) -> None:
+        d = self.d
+        link = d.link
+        assert link is not None
+        d.allocator.owner = link.pool_owner
+        if d.vrrp is not None:
+            d.vrrp.set_gate(link.ready_to_serve)
+        log.info("D040 sync %s (ready to serve: %s, allocating from %s)", state.tree_value,
+                 link.ready_to_serve, "the whole pool" if link.pool_owner is None else
+                 f"our half (parity {link.pool_owner})")
+        if d.loop is not None:
+            d.loop.call_soon(d._publish)
+
+    def on_drift(self, paths: tuple[str, ...]) -> None:
+        if paths:
+            log.warning("D042 config differs from the peer's: %s", " ".join(paths))
+
+
 class Daemon:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -90,6 +137,8 @@ class Daemon:
         self.role = Role.STANDBY
         self.datapath: Datapath | None = None
         self.vrrp: VrrpService | None = None
+        self.link: SyncLink | None = None
+        self.changelog: RingLog | None = None
         self._last_transition: dict[str, object] = {}
         self.runtime = RuntimeTree(cfg.node.run_dir)
         self._stop = asyncio.Event()
@@ -112,6 +161,12 @@ class Daemon:
                  self.table.active_count(now))
         if self.journal.records_since_snapshot:
             self.journal.compact(list(self.table.leases()), background=True)
+        if cfg.sync is not None:
+            self.epoch = load_epoch(cfg.node.state_dir, empty=len(self.table) == 0)
+            self.cursor_file = CursorFile(cfg.node.state_dir)
+            # Our own changes from now on; what came before this start is sent to the
+            # peer as a snapshot if it needs it (base = the last seq in the store).
+            self.changelog = RingLog(self.epoch, self.table, base=self.table.last_seq)
 
     def _server_id(self) -> bytes:
         cfg = self.cfg
@@ -154,6 +209,8 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self._stop.set)
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+        if cfg.sync is not None:
+            await self._start_sync()
         if cfg.vrrp is None:
             self._set_role(Role.ACTIVE, "standalone")
         else:
@@ -161,6 +218,9 @@ class Daemon:
                 log.warning("D005 vrrp/ without sync/: sessions are not replicated; the peer "
                             "(keepalived or another device) starts from its own store")
             self.vrrp = VrrpService(cfg.vrrp, cfg.client_interface, self._on_vrrp, self.loop)
+            if self.link is not None:
+                # Not in sync yet: never preempt a healthy master with stale sessions.
+                self.vrrp.set_gate(self.link.ready_to_serve)
             await self.vrrp.start()
         self._publish()
         tasks = [asyncio.create_task(self._housekeeping(), name="housekeeping")]
@@ -180,14 +240,58 @@ class Daemon:
             self._set_role(Role.STANDBY, "stopping")
             if self.vrrp is not None:
                 await self.vrrp.stop()
+            if self.link is not None:
+                await self.link.close()
             self.loop.remove_reader(self.transport.fileno())
             self._publish()  # the last figures, while the maps still exist
             self.transport.close()
             self.datapath.close()
             self.datapath = None
             self.journal.close()
+            if cfg.sync is not None:
+                self.cursor_file.close()
             self.runtime.set("pid", 0)
         return 0
+
+    async def _start_sync(self) -> None:
+        cfg = self.cfg
+        assert cfg.sync is not None and self.changelog is not None
+        self.replication = _Replication(self)
+        self.table.on_displace = self.replication.merger.remember
+        epoch, seq = self.cursor_file.load()
+        self.link = SyncLink(node=cfg.node.name, sync=cfg.sync, log=self.changelog,
+                             handler=self.replication, held=Cursor(epoch, seq),
+                             summary=config_summary(cfg))
+        self.allocator.owner = self.link.pool_owner
+        # sync/local may not be up yet (interface still coming up): retry, keep serving.
+        for attempt in range(50):
+            try:
+                await self.link.start()
+                break
+            except OSError as e:
+                if attempt == 0:
+                    log.warning("D043 sync/local %s:%d not usable yet (%s); retrying",
+                                cfg.sync.local[0], cfg.sync.local[1], e)
+                await asyncio.sleep(0.2)
+        else:
+            raise RuntimeError(f"sync/local {cfg.sync.local[0]}:{cfg.sync.local[1]}: cannot "
+                               "listen (is the address on sync/interface?)")
+        log.info("D044 sync link to %s:%d (%s mode), holding the peer's log up to %d",
+                 cfg.sync.peer[0], cfg.sync.peer[1], cfg.sync.mode, seq)
+
+    def _committed(self, leases: list[Lease]) -> asyncio.Future[bool] | None:
+        """Local changes are durable: hand them to the peer. Returns what the clients'
+        replies wait on in `sync` mode (None: nothing to wait for)."""
+        if self.link is None or self.changelog is None:
+            return None
+        waiter = None
+        append, commit = self.changelog.append, self.link.commit
+        for lease in leases:
+            append(lease)
+            w = commit(lease.seq)
+            if w is not None:
+                waiter = w  # acks are cumulative: the last one covers the batch
+        return waiter
 
     # -- role --------------------------------------------------------------------------
     def _set_role(self, role: Role, reason: str) -> None:
@@ -267,13 +371,25 @@ class Daemon:
             # Group commit: one write and one fdatasync for the whole batch.
             self.journal.append(commits)
             self.journal.sync()
+            waiter = self._committed(commits)
+            if waiter is not None:
+                # `sync` mode: an ACK leaves once the peer holds its lease too (or after
+                # sync/ack_timeout_ms, serving alone). OFFERs and NAKs need not wait.
+                parked = [r for r in replies if r[0].commit is not None]
+                self._send([r for r in replies if r[0].commit is None])
+                waiter.add_done_callback(lambda _f, r=parked: self._send(r))
+                return
+        self._send(replies)
+
+    def _send(self, replies: list) -> None:
         send = self.transport.send
         for d, msg in replies:
             try:
-                send(d.reply.encode(), d.dest, d.dest_ip, msg.mac)  # type: ignore[union-attr]
+                send(d.reply.encode(), d.dest, d.dest_ip, msg.mac)
             except OSError as e:
-                stats["send_errors"] += 1
-                self._ratelog(now, "D012", "reply to %s not sent: %s", msg.mac.hex(":"), e)
+                self.stats["send_errors"] += 1
+                self._ratelog(time.time(), "D012", "reply to %s not sent: %s",
+                              msg.mac.hex(":"), e)
 
     # -- timers ------------------------------------------------------------------------
     async def _housekeeping(self) -> None:
@@ -285,6 +401,7 @@ class Daemon:
             if expired:
                 self.journal.append(expired)
                 self.journal.sync()
+                self._committed(expired)
             if self.journal.needs_compaction(len(self.table)):
                 self.journal.compact(list(self.table.leases()))
             self._publish()
@@ -311,6 +428,12 @@ class Daemon:
                 stats["dropped_malformed"] += dp.get("malformed", 0)
                 stats["xdp_seen"] = dp.get("seen", 0)
                 stats["xdp_passed"] = dp.get("passed", 0)
+        if self.link is not None:
+            for k, v in self.link.runtime_values().items():
+                if k.startswith("stats/sync/"):
+                    stats["sync_" + k[len("stats/sync/"):]] = v  # type: ignore[assignment]
+                else:
+                    rt.set(k, v)
         if self.vrrp is not None:
             rt.set("vrrp/state", self.vrrp.state)
             rt.set("vrrp/priority", self.vrrp.priority)

@@ -31,6 +31,9 @@ class LeaseTable:
         self.last_seq = 0
         self.on_free: Callable[[int], None] = lambda ip: None
         self.on_hold: Callable[[int], None] = lambda ip: None
+        # A local commit takes an address whose record belongs to another client: that
+        # client's last version is about to be forgotten (the sync merge remembers it).
+        self.on_displace: Callable[[Lease], None] = lambda lease: None
         self.bound = 0  # count of BOUND leases (expired ones included until reclaimed)
 
     # -- queries ------------------------------------------------------------------------
@@ -65,6 +68,9 @@ class LeaseTable:
         """A durable change made here: give it the next sequence number and our name."""
         self.last_seq += 1
         lease = replace(lease, seq=self.last_seq, origin=self.origin)
+        old = self.by_ip.get(lease.ip)
+        if old is not None and old.key != lease.key and old.state != LeaseState.OFFERED:
+            self.on_displace(old)
         self._put(lease)
         return lease
 
