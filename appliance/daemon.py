@@ -35,7 +35,9 @@ from appliance.leases.table import LeaseTable
 from appliance.role import Role, decide
 from appliance.runtime.tree import RuntimeTree
 from appliance.sync.changelog import Cursor, RingLog
+from appliance.sync.frames import NoticeCode
 from appliance.sync.merge import Merger
+from appliance.sync.session import Loss
 from appliance.sync.session import State as SyncState
 from appliance.sync.transport import SyncHandler, SyncLink, config_summary
 from appliance.vrrp import netlink as vrrp_netlink
@@ -153,9 +155,34 @@ class _Replication(SyncHandler):
         if d.loop is not None:
             d.loop.call_soon(d._publish)
 
+        if state in (SyncState.IN_SYNC, SyncState.SYNCING):
+            d._tell_peer_role()
+
     def on_drift(self, paths: tuple[str, ...]) -> None:
         if paths:
             log.warning("D042 config differs from the peer's: %s", " ".join(paths))
+
+    # -- the second path between the devices (docs/failover.md) ---------------------------
+    def on_notice(self, code: int, detail: str) -> None:
+        d = self.d
+        if code == NoticeCode.ROLE_ACTIVE:
+            d.peer_active = True
+        elif code == NoticeCode.ROLE_STANDBY:
+            d.peer_active = False
+        elif code == NoticeCode.CLIENT_LINK_DOWN:
+            d.peer_active = False
+            d._takeover("the peer's client link is down (its notice on the sync link)")
+
+    def on_peer_lost(self, how: Loss, detail: str) -> None:
+        d = self.d
+        was_active, d.peer_active = d.peer_active, False
+        if how in (Loss.EOF, Loss.RESET) and was_active:
+            # The peer's kernel closed or reset the connection without a BYE: its daemon
+            # is gone, so it serves nobody. Silence (TIMEOUT) proves nothing: VRRP decides.
+            d._takeover(f"the peer's daemon is gone (sync connection {how.value})")
+        else:
+            log.info("D045 sync peer lost (%s%s): VRRP's timers decide", how.value,
+                     f": {detail}" if detail else "")
 
 
 class Daemon:
@@ -171,6 +198,8 @@ class Daemon:
         self.datapath: Datapath | None = None
         self.vrrp: VrrpService | None = None
         self.link: SyncLink | None = None
+        self.peer_active = False  # the peer's last word on the sync link: it serves
+        self.client_link_up = True
         self.changelog: RingLog | None = None
         self._last_transition: dict[str, object] = {}
         self.runtime = RuntimeTree(cfg.node.run_dir)
@@ -250,7 +279,8 @@ class Daemon:
             if cfg.sync is None:
                 log.warning("D005 vrrp/ without sync/: sessions are not replicated; the peer "
                             "(keepalived or another device) starts from its own store")
-            self.vrrp = VrrpService(cfg.vrrp, cfg.client_interface, self._on_vrrp, self.loop)
+            self.vrrp = VrrpService(cfg.vrrp, cfg.client_interface, self._on_vrrp, self.loop,
+                                    on_link=self._on_link, watch=(cfg.client_interface,))
             if self.link is not None:
                 # Not in sync yet: never preempt a healthy master with stale sessions.
                 self.vrrp.set_gate(self.link.ready_to_serve)
@@ -338,18 +368,50 @@ class Daemon:
         self.role = role
         flip_us = (time.perf_counter() - t0) * 1e6
         log.info("D030 role %s (%s): datapath flipped in %.0f us", role.value, reason, flip_us)
+        self._tell_peer_role()
         if self.loop is not None:
             self.loop.call_soon(self._publish)
 
     def _on_vrrp(self, state: str, info: dict[str, object]) -> None:
         """VRRP transition: called synchronously, before VIPs and gratuitous ARPs."""
-        self._set_role(decide(self.cfg.standalone, state),
+        self._set_role(decide(self.cfg.standalone, state, self.client_link_up),
                        f"vrrp {info.get('previous', '?')} -> {state}: {info.get('reason', '')}")
         log.info("D031 vrrp %s (priority %s, master %s)", state, info.get("priority"),
                  info.get("master"))
         self._last_transition = {"state": state, "time": time.time(),
                                  **{k: v if isinstance(v, (int, float, str, bool)) or v is None
                                     else str(v) for k, v in info.items()}}
+
+    def _on_link(self, ifname: str, up: bool) -> None:
+        if ifname != self.cfg.client_interface or up == self.client_link_up:
+            return
+        self.client_link_up = up
+        was_active = self.role is Role.ACTIVE
+        state = self.vrrp.state if self.vrrp is not None else None
+        self._set_role(decide(self.cfg.standalone, state, up),
+                       f"client link {ifname} {'up' if up else 'down'}")
+        if not up and was_active and self.link is not None:
+            # The LAN cannot hear our adverts any more; the sync link can carry the news.
+            sent = self.link.notice(NoticeCode.CLIENT_LINK_DOWN, ifname)
+            log.warning("D046 client link %s down while serving: %s", ifname,
+                        "peer told to take over now" if sent else
+                        "no sync connection: the peer's VRRP timers decide")
+
+    def _takeover(self, why: str) -> None:
+        if self.vrrp is None or self.vrrp.state != "backup":
+            log.info("D047 %s; not taking over (vrrp %s)", why,
+                     self.vrrp.state if self.vrrp else "off")
+            return
+        if not self.client_link_up:
+            log.warning("D048 %s, but our own client link is down: not taking over", why)
+            return
+        log.warning("D049 %s: taking over now", why)
+        self.vrrp.takeover(why)
+
+    def _tell_peer_role(self) -> None:
+        if self.link is not None:
+            self.link.notice(NoticeCode.ROLE_ACTIVE if self.role is Role.ACTIVE
+                             else NoticeCode.ROLE_STANDBY)
 
     def _status_line(self) -> str:
         parts = [self.role.value]

@@ -115,6 +115,8 @@ class NoticeCode(IntEnum):
     CLIENT_LINK_DOWN = 1  # "my client link is down: take over now"
     CLIENT_LINK_UP = 2
     STEPPING_DOWN = 3  # leaving master on purpose (shutdown, maintenance)
+    ROLE_ACTIVE = 4  # the sender now serves DHCP (sent on every role change and connect)
+    ROLE_STANDBY = 5  # the sender no longer serves DHCP
 
 
 class ByeReason(IntEnum):

@@ -106,6 +106,7 @@ class Reason(enum.Enum):
     PREEMPT = "preempt"  # a lower-priority master was heard and preemption is allowed
     HIGHER_PRIORITY = "higher_priority"  # §6.4.3: a better master was heard
     SHUTDOWN = "shutdown"  # §6.4.2/§6.4.3 Shutdown event
+    PEER_DOWN = "peer_down"  # the sync link proved the master gone (not in RFC 5798)
 
 
 class Trigger(enum.Enum):
@@ -119,6 +120,7 @@ class Trigger(enum.Enum):
     GARP_TIMER = "garp_timer"
     LINK_CHANGED = "link_changed"
     GATE_CHANGED = "gate_changed"
+    PEER_DOWN = "peer_down"
 
 
 # -- events: past-tense facts --------------------------------------------------------
@@ -162,7 +164,17 @@ class GateChanged:
     ready: bool
 
 
-Event = Startup | Shutdown | AdvertReceived | TimerFired | LinkChanged | GateChanged
+@dataclass(frozen=True, slots=True)
+class PeerDown:
+    """Evidence from outside VRRP (the sync link, docs/failover.md) that the master can
+    no longer serve: its daemon is gone (connection reset) or its client link is down.
+    A Backup acts as if the Master_Down_Timer had fired, without waiting for it."""
+
+    why: str
+
+
+Event = (Startup | Shutdown | AdvertReceived | TimerFired | LinkChanged | GateChanged
+         | PeerDown)
 
 
 # -- actions: imperatives for the caller ---------------------------------------------
@@ -247,6 +259,9 @@ TRANSITIONS: dict[tuple[State, Trigger], frozenset[State]] = {
     (State.INITIALIZE, Trigger.ADVERT): frozenset({State.INITIALIZE}),
     (State.INITIALIZE, Trigger.LINK_CHANGED): frozenset({State.INITIALIZE}),
     (State.INITIALIZE, Trigger.GATE_CHANGED): frozenset({State.INITIALIZE}),
+    (State.INITIALIZE, Trigger.PEER_DOWN): frozenset({State.INITIALIZE}),
+    (State.BACKUP, Trigger.PEER_DOWN): frozenset({State.MASTER}),
+    (State.MASTER, Trigger.PEER_DOWN): frozenset({State.MASTER}),
     (State.BACKUP, Trigger.SHUTDOWN): frozenset({State.INITIALIZE}),
     (State.BACKUP, Trigger.ADVERT): frozenset({State.BACKUP, State.MASTER}),
     (State.BACKUP, Trigger.MASTER_DOWN_TIMER): frozenset({State.MASTER}),
@@ -279,6 +294,7 @@ _EVENT_TRIGGER: dict[type, Trigger] = {
     AdvertReceived: Trigger.ADVERT,
     LinkChanged: Trigger.LINK_CHANGED,
     GateChanged: Trigger.GATE_CHANGED,
+    PeerDown: Trigger.PEER_DOWN,
 }
 
 
@@ -424,6 +440,8 @@ class VrrpMachine:
             return self._backup_advert(event, now)
         if isinstance(event, TimerFired):  # only Master_Down_Timer is armed in Backup
             return self._to_master(self._v.down_reason, now)
+        if isinstance(event, PeerDown):
+            return self._to_master(Reason.PEER_DOWN, now)
         if isinstance(event, Shutdown):
             return self._to_initialize(Reason.SHUTDOWN)
         if isinstance(event, LinkChanged):

@@ -49,6 +49,7 @@ from appliance.vrrp.fsm import (
     GateChanged,
     LinkChanged,
     Params,
+    PeerDown,
     PriorityChanged,
     SendAdvert,
     SendGarp,
@@ -114,10 +115,16 @@ class VrrpService:
     """One virtual router on `interface`, driven by `loop`."""
 
     def __init__(self, cfg: VrrpConfig, interface: str, on_transition: TransitionCallback,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 loop: asyncio.AbstractEventLoop | None = None, *,
+                 on_link: Callable[[str, bool], None] | None = None,
+                 watch: tuple[str, ...] = ()) -> None:
         self.cfg = cfg
         self.interface = interface
         self._on_transition = on_transition
+        # Interfaces whose up/down the caller wants to hear about (on_link), besides the
+        # tracked ones; only tracked ones change the priority.
+        self._on_link = on_link
+        self._watch = watch
         self._loop = loop
         self._gate = True
         self._machine: VrrpMachine | None = None
@@ -184,6 +191,12 @@ class VrrpService:
         if self._machine is not None and not self._stopping:
             self._feed(GateChanged(ready))
 
+    def takeover(self, why: str) -> None:
+        """The sync link proved the master gone: a Backup becomes Master now instead of
+        waiting for the Master_Down_Timer (docs/failover.md says why this is safe)."""
+        if self._machine is not None and not self._stopping:
+            self._feed(PeerDown(why))
+
     async def stop(self) -> None:
         """Shutdown event: a Master sends priority 0 and removes its VIPs (§6.4.3)."""
         if self._machine is None or self._stopping:
@@ -223,7 +236,7 @@ class VrrpService:
                 if old is not None:
                     self._sysctl_restore[key] = old
         self._machine = VrrpMachine(params_from_config(self.cfg, self._primary))
-        names = [name for name, _ in self.cfg.track]
+        names = list(dict.fromkeys([*(name for name, _ in self.cfg.track), *self._watch]))
         self._monitor = nl.LinkMonitor(names, self._link_changed, self._loop)
         for name, up in self._monitor.start(netlink.link_up).items():
             if not up:
@@ -266,8 +279,10 @@ class VrrpService:
 
     def _link_changed(self, ifname: str, up: bool) -> None:
         self._counters["link_events"] += 1
-        log.info("VRRP_LINK tracked interface %s is %s", ifname, "up" if up else "down")
+        log.info("VRRP_LINK interface %s is %s", ifname, "up" if up else "down")
         if not self._stopping:
+            if self._on_link is not None:
+                self._on_link(ifname, up)
             self._feed(LinkChanged(ifname, up))
 
     def _timer_fired(self, timer: Timer, deadline: float) -> None:

@@ -27,6 +27,7 @@ from appliance.vrrp.fsm import (
     GateChanged,
     LinkChanged,
     Params,
+    PeerDown,
     PriorityChanged,
     Reason,
     SendAdvert,
@@ -141,6 +142,7 @@ SAMPLE_EVENTS: list[Event] = [
     TimerFired(Timer.MASTER_DOWN), TimerFired(Timer.ADVER), TimerFired(Timer.GARP),
     LinkChanged("eth2", False), LinkChanged("eth2", True), LinkChanged("other", False),
     GateChanged(False), GateChanged(True),
+    PeerDown("peer reset"),
 ]
 
 
@@ -198,6 +200,7 @@ events = st.one_of(
               vrid=st.sampled_from([51, 51, 51, 52])),
     st.builds(LinkChanged, st.sampled_from(["eth2", "eth3", "eth9"]), st.booleans()),
     st.builds(GateChanged, st.booleans()),
+    st.builds(PeerDown, st.just("sync evidence")),
 )
 
 
@@ -689,3 +692,18 @@ def test_tracking_moves_mastership_and_back() -> None:
     lan.feed(a, LinkChanged("eth2", True))
     lan.run_until(16.01)
     assert a.state is State.MASTER and b.state is State.BACKUP
+
+
+def test_peer_down_makes_a_backup_master_at_once() -> None:
+    """Evidence from the sync link: no waiting for the Master_Down_Timer."""
+    m = backup()
+    actions = m.handle(PeerDown("peer daemon gone (reset)"), 1.0)
+    assert m.state is State.MASTER
+    assert isinstance(actions[0], BecomeMaster) and actions[0].reason.value == "peer_down"
+
+
+def test_peer_down_changes_nothing_in_master_or_initialize() -> None:
+    m = master()
+    assert m.handle(PeerDown("x"), 1.0) == [] and m.state is State.MASTER
+    i = VrrpMachine(params())
+    assert i.handle(PeerDown("x"), 1.0) == [] and i.state is State.INITIALIZE
