@@ -128,14 +128,24 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  datapath  {g('datapath/attach_mode')}")
     print(f"  leases    {g('leases/active', '0')} active")
     stats = {k[6:]: v for k, v in run.items() if k.startswith("stats/")}
-    line = "  stats    "
-    for k, v in stats.items():
-        item = f" {k}={v}"
-        if len(line) + len(item) > 78:
-            print(line)
-            line = "          "
-        line += item
-    print(line)
+    # DHCP counters always; the sync, VRRP and XDP ones when they are not zero (all of
+    # them are in `status --json` and under stats/ in the runtime tree).
+    groups = [("dhcp", [k for k in stats if not k.startswith(("sync_", "vrrp_", "xdp_"))]),
+              ("sync", [k for k in stats if k.startswith("sync_") and stats[k] != "0"]),
+              ("vrrp", [k for k in stats if k.startswith("vrrp_") and stats[k] != "0"]),
+              ("xdp", [k for k in stats if k.startswith("xdp_") and stats[k] != "0"])]
+    for name, keys in groups:
+        if not keys:
+            continue
+        line = f"  {name:9}"
+        for k in keys:
+            short = k.split("_", 1)[1] if name != "dhcp" else k
+            item = f" {short}={stats[k]}"
+            if len(line) + len(item) > 88:
+                print(line)
+                line = " " * 11
+            line += item
+        print(line)
     return 0
 
 
