@@ -54,6 +54,37 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
 
 
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Validate the tree here, then ask the running daemon to apply it (SIGHUP) and show
+    what it did: the same answer as check-config for a bad tree, and nothing sent."""
+    import signal
+
+    from appliance.runtime.tree import read_tree
+
+    cfg = _load(args.config)  # exits 2 naming each bad file and value
+    run = read_tree(cfg.node.run_dir)
+    if not (run and _pid_alive(run)):
+        print(f"{cfg.node.name}: not running; nothing to reload (the tree is valid)",
+              file=sys.stderr)
+        return 3
+    before = run.get("config/last_reload", "")
+    os.kill(int(run["pid"]), signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        now = read_tree(cfg.node.run_dir).get("config/last_reload", "")
+        if now and now != before:
+            res = json.loads(now)
+            print(f"{cfg.node.name}: reload {res['result']}")
+            for key in ("changed", "restart_needed", "problems"):
+                for item in res.get(key, []):
+                    print(f"  {key.replace('_', ' ')}: {item}")
+            return 0 if res["result"] != "refused" else 2
+        time.sleep(0.05)
+    print(f"{cfg.node.name}: the daemon did not report the reload within 10 s",
+          file=sys.stderr)
+    return 1
+
+
 def cmd_cleanup(args: argparse.Namespace) -> int:
     from appliance import daemon
 
@@ -225,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--list-keys", action="store_true", help="list every setting with its "
                    "default and meaning")
     c.set_defaults(func=cmd_check_config)
+    rl = sub.add_parser("reload", parents=[common],
+                        help="validate the tree, then have the running daemon apply it live")
+    rl.set_defaults(func=cmd_reload)
     k = sub.add_parser("cleanup", parents=[common],
                        help="remove what a crashed daemon left: XDP program, virtual IPs "
                             "(run by the unit after a stop)")

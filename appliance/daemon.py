@@ -16,6 +16,7 @@ import signal
 import socket
 import time
 from collections import defaultdict, deque
+from dataclasses import replace
 from ipaddress import IPv4Address
 
 from appliance.config import tree as config_tree
@@ -513,6 +514,9 @@ class Daemon:
         stats = dict(self.stats)
         if self.datapath is not None:
             rt.set("datapath/attach_mode", self.datapath.attach_mode)
+            pps, burst = self.datapath.rate_limit
+            rt.set("datapath/rate_limit_pps", pps)
+            rt.set("datapath/rate_limit_burst", burst)
             dp = self.datapath.counters()
             if dp:
                 # Drops in the kernel and in user space are one figure for the operator.
@@ -544,26 +548,76 @@ class Daemon:
 
     # -- reload ------------------------------------------------------------------------
     def reload(self) -> None:
+        """SIGHUP: re-read the tree and apply the difference live. Pools, ranges,
+        reservations and options apply at once without touching a lease; a new
+        vrrp/priority is advertised at once; other vrrp/ changes restart the VRRP
+        instance; a new rate limit is written to the XDP map. Settings that only a
+        restart can change (node/, client/interface, sync/, datapath/mode) are kept and
+        named. An invalid tree is refused whole and the running config stays."""
+        now = time.time()
         try:
             new = config_tree.load(self.cfg.source)
         except config_tree.ConfigError as e:
             log.error("D020 reload refused, the running config stays:\n%s", e)
+            self.runtime.set_json("config/last_reload", {
+                "time": now, "result": "refused", "problems": [str(p) for p in e.problems]})
             return
-        changed = diff(self.cfg, new)
-        if not changed:
-            log.info("D021 reload: nothing changed")
-            return
-        log.info("D022 reload: applying %s", ", ".join(changed))
-        if any(c.startswith("pools/") for c in changed):
+        old = self.cfg
+        changed = diff(old, new)
+        restart = [c for c in changed if c.startswith(("node/", "client/", "sync/",
+                                                         "datapath/mode"))]
+        live = [c for c in changed if c not in restart]
+        if restart:
+            log.warning("D023 reload: %s take effect only after a restart; the running "
+                        "values stay", ", ".join(restart))
+        # What only a restart changes stays as it runs.
+        new = replace(new, node=old.node, client_interface=old.client_interface,
+                      sync=old.sync, datapath=replace(new.datapath, mode=old.datapath.mode),
+                      vrrp=new.vrrp if (new.vrrp is None) == (old.vrrp is None) else old.vrrp)
+        if (new.vrrp is None) != (old.vrrp is None):
+            restart.append("vrrp/ (added or removed)")
+        self.cfg = new
+        if any(c.startswith("pools/") for c in live):
             self.pools = Pools.from_config(new.pools)
+            owner = self.allocator.owner
             self.allocator = Allocator(self.pools, self.table)
-            now = time.time()
+            self.allocator.owner = owner
             for lease in self.table.leases():
                 if not (lease.state in HOLDING_STATES and lease.expires > now):
                     self.allocator.release(lease.ip)
             self.server.alloc = self.allocator
             self.server.set_pools(self.pools)
-        self.cfg = new
+        if any(c.startswith("datapath/rate_limit") for c in live) and self.datapath:
+            self.datapath.set_rate_limit(new.datapath.rate_limit_pps,
+                                         new.datapath.rate_limit_burst)
+        vrrp_changes = [c for c in live if c.startswith("vrrp/")]
+        if vrrp_changes and self.vrrp is not None and new.vrrp is not None:
+            if vrrp_changes == ["vrrp/priority"]:
+                self.vrrp.set_priority(new.vrrp.priority)
+            else:
+                assert self.loop is not None
+                self.loop.create_task(self._restart_vrrp(), name="vrrp-restart")
+        if self.link is not None:
+            self.link.set_summary(config_summary(new))
+        log.info("D022 reload: %s", ", ".join(live) if live else "nothing changed")
+        self.runtime.set_json("config/last_reload", {
+            "time": now, "result": "applied" if live else "unchanged", "changed": live,
+            "restart_needed": restart})
+        self._publish()
+
+    async def _restart_vrrp(self) -> None:
+        """vrrp/ settings other than the priority changed: a new instance (the old one
+        says priority 0 first, so the peer takes over while we come back)."""
+        cfg = self.cfg
+        assert cfg.vrrp is not None and self.vrrp is not None
+        log.warning("D024 reload: restarting VRRP with the new vrrp/ settings")
+        await self.vrrp.stop()
+        self._set_role(decide(cfg.standalone, "initialize", self.client_link_up), "vrrp restart")
+        self.vrrp = VrrpService(cfg.vrrp, cfg.client_interface, self._on_vrrp, self.loop,
+                                on_link=self._on_link, watch=(cfg.client_interface,))
+        if self.link is not None:
+            self.vrrp.set_gate(self.link.ready_to_serve)
+        await self.vrrp.start()
 
 
 def _watchdog_interval() -> float:

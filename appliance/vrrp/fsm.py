@@ -71,7 +71,7 @@ VIPs are added or removed and the gratuitous ARPs are sent.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
 from appliance.vrrp.packet import PRIORITY_OWNER, PRIORITY_STOP, Advert, Reject, check_group
@@ -121,6 +121,7 @@ class Trigger(enum.Enum):
     LINK_CHANGED = "link_changed"
     GATE_CHANGED = "gate_changed"
     PEER_DOWN = "peer_down"
+    RECONFIGURED = "reconfigured"
 
 
 # -- events: past-tense facts --------------------------------------------------------
@@ -173,8 +174,17 @@ class PeerDown:
     why: str
 
 
+@dataclass(frozen=True, slots=True)
+class PriorityConfigured:
+    """The operator changed vrrp/priority and reloaded: a Master advertises the new
+    priority at once (so a better backup can preempt now); a Backup uses it from the
+    next advert it hears. 255 (owner) is not reachable this way: it needs a restart."""
+
+    priority: int
+
+
 Event = (Startup | Shutdown | AdvertReceived | TimerFired | LinkChanged | GateChanged
-         | PeerDown)
+         | PeerDown | PriorityConfigured)
 
 
 # -- actions: imperatives for the caller ---------------------------------------------
@@ -260,6 +270,9 @@ TRANSITIONS: dict[tuple[State, Trigger], frozenset[State]] = {
     (State.INITIALIZE, Trigger.LINK_CHANGED): frozenset({State.INITIALIZE}),
     (State.INITIALIZE, Trigger.GATE_CHANGED): frozenset({State.INITIALIZE}),
     (State.INITIALIZE, Trigger.PEER_DOWN): frozenset({State.INITIALIZE}),
+    (State.INITIALIZE, Trigger.RECONFIGURED): frozenset({State.INITIALIZE}),
+    (State.BACKUP, Trigger.RECONFIGURED): frozenset({State.BACKUP}),
+    (State.MASTER, Trigger.RECONFIGURED): frozenset({State.MASTER}),
     (State.BACKUP, Trigger.PEER_DOWN): frozenset({State.MASTER}),
     (State.MASTER, Trigger.PEER_DOWN): frozenset({State.MASTER}),
     (State.BACKUP, Trigger.SHUTDOWN): frozenset({State.INITIALIZE}),
@@ -295,6 +308,7 @@ _EVENT_TRIGGER: dict[type, Trigger] = {
     LinkChanged: Trigger.LINK_CHANGED,
     GateChanged: Trigger.GATE_CHANGED,
     PeerDown: Trigger.PEER_DOWN,
+    PriorityConfigured: Trigger.RECONFIGURED,
 }
 
 
@@ -401,12 +415,15 @@ class VrrpMachine:
         allowed = TRANSITIONS.get((old, trigger))
         if allowed is None:
             raise VrrpStateError(f"{trigger.value} cannot happen in state {old.value}")
-        handler = {
-            State.INITIALIZE: self._initialize,
-            State.BACKUP: self._backup,
-            State.MASTER: self._master,
-        }[old]
-        actions = handler(event, now)
+        if isinstance(event, PriorityConfigured):
+            actions = self._reconfigure(event, now)
+        else:
+            handler = {
+                State.INITIALIZE: self._initialize,
+                State.BACKUP: self._backup,
+                State.MASTER: self._master,
+            }[old]
+            actions = handler(event, now)
         if self._state not in allowed:  # pragma: no cover - guards the handlers
             raise VrrpStateError(
                 f"{old.value} -> {self._state.value} on {trigger.value} is not in TRANSITIONS"
@@ -579,6 +596,19 @@ class VrrpMachine:
 
     def _may_preempt(self, now: float) -> bool:
         return self.params.preempt and self._v.gate_ready and now >= self._v.preempt_after
+
+    def _reconfigure(self, event: PriorityConfigured, now: float) -> list[Action]:
+        if not 1 <= event.priority <= 254:
+            raise VrrpStateError(f"priority {event.priority} cannot be set live (1..254)")
+        old = self.priority
+        self.params = replace(self.params, priority=event.priority)
+        new = self.priority
+        if new == old:
+            return []
+        actions: list[Action] = [PriorityChanged(old, new)]
+        if self._state is State.MASTER:
+            actions += [self._advert(new), self._adver_from(now)]
+        return actions
 
     def _link(self, event: LinkChanged) -> list[Action]:
         if all(name != event.ifname for name, _ in self.params.track):

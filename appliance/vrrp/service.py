@@ -51,6 +51,7 @@ from appliance.vrrp.fsm import (
     Params,
     PeerDown,
     PriorityChanged,
+    PriorityConfigured,
     SendAdvert,
     SendGarp,
     Shutdown,
@@ -190,6 +191,11 @@ class VrrpService:
         self._gate = ready
         if self._machine is not None and not self._stopping:
             self._feed(GateChanged(ready))
+
+    def set_priority(self, priority: int) -> None:
+        """vrrp/priority changed on reload: applied live (a master advertises it now)."""
+        if self._machine is not None and not self._stopping:
+            self._feed(PriorityConfigured(priority))
 
     def takeover(self, why: str) -> None:
         """The sync link proved the master gone: a Backup becomes Master now instead of

@@ -29,6 +29,7 @@ from appliance.vrrp.fsm import (
     Params,
     PeerDown,
     PriorityChanged,
+    PriorityConfigured,
     Reason,
     SendAdvert,
     SendGarp,
@@ -143,6 +144,7 @@ SAMPLE_EVENTS: list[Event] = [
     LinkChanged("eth2", False), LinkChanged("eth2", True), LinkChanged("other", False),
     GateChanged(False), GateChanged(True),
     PeerDown("peer reset"),
+    PriorityConfigured(90), PriorityConfigured(200),
 ]
 
 
@@ -707,3 +709,19 @@ def test_peer_down_changes_nothing_in_master_or_initialize() -> None:
     assert m.handle(PeerDown("x"), 1.0) == [] and m.state is State.MASTER
     i = VrrpMachine(params())
     assert i.handle(PeerDown("x"), 1.0) == [] and i.state is State.INITIALIZE
+
+
+def test_priority_configured_master_advertises_at_once() -> None:
+    m = master()
+    actions = m.handle(PriorityConfigured(90), 2.0)
+    assert m.priority == 90 and m.state is State.MASTER
+    assert isinstance(actions[0], PriorityChanged)
+    assert any(isinstance(a, SendAdvert) and a.advert.priority == 90 for a in actions)
+
+
+def test_priority_configured_backup_keeps_state_and_owner_refused() -> None:
+    b = backup()
+    b.handle(PriorityConfigured(200), 2.0)
+    assert b.priority == 200 and b.state is State.BACKUP
+    with pytest.raises(VrrpStateError):
+        b.handle(PriorityConfigured(255), 2.0)
