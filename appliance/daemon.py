@@ -225,11 +225,13 @@ class Daemon:
         if self.journal.records_since_snapshot:
             self.journal.compact(list(self.table.leases()), background=True)
         if cfg.sync is not None:
-            self.epoch = load_epoch(cfg.node.state_dir, empty=len(self.table) == 0)
+            # A store without a change of our own (new, or node/name changed) starts a new
+            # epoch: the peer then takes a snapshot instead of trusting old numbers.
+            self.epoch = load_epoch(cfg.node.state_dir, empty=self.table.own_seq == 0)
             self.cursor_file = CursorFile(cfg.node.state_dir)
-            # Our own changes from now on; what came before this start is sent to the
-            # peer as a snapshot if it needs it (base = the last seq in the store).
-            self.changelog = RingLog(self.epoch, self.table, base=self.table.last_seq)
+            # Our own changes from now on. A peer that held our log up to our last own
+            # change before this start gets a delta; an older one a snapshot.
+            self.changelog = RingLog(self.epoch, self.table, base=self.table.own_seq)
 
     def _server_id(self) -> bytes:
         cfg = self.cfg

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from appliance.leases.codec import LeaseDecodeError, decode_lease, encode_lease
 from appliance.leases.model import Lease
+from appliance.leases.table import LeaseTable
 
 log = logging.getLogger("dhcp-hotbackup.journal")
 
@@ -140,10 +141,12 @@ class Journal:
     # -- the write path ----------------------------------------------------------------
     def append(self, leases: Iterable[Lease]) -> None:
         """Write records (not yet durable: call sync())."""
-        data = b"".join(frame(lease) for lease in leases)
-        if data:
+        frames = [frame(lease) for lease in leases]
+        if frames:
+            data = b"".join(frames)
             os.write(self._fd, data)
             self.size += len(data)
+            self.records_since_snapshot += len(frames)
 
     def append_framed(self, data: bytes, count: int) -> None:
         if data:
@@ -227,14 +230,12 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
-def read_store(state_dir: str | os.PathLike[str]) -> dict[int, Lease]:
-    """The durable state, read-only (no lock, nothing cut): the last record per address.
-    What `dhcp-hotbackup leases` shows, whether or not the daemon runs."""
+def read_store(state_dir: str | os.PathLike[str], origin: str = "") -> dict[int, Lease]:
+    """The durable state, read-only (no lock, nothing cut), rebuilt exactly as the daemon
+    rebuilds it at start (a client moved to a new address frees its old one), so
+    `dhcp-hotbackup leases` shows what the daemon holds, whether or not it runs."""
     d = Path(state_dir)
-    out: dict[int, Lease] = {}
-    def keep(lease: Lease) -> None:
-        out[lease.ip] = lease
-
+    table = LeaseTable(origin)
     for p in (d / "leases.snap", d / "leases.journal.old", d / "leases.journal"):
-        scan_records(p, keep)
-    return out
+        scan_records(p, table.load)
+    return table.by_ip

@@ -29,6 +29,7 @@ class LeaseTable:
         self._wheel: dict[int, list[int]] = {}
         self._cursor: int | None = None  # first second not yet reclaimed
         self.last_seq = 0
+        self.own_seq = 0
         self.on_free: Callable[[int], None] = lambda ip: None
         self.on_hold: Callable[[int], None] = lambda ip: None
         # A local commit takes an address whose record belongs to another client: that
@@ -67,6 +68,7 @@ class LeaseTable:
     def commit(self, lease: Lease) -> Lease:
         """A durable change made here: give it the next sequence number and our name."""
         self.last_seq += 1
+        self.own_seq = self.last_seq
         lease = replace(lease, seq=self.last_seq, origin=self.origin)
         old = self.by_ip.get(lease.ip)
         if old is not None and old.key != lease.key and old.state != LeaseState.OFFERED:
@@ -75,9 +77,14 @@ class LeaseTable:
         return lease
 
     def load(self, lease: Lease) -> None:
-        """A change replayed from the journal or received from the peer, kept as is."""
+        """A change replayed from the journal or received from the peer, kept as is.
+        `last_seq` moves past every number seen (a Lamport clock: a change made here
+        after seeing the peer's is numbered after it, which the merge rules rely on);
+        `own_seq` is the last change made here, where this device's change log ends."""
         if lease.seq > self.last_seq:
             self.last_seq = lease.seq
+        if lease.origin == self.origin and lease.seq > self.own_seq:
+            self.own_seq = lease.seq
         self._put(lease)
 
     def _put(self, lease: Lease) -> None:

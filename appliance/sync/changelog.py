@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from appliance.leases.model import Lease
+from appliance.leases.model import Lease, LeaseState
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +89,13 @@ class RingLog:
 
     @property
     def lease_count(self) -> int:
+        """Leases a snapshot would carry: offers held in memory are never replicated.
+        O(table) — it is read at a handshake and a snapshot, not per update."""
         src = self.source
         if src is None:
             return 0
-        return len(src)  # type: ignore[arg-type]
+        rows = src.leases() if hasattr(src, "leases") else iter(src)  # type: ignore[union-attr]
+        return sum(1 for lease in rows if lease.state != LeaseState.OFFERED)
 
     def __len__(self) -> int:
         return len(self._items) - self._start
@@ -125,6 +128,9 @@ class RingLog:
             rows = list(src.leases())  # type: ignore[union-attr]
         else:
             rows = list(src)  # type: ignore[arg-type]
+        # An OFFER lives only in the offering device's memory (never journaled, never
+        # replicated): the peer's decoder refuses one, so it must not be in a snapshot.
+        rows = [lease for lease in rows if lease.state != LeaseState.OFFERED]
         return (rows[i : i + page_size] for i in range(0, len(rows), page_size))
 
 
