@@ -372,7 +372,8 @@ class Daemon:
         flip_us = (time.perf_counter() - t0) * 1e6
         log.info("D030 role %s (%s): datapath flipped in %.0f us", role.value, reason, flip_us)
         self._tell_peer_role()
-        if self.loop is not None:
+        if self.loop is not None and not self._stop.is_set():
+            # (when stopping, the stop path publishes last itself: no late rewrite)
             self.loop.call_soon(self._publish)
 
     def _on_vrrp(self, state: str, info: dict[str, object]) -> None:

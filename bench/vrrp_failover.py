@@ -1,7 +1,9 @@
 """VRRP failover benchmark: master killed -> the backup's first gratuitous ARP on the LAN.
 
-Ours (appliance.testing.vrrp_node, i.e. VrrpService) and keepalived 2.2.7 on the same
-namespace topology in the same run, at several advert intervals:
+Ours (the daemon, `dhcp-hotbackup run` with a vrrp/ folder and no sync/, datapath off
+unless --datapath xdp) and keepalived 2.2.7 on the same namespace topology in the same
+run, at several advert intervals (`--impl node` adds VrrpService alone,
+appliance.testing.vrrp_node, to the progress lines on stderr):
 
     lan bridge ── m   (eth1 192.0.2.10, priority 150: the master)
                ├─ b   (eth1 192.0.2.11, priority 100: the backup)
@@ -9,7 +11,7 @@ namespace topology in the same run, at several advert intervals:
 
 A trial: m is master and b backup; after a few intervals of steady state, wait for one
 of m's adverts, then kill m a random phase later (SIGKILL: the whole keepalived process
-group, or our single process; --signal term for a priority-0 shutdown instead). The
+group, or our daemon's single process; --signal term for a priority-0 shutdown). The
 phases come from one seeded sequence, the same for both implementations, so their
 trials are paired. Two figures per trial, from the observer's capture timestamps:
 
@@ -22,7 +24,8 @@ m is then restarted, preempts back, and the next trial begins. The goal per inte
 b's Master_Down_Interval, 3 x interval + Skew_Time (§6.1).
 
     sudo .venv/bin/python bench/vrrp_failover.py [--trials 10] [--intervals 10,100,1000]
-                              [--impl ours,keepalived] [--signal kill|term] [--seed 1]
+                              [--impl ours,keepalived[,node]] [--signal kill|term]
+                              [--seed 1] [--datapath off|xdp] [--json FILE]
 """
 
 from __future__ import annotations
@@ -67,9 +70,11 @@ def _median_ms(xs: list[float]) -> float | None:
 class Pair:
     """m and b of one implementation on a fresh topology."""
 
-    def __init__(self, impl: str, interval_ms: int, workdir: str, sig: int) -> None:
+    def __init__(self, impl: str, interval_ms: int, workdir: str, sig: int,
+                 datapath: str = "off") -> None:
         self.impl = impl
         self.sig = sig
+        self.datapath = datapath
         self.topo = Topology(prefix="vb")
         try:
             self.lab = VrrpLab(self.topo, workdir, advert_ms=interval_ms)
@@ -89,14 +94,16 @@ class Pair:
         # no second batch of GARPs (keepalived's garp_master_delay, our garp_repeat_s): it
         # would land in the next trial's capture
         if self.impl == "ours":
+            return self.lab.start_daemon(name, prio, garp_repeat_s=0, datapath=self.datapath)
+        if self.impl == "node":
             return self.lab.start_ours(name, prio, "--garp-repeat-s", "0")
         return self.lab.start_keepalived(name, prio, garp_repeat_s=0)
 
     def _settled(self) -> bool:
-        if self.impl == "ours":
-            return (self.lab.state("m").get("state") == "master"
-                    and self.lab.state("b").get("state") == "backup")
-        return self.lab.has_vip("m") and not self.lab.has_vip("b")
+        if self.impl == "keepalived":
+            return self.lab.has_vip("m") and not self.lab.has_vip("b")
+        # the daemon's state also requires its role: active on m, standby on b
+        return self.lab.in_state("m", "master") and self.lab.in_state("b", "backup")
 
     def start_master(self, timeout: float) -> None:
         """(Re)start m and wait until it has taken over and b is backup."""
@@ -108,7 +115,7 @@ class Pair:
     def kill_master(self) -> float:
         assert self.m is not None
         t = time.time()
-        if self.impl == "ours" and self.sig == signal.SIGKILL:
+        if self.impl != "keepalived" and self.sig == signal.SIGKILL:
             self.topo.kill9(self.m)
         else:  # keepalived: parent and VRRP child together (a process group)
             os.killpg(self.m.pid, self.sig)
@@ -122,13 +129,13 @@ def _bursts(times: list[float], gap_s: float = 0.005) -> int:
 
 
 def run_one(impl: str, interval_ms: int, trials: int, sig: int, seed: int,
-            workdir: str) -> Result:
+            workdir: str, datapath: str = "off") -> Result:
     res = Result(impl, interval_ms)
     interval = interval_ms / 1000
     mdi = master_down_interval_s(BACKUP_PRIO, interval_ms // 10)
-    timeout = 4 * mdi + 10
+    timeout = 4 * mdi + 30  # a daemon (re)start on a loaded machine
     phases = random.Random(seed)
-    pair = Pair(impl, interval_ms, workdir, sig)
+    pair = Pair(impl, interval_ms, workdir, sig, datapath)
     m_ip, b_mac = pair.lab.ip["m"], pair.lab.mac["b"]
     try:
         pair.start_master(timeout)
@@ -172,6 +179,8 @@ def main() -> int:
     p.add_argument("--impl", default="ours,keepalived")
     p.add_argument("--signal", choices=("kill", "term"), default="kill")
     p.add_argument("--seed", type=int, default=1, help="seed of the kill phases")
+    p.add_argument("--datapath", choices=("off", "xdp"), default="off",
+                   help="our daemon's datapath/mode (xdp: bcc compiles at every restart)")
     p.add_argument("--json", help="also write the raw samples here")
     args = p.parse_args()
     if os.geteuid() != 0:
@@ -189,7 +198,7 @@ def main() -> int:
                 d = os.path.join(workdir, f"{impl}-{interval}")
                 os.makedirs(d)
                 t0 = time.monotonic()
-                r = run_one(impl, interval, args.trials, sig, args.seed, d)
+                r = run_one(impl, interval, args.trials, sig, args.seed, d, args.datapath)
                 results[(impl, interval)] = r
                 print(f"# {impl:10s} {interval:5d} ms adverts: failover {_cell(r.failover)} ms,"
                       f" overhead {_cell(r.overhead)} ms, n={len(r.failover)} "
@@ -197,7 +206,8 @@ def main() -> int:
                       + (f"; errors: {r.errors}" if r.errors else ""),
                       file=sys.stderr, flush=True)
 
-    print(f"\nVRRP failover: {args.signal} the master (priority {MASTER_PRIO}) -> the backup's"
+    print(f"\nVRRP failover (ours: the daemon, datapath {args.datapath}):"
+          f" {args.signal} the master (priority {MASTER_PRIO}) -> the backup's"
           f" (priority {BACKUP_PRIO}) first gratuitous ARP, ms, median (min-max) of n paired"
           " trials\n")
     print("| advert | goal 3xI+skew | ours failover | keepalived failover | ours/ka "

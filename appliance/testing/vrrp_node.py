@@ -1,4 +1,6 @@
-"""A stand-alone VRRP node for tests and benchmarks: VrrpService alone on an asyncio loop.
+"""VRRP test support: `VrrpLab` (our daemon, keepalived and a stand-alone VrrpService node
+on one bridge, with an observer) and `LanWatch`; and the stand-alone node itself:
+VrrpService alone on an asyncio loop.
 
     python -m appliance.testing.vrrp_node --interface eth1 --vrid 51 --priority 150 \\
         --advert-ms 100 --vip 192.0.2.1/24 [--track eth2=30] [--preempt 0|1] \\
@@ -11,8 +13,10 @@ rename on every transition and, when something else changed, every 20 ms.
 Signals: SIGTERM/SIGINT stop the service (priority-0 advert, VIPs removed) and exit 0;
 SIGUSR1 opens the sync gate, SIGUSR2 closes it.
 
-Test support only (it stands in for the daemon until the daemon integrates
-VrrpService); the product never imports it.
+The namespace tests and the benchmark run the real daemon (`VrrpLab.start_daemon`, i.e.
+`dhcp-hotbackup run` with a vrrp/ folder). The stand-alone node remains for what the
+daemon cannot be made to do from outside: close and open the sync gate on demand (the
+daemon's gate follows its sync link). Test support only; the product never imports it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,10 +37,15 @@ from ipaddress import IPv4Interface
 from typing import Any
 
 from appliance.config.model import VrrpConfig
-from appliance.testing.netns import Netns, Topology
+from appliance.runtime.tree import read_tree
+from appliance.testing.netns import Netns, Topology, wait_for
+from appliance.testing.trees import standalone_tree
 from appliance.vrrp.service import VrrpService
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+_BIN = os.path.join(os.path.dirname(sys.executable), "dhcp-hotbackup")
+DAEMON = _BIN if os.path.exists(_BIN) else (shutil.which("dhcp-hotbackup") or "dhcp-hotbackup")
 
 _REFRESH_S = 0.02
 
@@ -280,10 +290,12 @@ class LanWatch:
 
 
 class VrrpLab:
-    """A bridge with hosts that run our node or keepalived, and an observer namespace.
+    """A bridge with hosts that run our daemon, our stand-alone node or keepalived, and an
+    observer namespace.
 
     Host i gets eth1 = 192.0.2.<10+i>/24 with MAC 02:00:00:00:00:<10+i>; every process
-    is started through the Topology (ended by PID) and logs into `workdir`.
+    is started through the Topology (ended by PID) and logs into `workdir`. A daemon host
+    `name` has its config tree, lease store and runtime tree under `workdir/name/`.
     """
 
     def __init__(self, topo: Topology, workdir: str, *, vrid: int = 51,
@@ -299,6 +311,8 @@ class VrrpLab:
         self.hosts: dict[str, Netns] = {}
         self.ip: dict[str, str] = {}
         self.mac: dict[str, str] = {}
+        self.logs: dict[str, str] = {}  # name -> log of its latest process
+        self._daemons: set[str] = set()  # hosts whose latest process is our daemon
         self._starts = 0
 
     def host(self, name: str) -> Netns:
@@ -310,50 +324,168 @@ class VrrpLab:
         self.hosts[name] = ns
         return ns
 
+    def _log(self, name: str, suffix: str = "") -> str:
+        self._starts += 1
+        path = os.path.join(self.dir, f"{name}.{self._starts}{suffix}.log")
+        self.logs[name] = path
+        return path
+
+    # -- our daemon: dhcp-hotbackup run with a vrrp/ folder --------------------------
+    def config_dir(self, name: str) -> str:
+        return os.path.join(self.dir, name, "etc")
+
+    def run_dir(self, name: str) -> str:
+        return os.path.join(self.dir, name, "run")
+
+    def start_daemon(self, name: str, priority: int, *, track: dict[str, int] | None = None,
+                     preempt: bool = True, preempt_delay_ms: int = 0,
+                     use_vmac: bool = False, garp_repeat_s: int = 5,
+                     datapath: str = "off",
+                     extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """`dhcp-hotbackup run` on host `name`'s eth1 with the lab's VRID, VIP and advert
+        interval. The config tree is written afresh; the lease store (state/) is kept
+        across restarts, as on a device; the runtime tree (run/) is removed first, so
+        that what `daemon_state` reads comes from this process."""
+        root = os.path.join(self.dir, name)
+        shutil.rmtree(self.config_dir(name), ignore_errors=True)
+        shutil.rmtree(self.run_dir(name), ignore_errors=True)
+        values = {
+            "vrrp/vrid": str(self.vrid),
+            "vrrp/priority": str(priority),
+            "vrrp/advert_interval_ms": str(self.advert_ms),
+            "vrrp/virtual_ip": self.vip,
+            "vrrp/preempt": "1" if preempt else "0",
+            "vrrp/preempt_delay_ms": str(preempt_delay_ms),
+            "vrrp/use_vmac": "1" if use_vmac else "0",
+            "vrrp/garp_repeat_s": str(garp_repeat_s),
+            **{f"vrrp/track/{ifname}": str(dec) for ifname, dec in (track or {}).items()},
+            **(extra or {}),
+        }
+        # the pool keeps clear of the hosts (.10-), the VIP (.100) and the observer (.250)
+        etc = standalone_tree(root, name=name, interface="eth1", datapath=datapath,
+                              ranges="192.0.2.150-192.0.2.199", extra=values)
+        with open(self._log(name), "wb") as log:
+            p = self.t.popen(self.hosts[name], [DAEMON, "run", "--config", str(etc)],
+                             stdout=log, stderr=subprocess.STDOUT)
+        self._daemons.add(name)
+        return p
+
+    def daemon_state(self, name: str) -> dict[str, Any]:
+        """The daemon's runtime tree in the shape `state` returns for a stand-alone node:
+        state, priority, master (None when none), counters (stats/vrrp_*), and also pid,
+        role, attach_mode, stats (the other stats/*) and last_transition (the parsed
+        vrrp/last_transition, or None). {} until the daemon has published vrrp/state.
+
+        The daemon writes one file after another, so a read can fall in the middle of a
+        publish (vrrp/state new, stats/ old): the tree is read until two reads agree."""
+        run = read_tree(self.run_dir(name))
+        for _ in range(10):
+            again = read_tree(self.run_dir(name))
+            if again == run:
+                break
+            run = again
+        if "vrrp/state" not in run:
+            return {}
+        last = run.get("vrrp/last_transition")
+        counters, stats = {}, {}
+        for k, v in run.items():
+            if k.startswith("stats/vrrp_"):
+                counters[k[len("stats/vrrp_"):]] = int(v)
+            elif k.startswith("stats/"):
+                stats[k[len("stats/"):]] = int(v)
+        return {
+            "pid": int(run.get("pid") or 0),
+            "role": run.get("role"),
+            "state": run["vrrp/state"],
+            "priority": int(run["vrrp/priority"]),
+            "master": run.get("vrrp/master") or None,
+            "attach_mode": run.get("datapath/attach_mode"),
+            "counters": counters,
+            "stats": stats,
+            "last_transition": json.loads(last) if last else None,
+        }
+
+    def cleanup(self, name: str) -> str:
+        """`dhcp-hotbackup cleanup` for host `name`'s tree, in its namespace: stdout."""
+        return self.t.run(self.hosts[name],
+                          [DAEMON, "cleanup", "--config", self.config_dir(name)]).stdout
+
+    # -- the stand-alone node (VrrpService alone) ------------------------------------
     def state_file(self, name: str) -> str:
         return os.path.join(self.dir, f"{name}.json")
 
     def start_ours(self, name: str, priority: int, *extra: str) -> subprocess.Popen[bytes]:
-        self._starts += 1
+        """`python -m appliance.testing.vrrp_node` on host `name` (see the module doc)."""
         path = self.state_file(name)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        log = open(os.path.join(self.dir, f"{name}.{self._starts}.log"), "wb")
         cmd = [sys.executable, "-m", "appliance.testing.vrrp_node", "--interface", "eth1",
                "--vrid", str(self.vrid), "--priority", str(priority),
                "--advert-ms", str(self.advert_ms), "--vip", self.vip,
                "--state-file", path, "--log-level", "INFO", *extra]
-        p = self.t.popen(self.hosts[name], cmd, stdout=log, stderr=subprocess.STDOUT,
-                         cwd=_REPO)
-        log.close()
+        with open(self._log(name), "wb") as log:
+            p = self.t.popen(self.hosts[name], cmd, stdout=log, stderr=subprocess.STDOUT,
+                             cwd=_REPO)
+        self._daemons.discard(name)
         return p
 
+    # -- keepalived --------------------------------------------------------------------
     def start_keepalived(self, name: str, priority: int, *, preempt: bool = True,
                          garp_repeat_s: int = 5) -> subprocess.Popen[bytes]:
-        self._starts += 1
-        base = os.path.join(self.dir, f"{name}.ka{self._starts}")
+        log = self._log(name, ".ka")
+        base = log[:-len(".log")]
         with open(f"{base}.conf", "w") as f:
             f.write(keepalived_conf(interface="eth1", vrid=self.vrid, priority=priority,
                                     advert_ms=self.advert_ms, vips=[self.vip],
                                     preempt=preempt, router_id=name,
                                     garp_repeat_s=garp_repeat_s))
-        log = open(f"{base}.log", "wb")
-        p = self.t.popen(self.hosts[name],
-                         ["keepalived", "-n", "-l", "-D", "-P", "-f", f"{base}.conf",
-                          "-p", f"{base}.pid", "-r", f"{base}.vrrp.pid"],
-                         stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        with open(log, "wb") as out:
+            p = self.t.popen(self.hosts[name],
+                             ["keepalived", "-n", "-l", "-D", "-P", "-f", f"{base}.conf",
+                              "-p", f"{base}.pid", "-r", f"{base}.vrrp.pid"],
+                             stdout=out, stderr=subprocess.STDOUT)
+        self._daemons.discard(name)
         return p
 
+    # -- what the tests look at --------------------------------------------------------
     def state(self, name: str) -> dict[str, Any]:
+        """The latest process's published state on host `name` ({} before there is
+        any): the daemon's runtime tree or the stand-alone node's state file."""
+        if name in self._daemons:
+            return self.daemon_state(name)
         try:
             with open(self.state_file(name)) as f:
                 return json.load(f)
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
 
-    def has_vip(self, name: str) -> bool:
-        r = self.t.run(self.hosts[name], ["ip", "-4", "-o", "addr", "show", "dev", "eth1"])
+    def in_state(self, name: str, state: str, **fields: object) -> bool:
+        """Host `name` is in VRRP `state` with these fields (master=, priority=, ...); for
+        a daemon also its role is the one that state implies (active exactly when
+        master, standby otherwise) and its last transition was into that state."""
+        s = self.state(name)
+        if s.get("state") != state or any(s.get(k) != v for k, v in fields.items()):
+            return False
+        if name not in self._daemons:
+            return True
+        last = s.get("last_transition") or {}
+        return s.get("role") == ("active" if state == "master" else "standby") \
+            and last.get("state") == state
+
+    def wait_state(self, name: str, state: str, timeout: float = 10.0,
+                   **fields: object) -> dict[str, Any]:
+        """Wait for `in_state`; on timeout, fail showing what was last published."""
+        try:
+            wait_for(lambda: self.in_state(name, state, **fields), timeout,
+                     what=f"{name} {state} {fields or ''}")
+        except TimeoutError as e:
+            s = {k: v for k, v in self.state(name).items() if k not in ("stats",)}
+            raise AssertionError(f"{e}; {name} published {s}") from None
+        return self.state(name)
+
+    def has_vip(self, name: str, dev: str = "eth1") -> bool:
+        r = self.t.run(self.hosts[name], ["ip", "-4", "-o", "addr", "show", "dev", dev],
+                       check=False)
         return f" {self.vip.split('/')[0]}/" in r.stdout
 
     def arp_watch(self) -> LanWatch:
