@@ -23,13 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.dora_throughput import perfdhcp  # noqa: E402
-
-from appliance.leases.journal import Journal  # noqa: E402
-from appliance.leases.model import Lease, LeaseState  # noqa: E402
-from appliance.testing.kea import kea_ha_config, start_kea  # noqa: E402
-from appliance.testing.netns import Topology, wait_for  # noqa: E402
-from appliance.testing.trees import standalone_tree  # noqa: E402
+from appliance.leases.journal import Journal
+from appliance.leases.model import Lease, LeaseState
+from appliance.testing.kea import kea_ha_config, start_kea
+from appliance.testing.netns import Topology, wait_for
+from appliance.testing.trees import standalone_tree
+from bench.dora_throughput import perfdhcp
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv/bin/python")
@@ -72,7 +71,7 @@ def rd(work: Path, name: str, rel: str) -> str:
 
 
 def start(t: Topology, ns, work: Path, name: str, etc: Path):
-    log = open(work / f"{name}.log", "ab")  # noqa: SIM115
+    log = open(work / f"{name}.log", "ab")
     p = t.popen(ns, [CLI, "run", "--config", str(etc)], stdout=log, stderr=log)
     wait_for(lambda: rd(work, name, "pid") == str(p.pid) or p.poll() is not None, 600,
              what=f"{name} start")
@@ -121,7 +120,7 @@ def throughput(name: str, setup, rates: list[int], period: int, lat_rate: int) -
                 load, _ = setup(t, work)
                 res = perfdhcp(t, load, rate, period, clients=60000)
                 if name in ("sync", "async"):
-                    wait_for(lambda: rd(work, "B", "sync/delay_p50_ms") != "", 5,
+                    wait_for(lambda w=work: rd(w, "B", "sync/delay_p50_ms") != "", 5,
                              what="delay figures")
                     delay = {"p50": rd(work, "B", "sync/delay_p50_ms"),
                              "p99": rd(work, "B", "sync/delay_p99_ms")}
