@@ -26,5 +26,9 @@ bench: setup
 	@$(PY) bench/dora_throughput.py
 	@$(PY) bench/lease_memory.py
 
+# dist/dhcp-hotbackup_<version>_all.deb, built outside the tree; lintian must report no errors.
+deb: setup
+	@bash packaging/build-deb.sh
+
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache .hypothesis build dist *.egg-info

@@ -14,6 +14,10 @@ PKGS=(
   isc-dhcp-client udhcpc dhcpcd-base isc-dhcp-relay
   kea-dhcp4-server kea-admin keepalived
   tcpdump iproute2 iputils-ping procps psmisc
+  # `make deb` and tests/packaging: debhelper + pybuild, lintian, and a Debian root
+  # booted with systemd-nspawn.
+  dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools
+  help2man lintian debootstrap systemd-container util-linux
 )
 
 missing=()
