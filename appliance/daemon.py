@@ -28,7 +28,7 @@ from appliance.dhcp.message import DecodeError, DhcpMessage
 from appliance.dhcp.server import DhcpServer, Ingress
 from appliance.dhcp.transport import DhcpTransport, interface_address
 from appliance.leases.allocator import Allocator
-from appliance.leases.journal import Journal
+from appliance.leases.journal import Journal, StoreLocked
 from appliance.leases.model import HOLDING_STATES, Lease, LeaseState
 from appliance.leases.pool import Pools
 from appliance.leases.syncstate import CursorFile, load_epoch
@@ -653,7 +653,19 @@ def run(cfg: Config) -> int:
 def cleanup(cfg: Config) -> list[str]:
     """What a crashed daemon may have left on the LAN, removed: the XDP program (so no
     stale role steers DHCP) and the virtual IPs (so no stale address answers ARP).
-    Safe to run when nothing is left. Returns what was removed, for the log."""
+    Safe to run when nothing is left. Returns what was removed, for the log.
+    Does nothing while a daemon holds this tree's state dir: it is not left over."""
+    try:
+        lock = Journal(cfg.node.state_dir)
+    except StoreLocked:
+        return [f"a daemon is running on {cfg.node.state_dir}: nothing to clean up"]
+    try:
+        return _cleanup(cfg)
+    finally:
+        lock.close()
+
+
+def _cleanup(cfg: Config) -> list[str]:
     done = [f"xdp program ({mode}) detached from {cfg.client_interface}"
             for mode in datapath_cleanup(cfg.client_interface)]
     if cfg.vrrp is not None:

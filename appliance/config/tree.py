@@ -46,6 +46,19 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
+def ignored(name: str) -> bool:
+    """Files that are not settings: hidden files, editor backups, documentation, and
+    what dpkg and ucf leave beside a conffile (README, x.dpkg-dist, x.ucf-old, ...)."""
+    return (name.startswith(".") or name.endswith("~") or name.startswith("README")
+            or ".dpkg-" in name or ".ucf-" in name)
+
+
+def _present(d: Path) -> bool:
+    """An optional folder counts only if it holds a setting: an empty vrrp/ or sync/
+    (as a package upgrade may leave behind) is the same as none."""
+    return d.is_dir() and any(not ignored(e.name) for e in d.iterdir())
+
+
 def _lines(text: str) -> list[str]:
     out = []
     for raw in text.splitlines():
@@ -91,7 +104,7 @@ class _Reader:
         if not d.is_dir():
             return
         for entry in sorted(d.iterdir()):
-            if entry.name.startswith(".") or entry.name.endswith("~"):
+            if ignored(entry.name):
                 continue
             if entry.name not in allowed:
                 self.fail(f"{folder}/{entry.name}", "", "unknown setting (a typo?); known: "
@@ -113,7 +126,7 @@ def load(root: str | os.PathLike[str] = DEFAULT_ROOT) -> Config:
         raise ConfigError([Problem(str(r.root), "", "config tree not found (not a directory)")])
     for top in sorted(r.root.iterdir()):
         if top.name not in ("node", "client", "vrrp", "sync", "pools", "datapath") and \
-                not top.name.startswith("."):
+                not ignored(top.name):
             r.fail(top.name, "", "unknown folder; known: node, client, vrrp, sync, pools, "
                    "datapath")
 
@@ -129,12 +142,12 @@ def load(root: str | os.PathLike[str] = DEFAULT_ROOT) -> Config:
     r.check_known("client", _names("client"))
     client_if = r.get("client/interface")
 
-    vrrp = _vrrp(r) if (r.root / "vrrp").is_dir() else None
-    sync = _sync(r) if (r.root / "sync").is_dir() else None
+    vrrp = _vrrp(r) if _present(r.root / "vrrp") else None
+    sync = _sync(r) if _present(r.root / "sync") else None
 
     pools: list[PoolConfig] = []
     pdir = r.root / "pools"
-    folders = sorted(d for d in pdir.iterdir() if d.is_dir() and not d.name.startswith(".")) \
+    folders = sorted(d for d in pdir.iterdir() if _present(d) and not ignored(d.name)) \
         if pdir.is_dir() else []
     for d in folders:
         p = _pool(r, d.name)
@@ -167,7 +180,7 @@ def _vrrp(r: _Reader) -> VrrpConfig | None:
     tdir = r.root / "vrrp/track"
     if tdir.is_dir():
         for f in sorted(tdir.iterdir()):
-            if f.name.startswith("."):
+            if ignored(f.name):
                 continue
             try:
                 ifname([f.name])
@@ -227,7 +240,7 @@ def _pool(r: _Reader, name: str) -> PoolConfig | None:
     rdir = r.root / base / "reservations"
     if rdir.is_dir():
         for f in sorted(rdir.iterdir()):
-            if f.name.startswith("."):
+            if ignored(f.name):
                 continue
             rel = f"{base}/reservations/{f.name}"
             try:

@@ -75,7 +75,8 @@ def test_reload_under_load_new_pool_rate_limit_and_broken_tree(tmp_path):
         assert r.returncode == 0, r.stderr
         assert "reload applied" in r.stdout and "pools/extra" in r.stdout
         assert "datapath/rate_limit_pps" in r.stdout
-        new = load(t, rel, tmp_path / "new.json", "--relay", "203.0.113.1", "--clients", "20")
+        new = load(t, rel, tmp_path / "new.json", "--relay", "203.0.113.1", "--clients", "20",
+                   "--seed", "5")
         assert new["acked"] == 20
         assert all(ip.startswith("203.0.113.") for ip in
                    json.loads((tmp_path / "new.json").read_text())["acks"].values())
@@ -105,7 +106,13 @@ def test_reload_under_load_new_pool_rate_limit_and_broken_tree(tmp_path):
         write_tree(etc, {"pools/extra/range": "203.0.113.100-203.0.113.199"})
         leases = json.loads(cli("leases", "--json", "--config", str(etc)).stdout)
         assert len(leases) == 300 + 20 + 5
+        # `cleanup` (the unit's ExecStopPost) leaves a running daemon's program alone.
+        r = t.run(srv, [CLI, "cleanup", "--config", str(etc)])
+        assert "a daemon is running" in r.stdout
+        assert "xdp" in t.run(srv, ["ip", "link", "show", "eth1"]).stdout
         t.stop(daemon)
+        r = t.run(srv, [CLI, "cleanup", "--config", str(etc)])
+        assert "nothing left behind" in r.stdout  # a clean stop detached it already
 
 
 def test_priority_reload_is_advertised_at_once_and_pool_reload_does_not_flap(tmp_path):

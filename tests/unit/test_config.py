@@ -123,3 +123,15 @@ def test_docs_config_md_matches_the_schema():
     spec.loader.exec_module(gen)
     assert (root / "docs/config.md").read_text() == gen.render(), \
         "docs/config.md is stale: run .venv/bin/python scripts/gen_config_doc.py"
+
+
+def test_readme_package_leftovers_and_empty_optional_folders_are_not_settings(tmp_path):
+    etc = standalone_tree(tmp_path)
+    (etc / "README").write_text("how this tree works\n")
+    (etc / "pools/lan/lease_time.dpkg-dist").write_text("600\n")
+    (etc / "pools/lan/router.ucf-old").write_text("192.0.2.9\n")
+    (etc / "vrrp").mkdir()  # left empty by an upgrade that kept the operator's removal
+    (etc / "sync").mkdir()
+    (etc / "sync/README.sync").write_text("the sync link\n")
+    cfg = load(etc)
+    assert cfg.vrrp is None and cfg.sync is None and cfg.pools[0].lease_time == 3600
