@@ -22,9 +22,14 @@ lint: setup
 	@.venv/bin/ruff check appliance tests bench
 	@$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_layering.py
 
+# Each prints its figures beside the peer's (Kea, keepalived) measured in the same run.
 bench: setup
 	@$(PY) bench/dora_throughput.py
 	@$(PY) bench/lease_memory.py
+	@$(PY) bench/sync_replication.py
+	@$(PY) bench/vrrp_failover.py
+	@$(PY) bench/datapath_flip.py
+	@$(PY) bench/failover_outage.py
 
 # dist/dhcp-hotbackup_<version>_all.deb, built outside the tree; lintian must report no errors.
 deb: setup
