@@ -147,7 +147,10 @@ class _Replication(SyncHandler):
         d = self.d
         link = d.link
         assert link is not None
-        d.allocator.owner = link.pool_owner
+        # The pool split guards against a peer that may be serving unseen. A peer whose
+        # daemon is proven gone allocates nothing: the whole pool is ours until it
+        # comes back (and syncs before it may serve).
+        d.allocator.owner = None if d.peer_dead and not link.in_sync else link.pool_owner
         if d.vrrp is not None:
             d.vrrp.set_gate(link.ready_to_serve)
         log.info("D040 sync %s (ready to serve: %s, allocating from %s)", state.tree_value,
@@ -158,6 +161,7 @@ class _Replication(SyncHandler):
 
         if state in (SyncState.IN_SYNC, SyncState.SYNCING):
             d._tell_peer_role()
+            d.peer_dead = False
 
     def on_drift(self, paths: tuple[str, ...]) -> None:
         if paths:
@@ -177,10 +181,13 @@ class _Replication(SyncHandler):
     def on_peer_lost(self, how: Loss, detail: str) -> None:
         d = self.d
         was_active, d.peer_active = d.peer_active, False
-        if how in (Loss.EOF, Loss.RESET) and was_active:
+        if how in (Loss.EOF, Loss.RESET):
             # The peer's kernel closed or reset the connection without a BYE: its daemon
             # is gone, so it serves nobody. Silence (TIMEOUT) proves nothing: VRRP decides.
-            d._takeover(f"the peer's daemon is gone (sync connection {how.value})")
+            d.peer_dead = True
+            d.allocator.owner = None
+            if was_active:
+                d._takeover(f"the peer's daemon is gone (sync connection {how.value})")
         else:
             log.info("D045 sync peer lost (%s%s): VRRP's timers decide", how.value,
                      f": {detail}" if detail else "")
@@ -200,6 +207,7 @@ class Daemon:
         self.vrrp: VrrpService | None = None
         self.link: SyncLink | None = None
         self.peer_active = False  # the peer's last word on the sync link: it serves
+        self.peer_dead = False  # the sync link proved the peer's daemon gone
         self.client_link_up = True
         self.changelog: RingLog | None = None
         self._last_transition: dict[str, object] = {}
@@ -373,8 +381,10 @@ class Daemon:
         log.info("D030 role %s (%s): datapath flipped in %.0f us", role.value, reason, flip_us)
         self._tell_peer_role()
         if self.loop is not None and not self._stop.is_set():
-            # (when stopping, the stop path publishes last itself: no late rewrite)
-            self.loop.call_soon(self._publish)
+            # Just the role and VRRP files, after the current callbacks (the first
+            # requests to the new master come first); the rest waits for housekeeping.
+            # (When stopping, the stop path publishes last itself: no late rewrite.)
+            self.loop.call_soon(self._publish_role)
 
     def _on_vrrp(self, state: str, info: dict[str, object]) -> None:
         """VRRP transition: called synchronously, before VIPs and gratuitous ARPs."""
@@ -382,6 +392,9 @@ class Daemon:
                        f"vrrp {info.get('previous', '?')} -> {state}: {info.get('reason', '')}")
         log.info("D031 vrrp %s (priority %s, master %s)", state, info.get("priority"),
                  info.get("master"))
+        if state == "master" and info.get("reason") == "master_down" and \
+                self.link is not None:
+            self.link.suspect_peer()
         self._last_transition = {"state": state, "time": time.time(),
                                  **{k: v if isinstance(v, (int, float, str, bool)) or v is None
                                     else str(v) for k, v in info.items()}}
@@ -507,6 +520,18 @@ class Daemon:
                 self._notify("WATCHDOG=1")
                 last_wd = mono
             await asyncio.sleep(min(PUBLISH_INTERVAL_S, wd or PUBLISH_INTERVAL_S))
+
+    def _publish_role(self) -> None:
+        rt = self.runtime
+        rt.set("role", self.role.value)
+        if self.vrrp is not None:
+            rt.set("vrrp/state", self.vrrp.state)
+            rt.set("vrrp/priority", self.vrrp.priority)
+            rt.set("vrrp/master", self.vrrp.master or "")
+            if self._last_transition:
+                rt.set_json("vrrp/last_transition", self._last_transition)
+            for k, v in self.vrrp.counters().items():
+                rt.set(f"stats/vrrp_{k}", v)  # only the changed ones are written
 
     def _publish(self) -> None:
         rt = self.runtime

@@ -213,6 +213,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.link.stats.bump("bytes_received", len(data))
+        self.link._suspect = False  # the peer speaks: its acks can be waited for again
         self._run(DataReceived(data))
 
     def eof_received(self) -> bool:
@@ -368,6 +369,7 @@ class SyncLink:
         self._ack_timer: asyncio.TimerHandle | None = None
         self._ratelog = _RateLimitedLog()
         self._closing = False
+        self._suspect = False
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.pool_index = node_index(self.local, self.peer)
 
@@ -444,13 +446,21 @@ class SyncLink:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
-        if not (self.sync_mode and self.state is State.IN_SYNC):
+        if not (self.sync_mode and self.state is State.IN_SYNC) or self._suspect:
             return None
         fut: asyncio.Future[bool] = self.loop.create_future()
         self.backlog.add(seq, self.loop.time(), fut)
         if self._ack_timer is None:
             self._arm_ack_timer()
         return fut
+
+    def suspect_peer(self) -> None:
+        """The peer went silent on the client LAN too (VRRP's Master_Down_Interval ran
+        out): likely a whole-box failure, which the sync link notices only after
+        dead_after_s. Until the peer sends anything, no client's ACK waits for its ack
+        (waiting ones are released now): the device serves alone at once."""
+        self._suspect = True
+        self._release_all()
 
     def notice(self, code: int, detail: str = "") -> bool:
         """Send a NOTICE to the peer; False if no authenticated connection carries it."""

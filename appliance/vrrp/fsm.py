@@ -107,6 +107,8 @@ class Reason(enum.Enum):
     HIGHER_PRIORITY = "higher_priority"  # §6.4.3: a better master was heard
     SHUTDOWN = "shutdown"  # §6.4.2/§6.4.3 Shutdown event
     PEER_DOWN = "peer_down"  # the sync link proved the master gone (not in RFC 5798)
+    INTERFACE_DOWN = "interface_down"  # our own VRRP interface lost its link (fault)
+    INTERFACE_UP = "interface_up"  # it came back: start again as at Startup
 
 
 class Trigger(enum.Enum):
@@ -122,6 +124,7 @@ class Trigger(enum.Enum):
     GATE_CHANGED = "gate_changed"
     PEER_DOWN = "peer_down"
     RECONFIGURED = "reconfigured"
+    INTERFACE = "interface"
 
 
 # -- events: past-tense facts --------------------------------------------------------
@@ -183,8 +186,19 @@ class PriorityConfigured:
     priority: int
 
 
+@dataclass(frozen=True, slots=True)
+class InterfaceChanged:
+    """The VRRP interface itself lost or regained its link. Down: a Master or Backup
+    goes to Initialize (keepalived's FAULT): no adverts, no timers, VIPs removed, so it
+    can neither claim nor keep the role on a dead link. Up: as at Startup, Backup with
+    the Master_Down_Timer; a Master comes back only through an election (advert, VIPs
+    and gratuitous ARPs again, so the LAN learns where the VIP is)."""
+
+    up: bool
+
+
 Event = (Startup | Shutdown | AdvertReceived | TimerFired | LinkChanged | GateChanged
-         | PeerDown | PriorityConfigured)
+         | PeerDown | PriorityConfigured | InterfaceChanged)
 
 
 # -- actions: imperatives for the caller ---------------------------------------------
@@ -264,13 +278,18 @@ Action = (
 
 
 TRANSITIONS: dict[tuple[State, Trigger], frozenset[State]] = {
-    (State.INITIALIZE, Trigger.STARTUP): frozenset({State.BACKUP, State.MASTER}),
+    (State.INITIALIZE, Trigger.STARTUP): frozenset({State.BACKUP, State.MASTER,
+                                                    State.INITIALIZE}),
     (State.INITIALIZE, Trigger.SHUTDOWN): frozenset({State.INITIALIZE}),
     (State.INITIALIZE, Trigger.ADVERT): frozenset({State.INITIALIZE}),
     (State.INITIALIZE, Trigger.LINK_CHANGED): frozenset({State.INITIALIZE}),
     (State.INITIALIZE, Trigger.GATE_CHANGED): frozenset({State.INITIALIZE}),
     (State.INITIALIZE, Trigger.PEER_DOWN): frozenset({State.INITIALIZE}),
     (State.INITIALIZE, Trigger.RECONFIGURED): frozenset({State.INITIALIZE}),
+    (State.INITIALIZE, Trigger.INTERFACE): frozenset({State.INITIALIZE, State.BACKUP,
+                                                      State.MASTER}),
+    (State.BACKUP, Trigger.INTERFACE): frozenset({State.INITIALIZE, State.BACKUP}),
+    (State.MASTER, Trigger.INTERFACE): frozenset({State.INITIALIZE, State.MASTER}),
     (State.BACKUP, Trigger.RECONFIGURED): frozenset({State.BACKUP}),
     (State.MASTER, Trigger.RECONFIGURED): frozenset({State.MASTER}),
     (State.BACKUP, Trigger.PEER_DOWN): frozenset({State.MASTER}),
@@ -309,6 +328,7 @@ _EVENT_TRIGGER: dict[type, Trigger] = {
     GateChanged: Trigger.GATE_CHANGED,
     PeerDown: Trigger.PEER_DOWN,
     PriorityConfigured: Trigger.RECONFIGURED,
+    InterfaceChanged: Trigger.INTERFACE,
 }
 
 
@@ -350,6 +370,7 @@ class _Vars:
     master: IPv4Address | None = None
     master_priority: int | None = None
     down_reason: Reason = Reason.MASTER_DOWN  # what the armed Master_Down_Timer means
+    iface_down: bool = False  # our VRRP interface has no link (Initialize until it returns)
 
 
 class VrrpMachine:
@@ -417,6 +438,8 @@ class VrrpMachine:
             raise VrrpStateError(f"{trigger.value} cannot happen in state {old.value}")
         if isinstance(event, PriorityConfigured):
             actions = self._reconfigure(event, now)
+        elif isinstance(event, InterfaceChanged):
+            actions = self._interface(event, now)
         else:
             handler = {
                 State.INITIALIZE: self._initialize,
@@ -437,6 +460,8 @@ class VrrpMachine:
         Adverts are not looked at here; link and gate changes are remembered."""
         if isinstance(event, Startup):
             self._v.preempt_after = now + self.params.preempt_delay_s
+            if self._v.iface_down:
+                return []  # no link: wait in Initialize for InterfaceChanged(up)
             if self.priority == PRIORITY_OWNER and self._v.gate_ready:
                 return self._to_master(Reason.OWNER, now)
             # §6.4.1: Master_Adver_Interval = Advertisement_Interval, Master_Down_Timer
@@ -596,6 +621,23 @@ class VrrpMachine:
 
     def _may_preempt(self, now: float) -> bool:
         return self.params.preempt and self._v.gate_ready and now >= self._v.preempt_after
+
+    def _interface(self, event: InterfaceChanged, now: float) -> list[Action]:
+        if not event.up:
+            self._v.iface_down = True
+            if self._state is State.MASTER:
+                return [*self._to_initialize(Reason.INTERFACE_DOWN),
+                        DelVips(self.params.addresses)]
+            if self._state is State.BACKUP:
+                return self._to_initialize(Reason.INTERFACE_DOWN)
+            return []
+        was_down, self._v.iface_down = self._v.iface_down, False
+        if self._state is State.INITIALIZE and was_down:
+            if self.priority == PRIORITY_OWNER and self._v.gate_ready:
+                return self._to_master(Reason.INTERFACE_UP, now)
+            self._v.master_adver_interval_cs = self.params.advert_interval_cs
+            return self._to_backup(Reason.INTERFACE_UP, None, now)
+        return []
 
     def _reconfigure(self, event: PriorityConfigured, now: float) -> list[Action]:
         if not 1 <= event.priority <= 254:

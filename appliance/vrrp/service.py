@@ -47,6 +47,7 @@ from appliance.vrrp.fsm import (
     Discard,
     Event,
     GateChanged,
+    InterfaceChanged,
     LinkChanged,
     Params,
     PeerDown,
@@ -242,11 +243,14 @@ class VrrpService:
                 if old is not None:
                     self._sysctl_restore[key] = old
         self._machine = VrrpMachine(params_from_config(self.cfg, self._primary))
-        names = list(dict.fromkeys([*(name for name, _ in self.cfg.track), *self._watch]))
+        names = list(dict.fromkeys([*(name for name, _ in self.cfg.track), *self._watch,
+                                    self.interface]))
         self._monitor = nl.LinkMonitor(names, self._link_changed, self._loop)
         for name, up in self._monitor.start(netlink.link_up).items():
             if not up:
                 self._feed(LinkChanged(name, False))
+                if name == self.interface:
+                    self._feed(InterfaceChanged(False))
         self._garp = nl.GarpSender(send_ifname, mac)
         self._transport = VrrpTransport(self._loop, self.interface, self._datagram,
                                         send_ifname)
@@ -290,6 +294,8 @@ class VrrpService:
             if self._on_link is not None:
                 self._on_link(ifname, up)
             self._feed(LinkChanged(ifname, up))
+            if ifname == self.interface:
+                self._feed(InterfaceChanged(up))
 
     def _timer_fired(self, timer: Timer, deadline: float) -> None:
         assert self._loop is not None
@@ -392,7 +398,9 @@ class VrrpService:
             self._counters["tx_adverts"] += 1
         except OSError as e:
             self._counters["tx_errors"] += 1
-            log.warning("VRRP_TX_ERROR advert not sent: %s", e)
+            n = self._counters["tx_errors"]
+            if n <= 5 or n % 1000 == 0:  # one per advert would flood the log
+                log.warning("VRRP_TX_ERROR advert not sent (%d so far): %s", n, e)
 
     def _vip_op(self, op: str, addresses: tuple[IPv4Address, ...]) -> None:
         assert self._netlink is not None and self._vip_index is not None

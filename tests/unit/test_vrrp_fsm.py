@@ -25,6 +25,7 @@ from appliance.vrrp.fsm import (
     Discard,
     Event,
     GateChanged,
+    InterfaceChanged,
     LinkChanged,
     Params,
     PeerDown,
@@ -145,6 +146,7 @@ SAMPLE_EVENTS: list[Event] = [
     GateChanged(False), GateChanged(True),
     PeerDown("peer reset"),
     PriorityConfigured(90), PriorityConfigured(200),
+    InterfaceChanged(False), InterfaceChanged(True),
 ]
 
 
@@ -725,3 +727,26 @@ def test_priority_configured_backup_keeps_state_and_owner_refused() -> None:
     assert b.priority == 200 and b.state is State.BACKUP
     with pytest.raises(VrrpStateError):
         b.handle(PriorityConfigured(255), 2.0)
+
+
+def test_own_interface_down_leaves_master_and_its_return_is_an_election() -> None:
+    """A master whose link dies must not keep the role (nor claim it from Backup on a
+    dead link); when the link returns it starts as Backup, and becomes master again only
+    through an election, which re-announces the VIPs (gratuitous ARPs)."""
+    m = master()
+    acts = m.handle(InterfaceChanged(False), 2.0)
+    assert m.state is State.INITIALIZE and m.timers == {}
+    assert isinstance(acts[0], BecomeInitialize) and any(isinstance(a, DelVips) for a in acts)
+    assert not any(isinstance(a, SendAdvert) for a in acts)
+    acts = m.handle(InterfaceChanged(True), 3.0)
+    assert m.state is State.BACKUP and Timer.MASTER_DOWN in m.timers
+    acts = m.handle(TimerFired(Timer.MASTER_DOWN), 5.0)
+    assert m.state is State.MASTER
+    assert any(isinstance(a, SendGarp) for a in acts) and any(isinstance(a, AddVips)
+                                                              for a in acts)
+
+
+def test_backup_with_dead_link_waits_in_initialize() -> None:
+    b = backup()
+    b.handle(InterfaceChanged(False), 2.0)
+    assert b.state is State.INITIALIZE and b.timers == {}
