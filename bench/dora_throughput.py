@@ -138,8 +138,8 @@ def measure(name: str, starter, rates: list[int], period: int, lat_rate: int) ->
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rates", default="1000,2000,3000,4000,5000,6000,7000,8000,9000,10000,"
-                    "12000,14000")
+    ap.add_argument("--rates", default="1000,2000,3000,4000,4500,5000,5500,6000,6500,7000,"
+                    "7500,8000,9000,10000")
     ap.add_argument("--period", type=int, default=4)
     ap.add_argument("--latency-rate", type=int, default=1000)
     ap.add_argument("--only", choices=["ours", "kea"])

@@ -55,6 +55,8 @@ def build(t: Topology):
 def tree(work: Path, name: str, mode: str | None, pool=(SUBNET, POOL)) -> Path:
     extra = {"pools/bench/subnet": pool[0], "pools/bench/range": pool[1],
              "pools/bench/lease_time": "86400"}
+    if pool[0] != SUBNET:  # the load generator's relay still needs its own subnet
+        extra.update({"pools/load/subnet": SUBNET, "pools/load/range": POOL})
     if mode is not None:
         local, peer = ("198.51.100.1", "198.51.100.2") if name == "A" else \
             ("198.51.100.2", "198.51.100.1")
