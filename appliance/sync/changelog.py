@@ -68,7 +68,7 @@ class RingLog:
     The daemon calls `append(lease)` for each lease it commits itself (seq increasing),
     as soon as the change is in the table. `base` is the seq up to which the ring has
     forgotten: a peer that holds at least `base` gets a delta, an older one a snapshot.
-    After a restart pass base=table.last_seq: what came before is not in the ring.
+    After a restart pass base=table.own_seq: what came before is not in the ring.
     """
 
     __slots__ = ("_items", "_start", "base", "capacity", "epoch", "source")
@@ -121,16 +121,15 @@ class RingLog:
     def snapshot_pages(self, page_size: int) -> Iterator[list[Lease]]:
         # Copy now, not when the iterator is first advanced: the snapshot is the table
         # as of this call, which the session makes together with reading last_seq.
+        # One pass, one list: an OFFER lives only in the offering device's memory (never
+        # journaled, never replicated), and the peer's decoder refuses one.
         src = self.source
         if src is None:
             rows: list[Lease] = []
-        elif hasattr(src, "leases"):
-            rows = list(src.leases())  # type: ignore[union-attr]
         else:
-            rows = list(src)  # type: ignore[arg-type]
-        # An OFFER lives only in the offering device's memory (never journaled, never
-        # replicated): the peer's decoder refuses one, so it must not be in a snapshot.
-        rows = [lease for lease in rows if lease.state != LeaseState.OFFERED]
+            it = src.leases() if hasattr(src, "leases") else iter(src)  # type: ignore[union-attr]
+            offered = LeaseState.OFFERED
+            rows = [lease for lease in it if lease.state != offered]
         return (rows[i : i + page_size] for i in range(0, len(rows), page_size))
 
 
