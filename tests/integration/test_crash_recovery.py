@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.testing.loadnet import LOAD_POOL, server_and_relay
 from appliance.testing.netns import Topology, wait_for
 from appliance.testing.trees import standalone_tree
 
@@ -22,7 +23,6 @@ pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="n
 ROOT = Path(__file__).resolve().parents[2]
 PY = str(ROOT / ".venv/bin/python")
 CLI = str(ROOT / ".venv/bin/dhcp-hotbackup")
-LOAD_NET = "198.18.0.0/16"  # RFC 2544 benchmarking range: room for thousands of clients
 
 
 def _stat(run: Path, name: str) -> int:
@@ -39,17 +39,10 @@ def _load(t, ns, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_kill9_under_load_loses_no_acked_lease(tmp_path):
-    etc = standalone_tree(tmp_path, extra={
-        "pools/load/subnet": LOAD_NET, "pools/load/range": "198.18.1.0-198.18.255.254"})
+    etc = standalone_tree(tmp_path, extra=LOAD_POOL)
     run = tmp_path / "run"
     with Topology() as t:
-        lan = t.lan()
-        srv = t.host("srv")
-        t.attach(srv, lan, "eth1", "192.0.2.2/24")
-        rel = t.host("rel")
-        t.attach(rel, lan, "eth0", "192.0.2.3/24")
-        t.addr(rel, "eth0", "198.18.0.1/16")
-        t.run(srv, ["ip", "route", "add", LOAD_NET, "via", "192.0.2.3"])
+        srv, rel = server_and_relay(t)
 
         def start():
             log = open(tmp_path / "daemon.log", "ab")

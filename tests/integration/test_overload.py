@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.testing.loadnet import LOAD_POOL, server_and_relay
 from appliance.testing.netns import Topology, wait_for
 from appliance.testing.trees import standalone_tree
 
@@ -21,7 +22,6 @@ pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="n
 ROOT = Path(__file__).resolve().parents[2]
 PY = str(ROOT / ".venv/bin/python")
 CLI = str(ROOT / ".venv/bin/dhcp-hotbackup")
-LOAD_NET = "198.18.0.0/16"
 
 
 def _stat(run: Path, name: str) -> int:
@@ -32,17 +32,10 @@ def _stat(run: Path, name: str) -> int:
 
 
 def test_backlog_is_shed_and_store_matches_acks(tmp_path):
-    etc = standalone_tree(tmp_path, extra={
-        "pools/load/subnet": LOAD_NET, "pools/load/range": "198.18.1.0-198.18.255.254"})
+    etc = standalone_tree(tmp_path, extra=LOAD_POOL)
     run = tmp_path / "run"
     with Topology() as t:
-        lan = t.lan()
-        srv = t.host("srv")
-        t.attach(srv, lan, "eth1", "192.0.2.2/24")
-        rel = t.host("rel")
-        t.attach(rel, lan, "eth0", "192.0.2.3/24")
-        t.addr(rel, "eth0", "198.18.0.1/16")
-        t.run(srv, ["ip", "route", "add", LOAD_NET, "via", "192.0.2.3"])
+        srv, rel = server_and_relay(t)
         log = open(tmp_path / "daemon.log", "wb")
         daemon = t.popen(srv, [CLI, "run", "--config", str(etc)], stdout=log, stderr=log)
         wait_for(lambda: (run / "role").exists(), 15, what="daemon start")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from appliance.config.tree import write_tree
+from appliance.testing.loadnet import LOAD_POOL, server_and_relay
 from appliance.testing.netns import Topology, wait_for
 from appliance.testing.trees import standalone_tree
 
@@ -19,7 +20,6 @@ pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="n
 ROOT = Path(__file__).resolve().parents[2]
 PY = str(ROOT / ".venv/bin/python")
 CLI = str(ROOT / ".venv/bin/dhcp-hotbackup")
-LOAD = {"pools/load/subnet": "198.18.0.0/16", "pools/load/range": "198.18.1.0-198.18.255.254"}
 
 
 def value(root: Path, rel: str) -> str:
@@ -40,17 +40,11 @@ def load(t, ns, out: Path, *args: str) -> dict:
 
 
 def test_reload_under_load_new_pool_rate_limit_and_broken_tree(tmp_path):
-    etc = standalone_tree(tmp_path, datapath="xdp", extra={**LOAD,
+    etc = standalone_tree(tmp_path, datapath="xdp", extra={**LOAD_POOL,
                           "datapath/rate_limit_pps": "50"})
     with Topology() as t:
-        lan = t.lan()
-        srv = t.host("srv")
-        t.attach(srv, lan, "eth1", "192.0.2.2/24")
-        rel = t.host("rel")
-        t.attach(rel, lan, "eth0", "192.0.2.3/24")
-        t.addr(rel, "eth0", "198.18.0.1/16")
+        srv, rel = server_and_relay(t)
         t.addr(rel, "eth0", "203.0.113.1/24")
-        t.run(srv, ["ip", "route", "add", "198.18.0.0/16", "via", "192.0.2.3"])
         t.run(srv, ["ip", "route", "add", "203.0.113.0/24", "via", "192.0.2.3"])
         log = open(tmp_path / "daemon.log", "wb")
         daemon = t.popen(srv, [CLI, "run", "--config", str(etc)], stdout=log, stderr=log)
