@@ -33,6 +33,7 @@ from appliance.leases.model import HOLDING_STATES, Lease, LeaseState
 from appliance.leases.pool import Pools
 from appliance.leases.syncstate import CursorFile, load_epoch
 from appliance.leases.table import LeaseTable
+from appliance.ratelog import RateLimitedLog
 from appliance.role import Role, decide
 from appliance.runtime.tree import RuntimeTree
 from appliance.sync.changelog import Cursor, RingLog
@@ -66,26 +67,6 @@ STAT_NAMES = (
 )
 
 
-class _RateLimitedLog:
-    """At most `burst` lines per `period` per message id (keepalived-style)."""
-
-    def __init__(self, burst: int = 5, period: float = 60.0) -> None:
-        self.burst, self.period = burst, period
-        self._seen: dict[str, tuple[float, int]] = {}
-
-    def __call__(self, now: float, msgid: str, fmt: str, *args: object) -> None:
-        start, n = self._seen.get(msgid, (now, 0))
-        if now - start > self.period:
-            start, n = now, 0
-        n += 1
-        self._seen[msgid] = (start, n)
-        if n <= self.burst:
-            log.warning(msgid + " " + fmt, *args)
-        elif n == self.burst + 1:
-            log.warning("%s repeated; further messages suppressed for %.0fs", msgid,
-                        self.period)
-
-
 class _Replication(SyncHandler):
     """The daemon's side of the sync link: merge the peer's leases into the table, make
     them and the cursor durable, and react to the link's state."""
@@ -112,7 +93,7 @@ class _Replication(SyncHandler):
         for name, n in report.counts.items():
             d.stats[f"sync_{name}"] += n
         for loser in report.losers:
-            d._ratelog(time.time(), "D041", "split brain: %s lost address %s to the peer's "
+            d._ratelog.warning(time.time(), "D041", "split brain: %s lost address %s to the peer's "
                        "binding (its next request gets a NAK)", loser.mac.hex(":"),
                        loser.address)
         if settle and cursor is not None and leases:
@@ -213,7 +194,7 @@ class Daemon:
         self._last_transition: dict[str, object] = {}
         self.runtime = RuntimeTree(cfg.node.run_dir)
         self._stop = asyncio.Event()
-        self._ratelog = _RateLimitedLog()
+        self._ratelog = RateLimitedLog(log)
         self._notify = _notifier()
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -461,7 +442,7 @@ class Daemon:
                 msg = decode(data)
             except DecodeError as e:
                 stats["dropped_malformed"] += 1
-                self._ratelog(now, "D010", "malformed DHCP packet dropped: %s", e.reason)
+                self._ratelog.warning(now, "D010", "malformed DHCP packet dropped: %s", e.reason)
                 continue
             mt = _RECEIVED.get(msg.message_type)  # type: ignore[arg-type]
             if mt is None:
@@ -472,7 +453,7 @@ class Daemon:
             if d.counter.startswith("dropped_") or d.reply is not None:
                 stats[d.counter] += 1
             if d.counter == "dropped_pool_exhausted":
-                self._ratelog(now, "D011", "pool exhausted: no address for %s",
+                self._ratelog.warning(now, "D011", "pool exhausted: no address for %s",
                               msg.mac.hex(":"))
             if d.commit is not None:
                 commits.append(d.commit)
@@ -499,7 +480,7 @@ class Daemon:
                 send(d.reply.encode(), d.dest, d.dest_ip, msg.mac)
             except OSError as e:
                 self.stats["send_errors"] += 1
-                self._ratelog(time.time(), "D012", "reply to %s not sent: %s",
+                self._ratelog.warning(time.time(), "D012", "reply to %s not sent: %s",
                               msg.mac.hex(":"), e)
 
     # -- timers ------------------------------------------------------------------------

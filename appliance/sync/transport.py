@@ -41,6 +41,7 @@ from ipaddress import IPv4Address
 
 from appliance.config.model import Config, SyncConfig
 from appliance.leases.model import Lease
+from appliance.ratelog import RateLimitedLog
 from appliance.sync.backlog import Backlog
 from appliance.sync.changelog import ChangeLog, Cursor
 from appliance.sync.frames import NONCE_LEN, ByeReason, Reason
@@ -79,6 +80,7 @@ from appliance.sync.session import (
 )
 
 log = logging.getLogger("dhcp-hotbackup.sync")
+_logger = log  # SyncLink.__init__ has a parameter named `log` (the ChangeLog)
 
 DIAL_BACKOFF_MIN_S = 0.05
 DIAL_BACKOFF_MAX_S = 2.0
@@ -132,26 +134,6 @@ def config_summary(cfg: Config) -> list[tuple[str, str]]:
     return out
 
 
-class _RateLimitedLog:
-    """At most `burst` warnings per `period` s per message id (keepalived-style)."""
-
-    def __init__(self, burst: int = 5, period: float = 60.0) -> None:
-        self.burst, self.period = burst, period
-        self._seen: dict[str, tuple[float, int]] = {}
-
-    def warning(self, now: float, msg_id: str, text: str) -> None:
-        start, n = self._seen.get(msg_id, (now, 0))
-        if now - start > self.period:
-            start, n = now, 0
-        n += 1
-        self._seen[msg_id] = (start, n)
-        if n <= self.burst:
-            log.warning("%s %s", msg_id, text)
-        elif n == self.burst + 1:
-            log.warning("%s repeated; further messages suppressed for %.0fs", msg_id,
-                        self.period)
-
-
 def _tune(sock: socket.socket | None, params: Params) -> None:
     if sock is None:
         return
@@ -201,7 +183,7 @@ class _Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if not self.outbound and (peer is None or peer[0] != str(link.peer[0])):
             link.stats.bump(Reason.UNKNOWN_PEER.value)
-            link._ratelog.warning(link.loop.time(), "SYNC023",
+            link._ratelog.warning(link.loop.time(), "SYNC023", "%s",
                                   f"connection from {peer} refused: not sync/peer "
                                   f"{link.peer[0]}")
             transport.close()
@@ -367,7 +349,7 @@ class SyncLink:
         self._flush_scheduled = False
         self._commit_seq = 0
         self._ack_timer: asyncio.TimerHandle | None = None
-        self._ratelog = _RateLimitedLog()
+        self._ratelog = RateLimitedLog(_logger)
         self._closing = False
         self._suspect = False
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
@@ -422,7 +404,7 @@ class SyncLink:
                     timeout=self.params.handshake_timeout_s)
             except (OSError, TimeoutError) as e:
                 self.stats.bump("connect_failures")
-                self._ratelog.warning(self.loop.time(), "SYNC021",
+                self._ratelog.warning(self.loop.time(), "SYNC021", "%s",
                                       f"cannot reach peer {self.peer[0]}:{self.peer[1]}: {e}")
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, DIAL_BACKOFF_MAX_S)
@@ -552,7 +534,7 @@ class SyncLink:
         late = self.backlog.expired(self.loop.time(), self.ack_timeout_s)
         if late:
             self.stats.bump("ack_timeouts", len(late))
-            self._ratelog.warning(self.loop.time(), "SYNC024",
+            self._ratelog.warning(self.loop.time(), "SYNC024", "%s",
                                   f"{len(late)} replies served without the peer's ack "
                                   f"after {self.ack_timeout_s * 1000:.0f} ms")
             for fut in late:
@@ -636,7 +618,7 @@ class SyncLink:
 
     def _log(self, a: Log) -> None:
         if a.warning:
-            self._ratelog.warning(self.loop.time(), a.msg_id, a.text)
+            self._ratelog.warning(self.loop.time(), a.msg_id, "%s", a.text)
         else:
             log.info("%s %s", a.msg_id, a.text)
 
