@@ -540,6 +540,16 @@ class Daemon:
             if delays:
                 rt.set("sync/delay_p50_ms", f"{delays[len(delays) // 2]:.3f}")
                 rt.set("sync/delay_p99_ms", f"{delays[int(len(delays) * 0.99)]:.3f}")
+            # A catch-up in progress, as an operator wants to watch it: kind, count, rate.
+            prog = self.link.progress()
+            catchup = []
+            if prog.in_kind is not None:
+                catchup.append(f"receiving {prog.in_kind.name.lower()} {prog.in_received}/"
+                               f"{prog.in_total} ({prog.in_rate(time.monotonic()):.0f}/s)")
+            if prog.out_kind is not None:
+                catchup.append(f"sending {prog.out_kind.name.lower()} {prog.out_sent}/"
+                               f"{prog.out_total}")
+            rt.set("sync/catchup", "; ".join(catchup))
             for k, v in self.link.runtime_values().items():
                 if k.startswith("stats/sync/"):
                     stats["sync_" + k[len("stats/sync/"):]] = v  # type: ignore[assignment]
