@@ -9,7 +9,7 @@ Rules:
   itself holds back preemption until the sync gate opens (vrrp/fsm.py), so a device
   that is not in sync never takes the role from a healthy master; if no master is heard
   at all it still serves (a stale server beats no server: docs/vrrp.md).
-- may_preempt: the sync gate VRRP reads: in sync with the peer, or no peer configured.
+- the preempt gate VRRP reads is the sync link's ready_to_serve (sync/transport.py).
 """
 
 from __future__ import annotations
@@ -29,6 +29,3 @@ def decide(standalone: bool, vrrp_state: str | None, client_link_up: bool = True
         return Role.ACTIVE
     return Role.ACTIVE if vrrp_state == "master" and client_link_up else Role.STANDBY
 
-
-def may_preempt(has_peer: bool, in_sync: bool) -> bool:
-    return in_sync or not has_peer

@@ -26,7 +26,6 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, replace
 from enum import Enum
-from ipaddress import IPv4Address
 
 from appliance.dhcp.enums import BROADCAST_FLAG, MessageType, Op, Opt
 from appliance.dhcp.message import DhcpMessage, new_reply
@@ -344,6 +343,3 @@ class DhcpServer:
         dest, dip = self._dest(msg, r)
         return Decision("ack", r, dest, dip)
 
-
-def describe(ip: int) -> str:
-    return str(IPv4Address(ip))

@@ -54,15 +54,6 @@ class Allocator:
         pf.queued.add(ip)
         pf.freed[ip & 1].append(ip)
 
-    def free_addresses(self, pool: Pool, now: float) -> int:
-        """Count of free addresses (O(pool size): for status, not the packet path)."""
-        return sum(
-            1
-            for lo, hi in pool.ranges
-            for ip in range(lo, hi + 1)
-            if ip not in pool.reserved_ips and self.table.holder(ip, now) is None
-        )
-
     def allocate(self, pool: Pool, now: float) -> int | None:
         """A free range address of `pool`, or None when the pool (or our half) is full."""
         pf = self._free[pool.name]

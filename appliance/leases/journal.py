@@ -148,12 +148,6 @@ class Journal:
             self.size += len(data)
             self.records_since_snapshot += len(frames)
 
-    def append_framed(self, data: bytes, count: int) -> None:
-        if data:
-            os.write(self._fd, data)
-            self.size += len(data)
-            self.records_since_snapshot += count
-
     def sync(self) -> None:
         """Make everything appended so far durable (one fdatasync for the whole batch)."""
         os.fdatasync(self._fd)

@@ -31,7 +31,6 @@ class LeaseTable:
         self.last_seq = 0
         self.own_seq = 0
         self.on_free: Callable[[int], None] = lambda ip: None
-        self.on_hold: Callable[[int], None] = lambda ip: None
         # A local commit takes an address whose record belongs to another client: that
         # client's last version is about to be forgotten (the sync merge remembers it).
         self.on_displace: Callable[[Lease], None] = lambda lease: None
@@ -124,7 +123,6 @@ class LeaseTable:
                 self._wheel[sec] = [lease.ip]
             else:
                 bucket.append(lease.ip)
-            self.on_hold(lease.ip)
         else:
             self.on_free(lease.ip)
 
