@@ -517,9 +517,10 @@ class Daemon:
 
     def _publish(self) -> None:
         rt = self.runtime
-        rt.set("role", self.role.value)
-        rt.set("node", self.cfg.node.name)
+        # pid before role: a reader that finds `role` may read who wrote it at once.
         rt.set("pid", os.getpid())
+        rt.set("node", self.cfg.node.name)
+        rt.set("role", self.role.value)
         rt.set("leases/active", self.table.bound if hasattr(self, "table") else 0)
         stats = dict(self.stats)
         if self.datapath is not None:
