@@ -46,7 +46,7 @@ _ALWAYS = (Opt.SUBNET_MASK, Opt.ROUTER, Opt.DNS, Opt.DOMAIN_NAME)
 
 class Dest(Enum):
     RELAY = "relay"  # giaddr:67
-    UNICAST = "unicast"  # ciaddr:68 through the IP stack
+    UNICAST = "unicast"  # ciaddr:68 (at chaddr: the client is on the link)
     BROADCAST = "broadcast"  # 255.255.255.255:68
     LINK = "link"  # yiaddr:68 at chaddr: raw frame, the client has no address yet
 

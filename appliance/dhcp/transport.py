@@ -1,10 +1,13 @@
 """The client-facing sockets: receive DHCP on :67 of client/interface, send per RFC 2131 §4.1.
 
 - A UDP socket bound to 0.0.0.0:67 with SO_BINDTODEVICE receives broadcasts and unicasts
-  (renewals to the server identifier) and sends to relays, to ciaddr and to broadcast.
-- A client with no address yet that did not ask for broadcast (dhclient, udhcpc and
-  dhcpcd never do) gets its reply as a frame addressed to chaddr with IP destination
-  yiaddr, through an AF_PACKET socket (as Kea and dnsmasq do): no ARP entry is needed.
+  (renewals to the server identifier) and sends to relays and to broadcast.
+- A client on the link gets its unicast reply as a frame addressed to chaddr, through
+  an AF_PACKET socket (as Kea's and dhcpd's packet filters do): IP destination yiaddr
+  for a client with no address yet that did not ask for broadcast (dhclient, udhcpc
+  and dhcpcd never do), ciaddr for a renewing one. No ARP is needed, so a renewal
+  answered right after a takeover does not wait for an ARP round trip, and the
+  neighbour table does not fill with one entry per client (gc_thresh3 is 1024).
 
 Kernel receive timestamps (SO_TIMESTAMPNS) let the daemon shed requests that waited
 too long in the socket queue before doing any work on them (overload).
@@ -122,7 +125,7 @@ class DhcpTransport:
 
     def send(self, payload: bytes, dest: Dest, ip: bytes, mac: bytes) -> None:
         """Send one reply; raises OSError (the caller counts it)."""
-        if dest is Dest.LINK:
+        if dest is Dest.LINK or (dest is Dest.UNICAST and self._pktinfo is not None):
             pkt = ipv4_udp_packet(self.src_ip, ip, SERVER_PORT, CLIENT_PORT, payload)
             self.raw.sendto(pkt, (self.ifname, ETH_P_IP, 0, 0, mac))
             return
