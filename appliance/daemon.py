@@ -257,7 +257,6 @@ class Daemon:
             raise RuntimeError(f"datapath/mode xdp on {cfg.client_interface}: {e} (set "
                                "datapath/mode to off on machines without BPF)") from e
         log.info("D004 datapath %s on %s", self.datapath.attach_mode, cfg.client_interface)
-        _trim_heap()
         self.transport = DhcpTransport(cfg.client_interface)
         self.transport.set_source(self.server_id)
         self.loop.add_reader(self.transport.fileno(), self._on_readable)
@@ -639,18 +638,6 @@ class Daemon:
         if self.link is not None:
             self.vrrp.set_gate(self.link.ready_to_serve)
         await self.vrrp.start()
-
-
-def _trim_heap() -> None:
-    """Give the heap the BPF compiler (bcc/LLVM) used back to the kernel: about 80 MB
-    of the daemon's RSS with XDP (218 -> 136 MB measured). The LLVM libraries stay
-    mapped; compiling in a short-lived child (future work) would shed them too."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _watchdog_interval() -> float:

@@ -1,10 +1,12 @@
-"""The bcc adapter: compile bpf/ with -D flags, attach/detach XDP, typed map handles.
+"""The kernel side of the datapath: the loaded XDP program and its maps, driven by fd.
 
-The only module that imports bcc. It also calls libbpf.so.1, the library bcc itself
-links, through ctypes for the three things bcc 0.26 does not offer: querying what is
-attached to an interface (`bpf_xdp_query`), attaching with a chosen mode and an
-exact error code (`bpf_xdp_attach`), and detaching only our own program
-(`XDP_FLAGS_REPLACE` with the old program's fd).
+The program is compiled and loaded by appliance/datapath/compiler.py (bcc, in a
+short-lived child process); this module holds the file descriptors it handed over
+and calls libbpf.so.1 (the library bcc itself links) through ctypes for everything
+else: map lookups and updates, querying what is attached to an interface
+(`bpf_xdp_query`), attaching with a chosen mode and an exact error code
+(`bpf_xdp_attach`), and detaching only our own program (`XDP_FLAGS_REPLACE` with the
+old program's fd). No bcc or LLVM in the daemon's address space.
 
 Attach policy (README.md "Attach and pinning"):
 
@@ -32,9 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bcc import BPF
-
-from appliance.datapath import DatapathError, layout, plan
+from appliance.datapath import DatapathError, compiler, layout, plan
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,21 @@ class _XdpAttachOpts(ctypes.Structure):
 
 
 class _ProgInfo(ctypes.Structure):
-    """The head of struct bpf_prog_info (include/uapi/linux/bpf.h): type and id."""
+    """The head of struct bpf_prog_info (include/uapi/linux/bpf.h); the kernel fills
+    as much as the size we pass."""
 
     _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32),
-                ("rest", ctypes.c_uint8 * 248)]
+                ("tag", ctypes.c_uint8 * 8), ("jited_prog_len", ctypes.c_uint32),
+                ("xlated_prog_len", ctypes.c_uint32), ("rest", ctypes.c_uint8 * 232)]
+
+
+class _MapInfo(ctypes.Structure):
+    """The head of struct bpf_map_info (include/uapi/linux/bpf.h)."""
+
+    _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32),
+                ("key_size", ctypes.c_uint32), ("value_size", ctypes.c_uint32),
+                ("max_entries", ctypes.c_uint32), ("map_flags", ctypes.c_uint32),
+                ("name", ctypes.c_char * 16)]
 
 
 _libbpf = ctypes.CDLL("libbpf.so.1", use_errno=True)
@@ -88,6 +99,15 @@ _xdp_detach = _libbpf.bpf_xdp_detach
 _xdp_detach.argtypes = [ctypes.c_int, ctypes.c_uint32, ctypes.POINTER(_XdpAttachOpts)]
 _obj_info = _libbpf.bpf_obj_get_info_by_fd
 _obj_info.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32)]
+_lookup = _libbpf.bpf_map_lookup_elem
+_lookup.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+_update = _libbpf.bpf_map_update_elem
+_update.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64]
+_delete = _libbpf.bpf_map_delete_elem
+_delete.argtypes = [ctypes.c_int, ctypes.c_void_p]
+_next_key = _libbpf.bpf_map_get_next_key
+_next_key.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+_num_possible_cpus = _libbpf.libbpf_num_possible_cpus
 # The role flip: declared without argtypes so that a call with prebuilt ctypes
 # arguments converts nothing (RoleSwitch).
 _map_update = _libbpf.bpf_map_update_elem
@@ -144,14 +164,6 @@ def _netns_inode() -> int:
     return os.stat("/proc/thread-self/ns/net").st_ino
 
 
-def default_bpf_dir() -> Path:
-    """bpf/ beside the package in a checkout; the .deb's copy otherwise."""
-    here = Path(__file__).resolve().parents[2] / "bpf"
-    if (here / layout.SOURCE_FILE).is_file():
-        return here
-    return Path("/usr/share/dhcp-hotbackup/bpf")
-
-
 class RoleSwitch:
     """The takeover: one BPF_MAP_UPDATE_ELEM of the role word, with every argument
     built in advance (map fd, key, both values, flags), so `set` is a single ctypes
@@ -176,62 +188,157 @@ class RoleSwitch:
             raise OSError(-rc, f"role map update: {os.strerror(-rc)}")
 
 
-class Program:
-    """The compiled and loaded XDP program with its maps; attached to at most one
-    interface. `bpf` is the bcc object, for tests and diagnostics only."""
+class BpfMap:
+    """One map by fd, with the layout.py mirrors as key and value types. Per-CPU
+    maps read and write one value per possible CPU, each padded to 8 bytes."""
 
-    def __init__(self, bpf: BPF, fn: BPF.Function) -> None:
-        self.bpf = bpf
-        self._fn = fn
+    def __init__(self, spec: layout.MapSpec, fd: int) -> None:
+        """Takes ownership of `fd`: closed here if the map is not the one expected."""
+        self.spec, self.fd = spec, fd
+        try:
+            self._describe()
+        except BaseException:
+            self.close()
+            raise
+
+    def _describe(self) -> None:
+        spec, fd = self.spec, self.fd
+        info = _MapInfo()
+        size = ctypes.c_uint32(ctypes.sizeof(info))
+        _check(_obj_info(fd, ctypes.byref(info), ctypes.byref(size)), f"map {spec.name} info")
+        self.max_entries = info.max_entries
+        key_size, value_size = ctypes.sizeof(spec.key), ctypes.sizeof(spec.value)
+        if (info.key_size, info.value_size) != (key_size, value_size):
+            # The C and layout.py disagree: refuse rather than read garbage.
+            raise DatapathError(
+                f"map {spec.name}: the program's key/value sizes {info.key_size}/"
+                f"{info.value_size} are not layout.py's {key_size}/{value_size}")
+        self.percpu = spec.kind.startswith("PerCpu")
+        self.ncpus = _num_possible_cpus() if self.percpu else 1
+        if self.ncpus < 1:
+            raise DatapathError(f"libbpf_num_possible_cpus: {os.strerror(-self.ncpus)}")
+        self._stride = (value_size + 7) // 8 * 8 if self.percpu else value_size
+
+    def _buffer(self) -> ctypes.Array[ctypes.c_char]:
+        return ctypes.create_string_buffer(self._stride * self.ncpus)
+
+    def lookup(self, key: ctypes._CData) -> list[ctypes._CData] | None:
+        """The value (one per possible CPU for a per-CPU map), or None if absent."""
+        buf = self._buffer()
+        rc = _lookup(self.fd, ctypes.byref(key), buf)
+        if rc == -errno.ENOENT:
+            return None
+        _check(rc, f"lookup in map {self.spec.name}")
+        vt = self.spec.value
+        return [vt.from_buffer_copy(buf, i * self._stride) for i in range(self.ncpus)]
+
+    def update(self, key: ctypes._CData, value: ctypes._CData) -> None:
+        """Write `value` (on every CPU, for a per-CPU map)."""
+        buf = self._buffer()
+        raw = bytes(value)
+        for i in range(self.ncpus):
+            ctypes.memmove(ctypes.addressof(buf) + i * self._stride, raw, len(raw))
+        _check(_update(self.fd, ctypes.byref(key), buf, 0), f"update of map {self.spec.name}")
+
+    def delete(self, key: ctypes._CData) -> None:
+        rc = _delete(self.fd, ctypes.byref(key))
+        if rc != -errno.ENOENT:
+            _check(rc, f"delete from map {self.spec.name}")
+
+    def keys(self) -> list[ctypes._CData]:
+        """Every key, in the kernel's order (a snapshot: the map may change)."""
+        out: list[ctypes._CData] = []
+        kt = self.spec.key
+        prev: ctypes._CData | None = None
+        while True:
+            nxt = kt()
+            rc = _next_key(self.fd, ctypes.byref(prev) if prev is not None else None,
+                           ctypes.byref(nxt))
+            if rc == -errno.ENOENT:
+                return out
+            _check(rc, f"next key in map {self.spec.name}")
+            out.append(nxt)
+            prev = nxt
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class Program:
+    """The loaded XDP program with its maps; attached to at most one interface. Owns
+    the file descriptors: close() releases them (the kernel frees the program and
+    maps once nothing else holds them)."""
+
+    def __init__(self, loaded: compiler.Loaded) -> None:
+        self._fd = loaded.prog_fd
         self.interface: str | None = None
         self.attach_mode: str | None = None
         self._ifindex = 0
         self._netns = 0
-        tables = {spec.name: bpf[spec.name.encode()] for spec in layout.MAPS}
-        self._role = tables[layout.MAP_ROLE]
-        self._config = tables[layout.MAP_CONFIG]
-        self._stats = tables[layout.MAP_STATS]
-        self._rate_limit = tables[layout.MAP_RATE_LIMIT]
+        self.maps: dict[str, BpfMap] = {}
+        fds = dict(loaded.map_fds)
+        try:
+            for spec in layout.MAPS:
+                self.maps[spec.name] = BpfMap(spec, fds.pop(spec.name))
+        except BaseException:
+            self._release()
+            raise
+        finally:
+            for fd in fds.values():  # a map layout.py does not know
+                os.close(fd)
+        self._role = self.maps[layout.MAP_ROLE]
+        self._config = self.maps[layout.MAP_CONFIG]
+        self._stats = self.maps[layout.MAP_STATS]
+        self._rate_limit = self.maps[layout.MAP_RATE_LIMIT]
         self.state = plan.INITIAL
 
     # -- building ------------------------------------------------------------------
     @classmethod
     def compile(cls, cflags: Sequence[str] = (), bpf_dir: Path | None = None) -> Program:
-        """Compile bpf/ with bcc (about 2 s) and load the XDP entry (the verifier
-        runs here). Raises DatapathError with bcc's message on failure."""
-        src = (bpf_dir or default_bpf_dir()).resolve()
-        # bcc reads the file into memory, so includes resolve through -I only.
-        flags = [f"-I{src}", *cflags]
-        try:
-            bpf = BPF(src_file=str(src / layout.SOURCE_FILE).encode(), cflags=flags)
-            fn = bpf.load_func(layout.PROG_NAME.encode(), BPF.XDP)
-        except Exception as e:  # bcc raises bare Exception
-            raise DatapathError(f"cannot load {src / layout.SOURCE_FILE}: {e}") from e
-        log.debug("DP010 compiled %s with %s", src / layout.SOURCE_FILE, flags)
-        return cls(bpf, fn)
+        """Compile bpf/ (bcc, in a child process: about 2 s) and load the XDP entry
+        (the verifier runs there). Raises DatapathError with bcc's message."""
+        loaded = compiler.load(cflags, bpf_dir)
+        log.debug("DP010 compiled %s with %s", bpf_dir or compiler.default_bpf_dir(),
+                  list(cflags))
+        return cls(loaded)  # on failure it has closed every descriptor
 
     @property
     def fd(self) -> int:
-        return self._fn.fd
+        return self._fd
 
-    @property
-    def prog_id(self) -> int:
+    def _info(self) -> _ProgInfo:
         info = _ProgInfo()
         size = ctypes.c_uint32(ctypes.sizeof(info))
         _check(_obj_info(self.fd, ctypes.byref(info), ctypes.byref(size)), "prog info")
-        return info.id
+        return info
+
+    @property
+    def prog_id(self) -> int:
+        return self._info().id
+
+    @property
+    def instructions(self) -> int:
+        """BPF instructions after the verifier's rewrites (8 bytes each)."""
+        return self._info().xlated_prog_len // 8
 
     # -- maps ------------------------------------------------------------------------
     def role_switch(self) -> RoleSwitch:
-        return RoleSwitch(self._role.map_fd)
+        return RoleSwitch(self._role.fd)
 
     def read_role(self) -> layout.Role:
-        return layout.Role(self._role[self._role.Key(0)].value)
+        value = self._role.lookup(layout.RoleKey(0))
+        assert value is not None  # an array always has its slots
+        return layout.Role(value[0].value)
+
+    def read_config(self) -> layout.ConfigValue:
+        value = self._config.lookup(layout.ConfigKey(0))
+        assert value is not None
+        return value[0]
 
     def write_config(self, pps: int, burst: int) -> None:
-        value = layout.ConfigValue(pps, burst)
-        self._config[self._config.Key(0)] = self._config.Leaf(
-            value.rate_limit_pps, value.rate_limit_burst)
+        self._config.update(layout.ConfigKey(0), layout.ConfigValue(pps, burst))
 
     def apply(self, writes: Sequence[plan.MapWrite], switch: RoleSwitch | None = None) -> None:
         """Execute plan writes in order and record the resulting state."""
@@ -247,19 +354,28 @@ class Program:
 
     def read_stats(self) -> list[list[int]]:
         """Per-CPU values of every counter, indexed by layout.Stat."""
-        return [list(self._stats.getvalue(self._stats.Key(i))) for i in range(layout.STAT_MAX)]
+        out = []
+        for i in range(layout.STAT_MAX):
+            values = self._stats.lookup(layout.StatsKey(i))
+            out.append([v.value for v in values] if values else [0] * self._stats.ncpus)
+        return out
 
     def clear_stats(self) -> None:
         for i in range(layout.STAT_MAX):
-            self._stats.clearitem(self._stats.Key(i))
+            self._stats.update(layout.StatsKey(i), layout.StatsValue(0))
 
     def buckets(self) -> dict[bytes, layout.RateLimitValue]:
         """The rate-limit buckets by client MAC (diagnostics)."""
-        return {bytes(k.mac): layout.RateLimitValue(v.tokens, v.last_ns)
-                for k, v in self._rate_limit.items()}
+        out = {}
+        for key in self._rate_limit.keys():
+            value = self._rate_limit.lookup(key)
+            if value is not None:
+                out[bytes(key.mac)] = value[0]
+        return out
 
     def clear_buckets(self) -> None:
-        self._rate_limit.clear()
+        for key in self._rate_limit.keys():
+            self._rate_limit.delete(key)
 
     # -- attaching -------------------------------------------------------------------
     def attach(self, interface: str, mode: str = "auto") -> str:
@@ -322,9 +438,16 @@ class Program:
         else:
             _check(rc, f"detach XDP from {interface}")
 
+    def _release(self) -> None:
+        for m in self.maps.values():
+            m.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
     def close(self) -> None:
-        """Detach (if attached) and release the program and maps."""
+        """Detach (if attached) and release the program and maps. Idempotent."""
         try:
             self.detach()
         finally:
-            self.bpf.cleanup()
+            self._release()

@@ -1,7 +1,7 @@
 """Reads the datapath's per-CPU counters and sums them into named counters.
 
 An adapter over a reader function (the loader's `Program.read_stats`), so it does
-not import bcc itself: the loader stays the only bcc importer. Names are
+not touch a map itself: the loader does. Names are
 layout.Stat's counter names ("seen", "passed", "dropped_standby",
 "dropped_ratelimit", "malformed"); the daemon publishes them under the runtime
 tree's stats/ (docs/datapath.md says how they map).

@@ -234,7 +234,7 @@ def test_fresh_maps_start_standby_with_no_rate_limit():
     program = Program.compile()
     try:
         assert program.read_role() == layout.Role.STANDBY
-        cfg = program.bpf[layout.MAP_CONFIG.encode()][ctypes.c_int(0)]
+        cfg = program.read_config()
         assert (cfg.rate_limit_pps, cfg.rate_limit_burst) == (0, 0)
     finally:
         program.close()
@@ -246,8 +246,8 @@ def test_program_loads_through_the_verifier(harness):
     access is proven inside the frame. The program stays small."""
     assert harness.program.fd > 0
     assert harness.program.prog_id > 0
-    insns = len(harness.program.bpf.dump_func(layout.PROG_NAME.encode())) // 8
-    assert insns < 400, f"{insns} BPF instructions"
+    insns = harness.program.instructions
+    assert 0 < insns < 400, f"{insns} BPF instructions"
 
 
 def test_compile_flags_reach_the_program():
@@ -255,9 +255,48 @@ def test_compile_flags_reach_the_program():
 
     program = Program.compile(plan.compile_flags(rate_limit_entries=1024))
     try:
-        assert program.bpf[layout.MAP_RATE_LIMIT.encode()].max_entries == 1024
+        assert program.maps[layout.MAP_RATE_LIMIT].max_entries == 1024
     finally:
         program.close()
+
+
+def test_compile_error_names_the_file_and_carries_the_compilers_message(tmp_path):
+    """A broken source is refused with DatapathError naming the file and clang's
+    error, from the child compiler: nothing stays loaded, no crash."""
+    from appliance.datapath import DatapathError
+    from appliance.datapath.loader import Program
+
+    for src in BPF_DIR.iterdir():
+        (tmp_path / src.name).write_text(src.read_text())
+    main = tmp_path / layout.SOURCE_FILE
+    main.write_text(main.read_text() + "\nthis is not C;\n")
+    with pytest.raises(DatapathError) as e:
+        Program.compile(bpf_dir=tmp_path)
+    assert str(main) in str(e.value) and "error" in str(e.value)
+
+
+def test_the_compiler_stays_out_of_the_caller(tmp_path):
+    """bcc and LLVM run in a child: the process that holds the program maps neither
+    (the daemon stays small, and a kill -9 of it tears down quickly), and the program
+    works through the handed-over descriptors."""
+    import subprocess
+    import sys
+
+    code = (
+        "from appliance.datapath.loader import Program\n"
+        "p = Program.compile()\n"
+        "p.write_config(7, 9)\n"
+        "assert p.read_config().rate_limit_burst == 9 and p.prog_id > 0\n"
+        "maps = open('/proc/self/maps').read()\n"
+        "hwm = open('/proc/self/status').read().split('VmHWM:')[1].split()[0]\n"
+        "print('LLVM' in maps, 'libbcc' in maps, int(hwm) // 1024)\n"
+        "p.close()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=str(BPF_DIR.parent), timeout=300)
+    assert r.returncode == 0, r.stderr
+    llvm, libbcc, rss_mb = r.stdout.split()
+    assert (llvm, libbcc) == ("False", "False"), r.stdout
+    assert int(rss_mb) < 60, f"peak RSS {rss_mb} MB"  # bcc in-process: over 200 MB
 
 
 def _fields(ct: type) -> list[tuple[str, int, int]]:
@@ -267,11 +306,26 @@ def _fields(ct: type) -> list[tuple[str, int, int]]:
             for name, *_ in ct._fields_]
 
 
+@pytest.fixture(scope="module")
+def bcc_program():
+    """bcc's own view of the compiled program (its Key/Leaf types), in this process."""
+    from appliance.datapath.compiler import compile_in_process
+
+    bpf, _fn = compile_in_process()
+    try:
+        yield bpf
+    finally:
+        bpf.cleanup()
+
+
 @pytest.mark.parametrize("spec", layout.MAPS, ids=[m.name for m in layout.MAPS])
-def test_ctypes_mirrors_match_bcc(harness, spec: layout.MapSpec):
+def test_ctypes_mirrors_match_bcc(bcc_program, harness, spec: layout.MapSpec):
     """Cilium alignchecker, adapted: layout.py's mirrors equal the types bcc built
-    from the compiled C (size, field names, offsets and sizes)."""
-    table = harness.program.bpf[spec.name.encode()]
+    from the compiled C (size, field names, offsets and sizes), and the loaded map
+    (read by fd, as the daemon reads it) has the sizes the mirrors say."""
+    table = bcc_program[spec.name.encode()]
+    loaded = harness.program.maps[spec.name]
+    assert loaded.max_entries == table.max_entries
     assert type(table).__name__ == spec.kind
     leaf = getattr(table, "sLeaf", table.Leaf)  # per-CPU maps: one CPU's value
     for ours, theirs in ((spec.key, table.Key), (spec.value, leaf)):
