@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import logging
 import os
 import random
+import resource
 import socket
 from collections.abc import Awaitable, Sequence
 from ipaddress import IPv4Address
@@ -152,6 +154,27 @@ def _tune(sock: socket.socket | None, params: Params) -> None:
         log.debug("sync socket option: %s", e)
 
 
+def _close_first_on_exit(sock: socket.socket | None) -> int:
+    """A duplicate of the connection's descriptor above every other one; -1 if none.
+
+    When the process dies (kill -9), the kernel closes its descriptors in fd order but
+    runs the final release of each file last-in first-out: the highest-numbered file
+    is released first. Each AF_PACKET socket's release waits for an RCU grace period
+    (packet_release -> synchronize_net, about 10 ms here), so a sync connection with
+    packet sockets above it sent its FIN only after theirs. Holding its last
+    reference at the top makes it go first: the peer learns of the death in about
+    2 ms instead of 5-50 (docs/failover.md). Closed in connection_lost, before the
+    transport's own close, so an orderly close is unchanged."""
+    if sock is None:
+        return -1
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    floor = max(min(soft, 1024) - 32, 3)
+    try:
+        return fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, floor)
+    except OSError:
+        return -1
+
+
 def _loss_of(exc: BaseException | None) -> Loss:
     if exc is None:
         return Loss.EOF
@@ -175,6 +198,7 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self.closed = asyncio.get_running_loop().create_future()
         self.authed = False  # it got as far as an authenticated peer
+        self._exit_fd = -1  # see _close_first_on_exit
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -188,7 +212,9 @@ class _Connection(asyncio.Protocol):
                                   f"{link.peer[0]}")
             transport.close()
             return
-        _tune(transport.get_extra_info("socket"), link.params)
+        sock = transport.get_extra_info("socket")
+        _tune(sock, link.params)
+        self._exit_fd = _close_first_on_exit(sock)
         link._conns.add(self)
         link.stats.bump("connections_out" if self.outbound else "connections_in")
         self._run(Connected(os.urandom(NONCE_LEN), self.outbound))
@@ -202,6 +228,9 @@ class _Connection(asyncio.Protocol):
         return False  # close our side too; connection_lost(None) follows
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._exit_fd >= 0:
+            os.close(self._exit_fd)  # the transport closes the socket right after
+            self._exit_fd = -1
         for h in self.timers.values():
             h.cancel()
         self.timers.clear()

@@ -157,6 +157,52 @@ def test_bulk_10k_then_live_updates_acked() -> None:
     run(main())
 
 
+def _fds() -> dict[int, str]:
+    out = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            out[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            pass  # the listing's own descriptor
+    return out
+
+
+def test_the_connection_is_released_first_when_the_process_dies() -> None:
+    """On kill -9 the kernel releases the highest-numbered descriptor first, and each
+    AF_PACKET socket's release waits for an RCU grace period: a sync connection
+    below them told the peer late. Each connection holds a duplicate of its socket
+    above every other descriptor, and gives it back when the connection ends."""
+
+    async def main() -> None:
+        before = _fds()
+        # Holes under other open descriptors: the connections' sockets land low, as
+        # on a daemon whose sync connection came back after its packet sockets.
+        pipes = [os.pipe() for _ in range(8)]
+        for r, w in pipes[:4]:
+            os.close(r)
+            os.close(w)
+        pa, pb = free_port_pair()
+        a, b = Node("deviceA", pa, pb), Node("deviceB", pb, pa)
+        await a.link.start()
+        await b.link.start()
+        await until(lambda: a.link.in_sync and b.link.in_sync)
+        await until(lambda: len(a.link._conns) == len(b.link._conns) == 1)
+        live = {f"socket:[{os.fstat(c.transport.get_extra_info('socket').fileno()).st_ino}]"
+                for link in (a.link, b.link) for c in link._conns}
+        fds = _fds()
+        top = sorted(fds)[-len(live):]
+        assert {fds[fd] for fd in top} == live, (top, fds)
+        await b.link.close()
+        await until(lambda: a.h.lost == [Loss.BYE])
+        await a.link.close()
+        for r, w in pipes[4:]:
+            os.close(r)
+            os.close(w)
+        assert _fds().keys() == before.keys()  # nothing left open
+
+    run(main())
+
+
 def test_ack_timeout_serves_alone_and_async_mode_never_waits() -> None:
     async def main() -> None:
         pa, pb = free_port_pair()
