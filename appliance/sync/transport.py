@@ -86,6 +86,10 @@ _logger = log  # SyncLink.__init__ has a parameter named `log` (the ChangeLog)
 
 DIAL_BACKOFF_MIN_S = 0.05
 DIAL_BACKOFF_MAX_S = 2.0
+# Both devices dial. When both connect at once, each drops the connection dialled by
+# rank 1 (_resolve), and a catch-up already started on it is wasted and sent again.
+# Rank 1 therefore dials only after rank 0 had this long to do it.
+DIAL_DEFER_S = 0.15
 MAX_PENDING_APPLIES = 64  # batches waiting for durability before we stop reading
 _RANK = {State.DISCONNECTED: 0, State.HANDSHAKE: 1, State.SYNCING: 2, State.IN_SYNC: 3}
 
@@ -426,6 +430,10 @@ class SyncLink:
         assert self._idle is not None
         while not self._closing:
             await self._idle.wait()
+            if self.pool_index == 1:
+                await asyncio.sleep(DIAL_DEFER_S * (0.5 + random.random()))
+                if not self._idle.is_set():
+                    continue  # rank 0 got through first: nothing to do
             try:
                 _, conn = await asyncio.wait_for(self.loop.create_connection(
                     lambda: _Connection(self, outbound=True), host=str(self.peer[0]),
@@ -571,8 +579,9 @@ class SyncLink:
                     fut.set_result(False)
         self._arm_ack_timer()
 
-    def _initiator(self, c: _Connection) -> str:
-        return self.node if c.outbound else (c.session.peer_name or "")
+    def _initiator(self, c: _Connection) -> int:
+        """The rank (node_index) of the device that dialled `c`: both devices agree."""
+        return self.pool_index if c.outbound else 1 - self.pool_index
 
     def _on_state(self, conn: _Connection, state: State) -> None:
         if state is State.DISCONNECTED:

@@ -203,6 +203,30 @@ def test_the_connection_is_released_first_when_the_process_dies() -> None:
     run(main())
 
 
+def test_started_together_they_make_one_connection() -> None:
+    """Both devices dial when they have no connection. Started at the same instant,
+    both would connect, and a catch-up begun on the connection then dropped as a
+    duplicate was sent again (counted twice). Rank 1 lets rank 0 dial first: one
+    connection, one handshake and one catch-up on each side."""
+
+    async def main() -> None:
+        for i in range(8):
+            pa, pb = free_port_pair()
+            a, b = Node("deviceA", pa, pb), Node("deviceB", pb, pa)
+            a.commit(mk(i, mac=b"\x0c" * 5 + bytes([i])))
+            await asyncio.gather(a.link.start(), b.link.start())
+            await until(lambda a=a, b=b: a.link.in_sync and b.link.in_sync)
+            await asyncio.sleep(0.4)  # longer than rank 1's deferral: a late dial shows
+            for n in (a, b):
+                assert n.link.stats["handshakes"] == 1, (i, n.link.stats)
+                assert len(n.link._conns) == 1
+            assert b.link.stats["deltas_received"] + b.link.stats["snapshots_received"] == 1
+            await b.link.close()
+            await a.link.close()
+
+    run(main())
+
+
 def test_ack_timeout_serves_alone_and_async_mode_never_waits() -> None:
     async def main() -> None:
         pa, pb = free_port_pair()
