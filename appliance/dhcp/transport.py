@@ -5,9 +5,9 @@
 - A client on the link gets its unicast reply as a frame addressed to chaddr, through
   an AF_PACKET socket (as Kea's and dhcpd's packet filters do): IP destination yiaddr
   for a client with no address yet that did not ask for broadcast (dhclient, udhcpc
-  and dhcpcd never do), ciaddr for a renewing one. No ARP is needed, so a renewal
-  answered right after a takeover does not wait for an ARP round trip, and the
-  neighbour table does not fill with one entry per client (gc_thresh3 is 1024).
+  and dhcpcd never do), ciaddr for a renewing one. No ARP is needed: the backup never
+  learnt the clients' MACs (they ARPed for the master's address), so right after a
+  takeover each first reply through the IP stack would wait for an ARP round trip.
 
 Kernel receive timestamps (SO_TIMESTAMPNS) let the daemon shed requests that waited
 too long in the socket queue before doing any work on them (overload).
