@@ -1,8 +1,9 @@
 """The XDP datapath: steers DHCP to the active server, drops it on the standby.
 
 Modules: layout [P] (bpf/dhcp_steer.h in Python), plan [P] (desired map contents),
-compiler [A] (bcc, in a child process), loader [A] (the program by fd: attach, maps), stats [A] (per-CPU counters), service (the
-facade the daemon uses: Datapath, cleanup). docs/datapath.md is the guide.
+compiler [A] (bcc, in a child process), loader [A] (the program by fd: attach, maps),
+stats [A] (per-CPU counters), service (the facade the daemon uses: Datapath, cleanup).
+docs/datapath.md is the guide.
 
 `from appliance.datapath import Datapath, cleanup` works without importing bcc
 until an XDP datapath is opened, so the pure modules and mode "off" need no bcc.

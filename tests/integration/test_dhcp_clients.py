@@ -212,6 +212,30 @@ def test_udhcpc_gets_renews_and_releases(dhcp_net, tmp_path, need):
         assert ip not in ipv4_addrs(t, ns, "eth0")
 
 
+def test_renewal_is_answered_without_arp(dhcp_net, tmp_path, need):
+    """A renewal is answered at the client's hardware address, not through an ARP
+    lookup: a server that never learnt the client's MAC (a backup right after a
+    takeover: the clients ARPed for the master) answers at once. Here the server's
+    neighbour table is flushed and the client answers no ARP at all."""
+    need("udhcpc")
+    net = dhcp_net
+    t = net.t
+    ns, _mac = net.client("noarp")
+    with Udhcpc(t, ns, "eth0", tmp_path / "udhcpc").start() as c:
+        ip = c.wait_event("bound")[1]
+        srv_mac = link_macs(t, net.srv)["eth1"]
+        t.run(ns, ["ip", "neigh", "replace", SERVER_IP, "lladdr", srv_mac, "dev", "eth0",
+                   "nud", "permanent"])
+        t.run(ns, ["sysctl", "-qw", "net.ipv4.conf.eth0.arp_ignore=8"])  # never answer
+        t.run(net.srv, ["ip", "neigh", "flush", "dev", "eth1"])
+        acks = net.stat("ack")
+        c.renew()  # SIGUSR1: a unicast REQUEST with ciaddr
+        assert c.wait_event("renew")[1] == ip
+        net.wait_stat("ack", acks + 1)
+        neigh = t.run(net.srv, ["ip", "neigh", "show", "dev", "eth1"]).stdout
+        assert ip not in neigh, neigh  # the reply did not go through ARP
+
+
 # -- 3. dhcpcd ---------------------------------------------------------------------------
 def test_dhcpcd_gets_renews_and_releases(dhcp_net, tmp_path, need):
     need("dhcpcd", "nsenter", "unshare")
