@@ -123,8 +123,8 @@ def run(relay: str, server: str, macs: list[bytes], window: int, timeout: float,
                 except DecodeError:
                     continue
                 c = known.get(m.xid)
-                if c is None:
-                    continue
+                if c is None or m.mac != c.mac:
+                    continue  # not ours, or an xid two clients drew (32 random bits)
                 by_xid.pop(c.xid, None)
                 mt = m.message_type
                 if mt == MessageType.ACK and c.phase == "done":
@@ -165,7 +165,8 @@ def run(relay: str, server: str, macs: list[bytes], window: int, timeout: float,
         except (BlockingIOError, DecodeError):
             continue
         c = known.get(m.xid)
-        if c is not None and m.message_type == MessageType.ACK and c.phase != "done":
+        if c is not None and m.mac == c.mac and m.message_type == MessageType.ACK and \
+                c.phase != "done":
             res.acks[c.mac.hex(":")] = socket.inet_ntoa(m.yiaddr)
             c.phase = "done"
     sock.close()

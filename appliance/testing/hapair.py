@@ -621,8 +621,8 @@ def churn_main(a: argparse.Namespace) -> int:
         # Answers to an earlier transmission of the exchange count as well: the client
         # got them, so what they say must hold.
         c = known.get(m.xid)
-        if c is None:
-            return
+        if c is None or m.mac != c.mac:
+            return  # not ours, or an xid two clients drew (32 random bits)
         latest = by_xid.get(m.xid) is c
         mt = m.message_type
         if mt == MessageType.OFFER:
