@@ -59,7 +59,7 @@ else
 fi
 
 # The venv runs on Debian's python3 with system site packages, so Debian's
-# bcc, pyroute2, scapy and sdnotify are the ones imported (as in the .deb).
+# bcc and sdnotify are the product's imports (as in the .deb); pyroute2 and scapy the tests'.
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import bcc, pyroute2, scapy' 2>/dev/null; then
   say "creating .venv on /usr/bin/python3 with --system-site-packages"
   rm -rf .venv

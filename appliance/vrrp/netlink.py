@@ -1,13 +1,13 @@
-"""VRRP's kernel side through pyroute2 (0.7.2 API): VIPs, gratuitous ARP, link events, VMAC.
+"""VRRP's kernel side: VIPs, gratuitous ARP, link events, VMAC.
 
-Adapter: the only module of the package that imports pyroute2. It does what the state
-machine's actions ask for and reports link changes; it decides nothing.
+Adapter over rtnetlink (vrrp/rtnl.py). It does what the state machine's actions ask
+for and reports link changes; it decides nothing.
 
-- `Netlink`: requests on one IPRoute socket -- interface lookup, the primary address,
+- `Netlink`: requests on one rtnetlink socket -- interface lookup, the primary address,
   VIP add/remove (idempotent: "already there" and "not there" are not errors), start-up
   removal of stale VIPs (kill -9 leaves them behind, as with keepalived), and the
   macvlan for the virtual MAC 00:00:5e:00:01:<vrid> (RFC 5798 §7.3).
-- `LinkMonitor`: a second IPRoute socket bound to RTMGRP_LINK and read from the asyncio
+- `LinkMonitor`: a second rtnetlink socket bound to RTMGRP_LINK and read from the asyncio
   loop (loop.add_reader): RTM_NEWLINK/RTM_DELLINK for tracked interfaces, event-driven,
   never polled.
 - `GarpSender`: an AF_PACKET socket that sends gratuitous ARP *requests* as keepalived
@@ -25,9 +25,15 @@ import struct
 from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv4Interface
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl import RTMGRP_LINK
+from appliance.vrrp.rtnl import (
+    IFLA_ADDRESS,
+    IFLA_IFNAME,
+    RTM_DELLINK,
+    RTM_NEWLINK,
+    RTMGRP_LINK,
+    Rtnl,
+    RtnlError,
+)
 
 log = logging.getLogger("appliance.vrrp")
 
@@ -69,33 +75,33 @@ class NetlinkFailure(RuntimeError):
 
 
 class Netlink:
-    """Request/response netlink operations on one IPRoute socket (blocking, fast)."""
+    """Request/response rtnetlink operations on one socket (blocking, fast)."""
 
     def __init__(self) -> None:
-        self._ipr = IPRoute()
+        self._rt = Rtnl()
 
     def close(self) -> None:
-        self._ipr.close()
+        self._rt.close()
 
     # -- links ----------------------------------------------------------------------
     def link_index(self, ifname: str) -> int | None:
-        found = self._ipr.link_lookup(ifname=ifname)
-        return found[0] if found else None
+        link = self._rt.get_link(ifname=ifname)
+        return link.index if link is not None else None
 
     def link_mac(self, index: int) -> bytes:
-        link = self._ipr.get_links(index)[0]
-        return bytes.fromhex(link.get_attr("IFLA_ADDRESS").replace(":", ""))
+        link = self._rt.get_link(index)
+        if link is None or IFLA_ADDRESS not in link.attrs:
+            raise NetlinkFailure(f"link {index} has no hardware address")
+        return link.attrs[IFLA_ADDRESS]
 
     def link_up(self, ifname: str) -> bool:
         """Administratively up with carrier; False for a missing interface."""
-        index = self.link_index(ifname)
-        if index is None:
-            return False
         try:
-            flags = self._ipr.get_links(index)[0]["flags"]
-        except NetlinkError:
+            link = self._rt.get_link(ifname=ifname)
+        except RtnlError:
             return False
-        return bool(flags & IFF_UP) and bool(flags & IFF_RUNNING)
+        return link is not None and bool(link.flags & IFF_UP) and \
+            bool(link.flags & IFF_RUNNING)
 
     def create_vmac(self, parent: int, vrid: int) -> int:
         """Create (or re-create) the macvlan carrying the virtual MAC, up; its index.
@@ -108,29 +114,26 @@ class Netlink:
         if stale is not None:
             self.delete_link(stale)
         try:
-            self._ipr.link("add", ifname=name, kind="macvlan", link=parent,
-                           macvlan_mode="private", address=mac_str(vmac_address(vrid)))
-        except NetlinkError as e:
+            self._rt.add_macvlan(name, parent, vmac_address(vrid))
+        except RtnlError as e:
             raise NetlinkFailure(f"cannot create macvlan {name}: {e}") from e
         index = self.link_index(name)
         if index is None:
             raise NetlinkFailure(f"macvlan {name} vanished after creation")
-        self._ipr.link("set", index=index, state="up")
+        self._rt.set_link_up(index)
         return index
 
     def delete_link(self, index: int) -> None:
         try:
-            self._ipr.link("del", index=index)
-        except NetlinkError as e:
-            if e.code != errno.ENODEV:
+            self._rt.del_link(index)
+        except RtnlError as e:
+            if e.errno != errno.ENODEV:
                 raise NetlinkFailure(f"cannot delete link {index}: {e}") from e
 
     # -- addresses ------------------------------------------------------------------
     def addresses(self, index: int) -> list[IPv4Interface]:
-        out = []
-        for msg in self._ipr.get_addr(family=socket.AF_INET, index=index):
-            out.append(IPv4Interface(f"{msg.get_attr('IFA_ADDRESS')}/{msg['prefixlen']}"))
-        return out
+        return [IPv4Interface((IPv4Address(ip), plen))
+                for ip, plen in self._rt.addresses(index)]
 
     def primary_address(self, index: int, exclude: Iterable[IPv4Address]) -> IPv4Address | None:
         """The first IPv4 address of the interface that is not a VIP: the source of our
@@ -144,19 +147,17 @@ class Netlink:
     def add_addresses(self, index: int, vips: Iterable[IPv4Interface]) -> None:
         for vip in vips:
             try:
-                self._ipr.addr("add", index=index, address=str(vip.ip),
-                               prefixlen=vip.network.prefixlen)
-            except NetlinkError as e:
-                if e.code != errno.EEXIST:
+                self._rt.address(True, index, vip.ip.packed, vip.network.prefixlen)
+            except RtnlError as e:
+                if e.errno != errno.EEXIST:
                     raise NetlinkFailure(f"cannot add {vip} on link {index}: {e}") from e
 
     def del_addresses(self, index: int, vips: Iterable[IPv4Interface]) -> None:
         for vip in vips:
             try:
-                self._ipr.addr("del", index=index, address=str(vip.ip),
-                               prefixlen=vip.network.prefixlen)
-            except NetlinkError as e:
-                if e.code not in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
+                self._rt.address(False, index, vip.ip.packed, vip.network.prefixlen)
+            except RtnlError as e:
+                if e.errno not in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
                     raise NetlinkFailure(f"cannot remove {vip} from link {index}: {e}") from e
 
     def remove_stale(self, index: int, vips: Iterable[IPv4Interface]) -> list[IPv4Interface]:
@@ -174,8 +175,8 @@ def set_ipv4_conf(ifname: str, key: str, value: int) -> int | None:
     Used for the VMAC (as keepalived does): the VIPs live on the macvlan, and on the
     parent arp_ignore=1 stops it answering ARP for them with its real MAC, while
     arp_announce=2 stops it announcing a VIP with its real MAC when it resolves a
-    neighbour for a packet sourced from the VIP. pyroute2 0.7.2 cannot write
-    IFLA_INET_CONF, hence the /proc file.
+    neighbour for a packet sourced from the VIP. Written through /proc (as keepalived
+    does) rather than IFLA_INET_CONF.
     """
     path = f"/proc/sys/net/ipv4/conf/{ifname}/{key}"
     try:
@@ -197,7 +198,7 @@ class LinkMonitor:
         self._names = frozenset(names)
         self._on_change = on_change
         self._loop = loop
-        self._ipr: IPRoute | None = None
+        self._rt: Rtnl | None = None
         self._last: dict[str, bool] = {}
 
     def start(self, initial: Callable[[str], bool]) -> dict[str, bool]:
@@ -205,36 +206,35 @@ class LinkMonitor:
         so a change between the two is not lost); returns that state."""
         if not self._names:
             return {}
-        self._ipr = IPRoute()
-        self._ipr.bind(groups=RTMGRP_LINK)
-        self._loop.add_reader(self._ipr.fileno(), self._readable)
+        self._rt = Rtnl(groups=RTMGRP_LINK)
+        self._loop.add_reader(self._rt.fileno(), self._readable)
         self._last = {name: initial(name) for name in self._names}
         return dict(self._last)
 
     def close(self) -> None:
-        if self._ipr is not None:
-            self._loop.remove_reader(self._ipr.fileno())
-            self._ipr.close()
-            self._ipr = None
+        if self._rt is not None:
+            self._loop.remove_reader(self._rt.fileno())
+            self._rt.close()
+            self._rt = None
 
     def _readable(self) -> None:
-        if self._ipr is None:
+        if self._rt is None:
             return
         try:
-            msgs = list(self._ipr.get())
-        except (OSError, NetlinkError) as e:
+            msgs = self._rt.events()
+        except OSError as e:  # RtnlError too
             # ENOBUFS: the kernel dropped events; fall back to asking for the state.
             log.warning("VRRP_LINK_EVENTS netlink read failed (%s); re-reading links", e)
             msgs = []
             self._resync()
         for msg in msgs:
-            name = msg.get_attr("IFLA_IFNAME")
+            name = msg.text(IFLA_IFNAME)
             if name not in self._names:
                 continue
-            if msg["event"] == "RTM_DELLINK":
+            if msg.type == RTM_DELLINK:
                 up = False
-            elif msg["event"] == "RTM_NEWLINK":
-                up = bool(msg["flags"] & IFF_UP) and bool(msg["flags"] & IFF_RUNNING)
+            elif msg.type == RTM_NEWLINK:
+                up = bool(msg.flags & IFF_UP) and bool(msg.flags & IFF_RUNNING)
             else:
                 continue
             self._report(name, up)

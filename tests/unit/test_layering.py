@@ -67,3 +67,17 @@ def test_packages_stay_apart_and_product_never_imports_testing():
             if parts[1] in APART.get(pkg, set()):
                 problems.append(f"{rel} imports {m}")
     assert not problems, "\n".join(problems)
+
+
+def test_only_the_compiler_imports_bcc_and_nothing_imports_pyroute2():
+    """bcc (LLVM) lives in the short-lived compiler child; netlink is vrrp/rtnl.py.
+    Either in the daemon would cost tens of MB of RSS (docs/failover.md)."""
+    bad = []
+    for p in ROOT.rglob("*.py"):
+        rel = p.relative_to(ROOT).as_posix()
+        if rel.startswith("testing/"):
+            continue
+        roots = {m.split(".")[0] for m in imports(p)}
+        if "pyroute2" in roots or ("bcc" in roots and rel != "datapath/compiler.py"):
+            bad.append(rel)
+    assert not bad, bad

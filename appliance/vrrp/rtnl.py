@@ -1,0 +1,229 @@
+"""A minimal rtnetlink client: the handful of requests VRRP makes, and link events.
+
+Adapter (a socket). Why not pyroute2, which the tests still use: the daemon needs
+eight message kinds, and importing pyroute2 costs about 24 MB of the daemon's ~40 MB
+RSS. That memory is torn down before a killed daemon's sockets close, so the peer
+learnt of a kill -9 about 3 ms later because of it (docs/failover.md).
+
+Formats are those of include/uapi/linux/{netlink,rtnetlink,if_link,if_addr}.h:
+nlmsghdr (16 bytes), then ifinfomsg (16) or ifaddrmsg (8), then rtattrs, each
+padded to 4 bytes. `parse` is the one decoder of kernel input here; it raises
+RtnlError on anything malformed (fuzzed in tests/unit/test_vrrp_rtnl.py).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+# include/uapi/linux/netlink.h
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_REQUEST = 0x1
+NLM_F_MULTI = 0x2
+NLM_F_ACK = 0x4
+NLM_F_DUMP = 0x300
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
+# include/uapi/linux/rtnetlink.h
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
+RTMGRP_LINK = 0x1
+# include/uapi/linux/if_link.h
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_LINK, IFLA_LINKINFO = 1, 3, 5, 18
+IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
+IFLA_MACVLAN_MODE = 1
+MACVLAN_MODE_PRIVATE = 1
+# include/uapi/linux/if_addr.h
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+NLA_F_NESTED = 0x8000
+
+IFF_UP = 0x1
+_HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
+_IFINFO = struct.Struct("=BxHiII")  # family, type, index, flags, change
+_IFADDR = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
+_RTA = struct.Struct("=HH")
+_ERR = struct.Struct("=i")
+_U32 = struct.Struct("=I")
+_RECV = 1 << 16
+
+
+class RtnlError(OSError):
+    """A request the kernel refused (errno), or a message that cannot be parsed."""
+
+
+@dataclass(slots=True)
+class Message:
+    """One rtnetlink message: its type, its fixed header's fields, its attributes."""
+
+    type: int
+    flags: int = 0  # ifinfomsg flags (IFF_*) or ifaddrmsg flags
+    index: int = 0
+    prefixlen: int = 0
+    family: int = 0
+    attrs: dict[int, bytes] = field(default_factory=dict)
+
+    def text(self, kind: int) -> str | None:
+        raw = self.attrs.get(kind)
+        return None if raw is None else raw.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def _align(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def attr(kind: int, data: bytes) -> bytes:
+    """One rtattr, padded."""
+    n = _RTA.size + len(data)
+    return _RTA.pack(n, kind) + data + b"\0" * (_align(n) - n)
+
+
+def _attrs(buf: bytes, start: int, end: int) -> dict[int, bytes]:
+    out: dict[int, bytes] = {}
+    i = start
+    while i + _RTA.size <= end:
+        n, kind = _RTA.unpack_from(buf, i)
+        if n < _RTA.size or i + n > end:
+            raise RtnlError(errno.EBADMSG, f"rtattr of length {n} at {i} overruns {end}")
+        out.setdefault(kind & ~NLA_F_NESTED, buf[i + _RTA.size:i + n])
+        i += _align(n)
+    return out
+
+
+def parse(buf: bytes) -> Iterator[tuple[int, int, int, bytes | Message | int]]:
+    """(type, flags, seq, body) for each message in a datagram: body is the errno
+    (0 = ACK) for NLMSG_ERROR, a Message for link and address messages, else the raw
+    payload."""
+    i = 0
+    while i + _HDR.size <= len(buf):
+        n, kind, flags, seq, _pid = _HDR.unpack_from(buf, i)
+        if n < _HDR.size or i + n > len(buf):
+            raise RtnlError(errno.EBADMSG, f"netlink message of length {n} at {i} "
+                            f"overruns the {len(buf)}-byte datagram")
+        body, end = i + _HDR.size, i + n
+        if kind == NLMSG_ERROR:
+            if end - body < _ERR.size:
+                raise RtnlError(errno.EBADMSG, "truncated NLMSG_ERROR")
+            yield kind, flags, seq, -_ERR.unpack_from(buf, body)[0]
+        elif kind in (RTM_NEWLINK, RTM_DELLINK):
+            if end - body < _IFINFO.size:
+                raise RtnlError(errno.EBADMSG, "truncated ifinfomsg")
+            fam, _type, index, iff, _change = _IFINFO.unpack_from(buf, body)
+            yield kind, flags, seq, Message(kind, iff, index, 0, fam,
+                                            _attrs(buf, body + _IFINFO.size, end))
+        elif kind in (RTM_NEWADDR, RTM_DELADDR):
+            if end - body < _IFADDR.size:
+                raise RtnlError(errno.EBADMSG, "truncated ifaddrmsg")
+            fam, plen, ifa_flags, _scope, index = _IFADDR.unpack_from(buf, body)
+            yield kind, flags, seq, Message(kind, ifa_flags, index, plen, fam,
+                                            _attrs(buf, body + _IFADDR.size, end))
+        else:
+            yield kind, flags, seq, buf[body:end]
+        i += _align(n)
+
+
+class Rtnl:
+    """One NETLINK_ROUTE socket: blocking requests, or (groups) an event feed."""
+
+    def __init__(self, groups: int = 0) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                  socket.NETLINK_ROUTE)
+        self.sock.bind((0, groups))
+        self._seq = 0
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def request(self, kind: int, flags: int, body: bytes) -> list[Message]:
+        """Send one request; returns the messages of its answer (a dump's rows), after
+        the kernel's ACK or NLMSG_DONE. Raises RtnlError with the kernel's errno."""
+        self._seq += 1
+        seq = self._seq
+        self.sock.send(_HDR.pack(_HDR.size + len(body), kind, flags | NLM_F_REQUEST, seq, 0)
+                       + body)
+        out: list[Message] = []
+        while True:
+            data = self.sock.recv(_RECV)
+            for mtype, mflags, mseq, payload in parse(data):
+                if mseq != seq:
+                    continue  # an answer to an earlier, abandoned request
+                if mtype == NLMSG_ERROR:
+                    assert isinstance(payload, int)
+                    if payload:
+                        raise RtnlError(payload, os.strerror(payload))
+                    return out
+                if mtype == NLMSG_DONE:
+                    return out
+                if isinstance(payload, Message):
+                    out.append(payload)
+                if not flags & (NLM_F_DUMP | NLM_F_ACK) and not mflags & NLM_F_MULTI:
+                    return out  # a plain GET: its one answer
+
+    def events(self) -> list[Message]:
+        """The link/address messages queued on an event socket (non-blocking read)."""
+        out: list[Message] = []
+        while True:
+            try:
+                data = self.sock.recv(_RECV, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return out
+            out.extend(p for _t, _f, _s, p in parse(data) if isinstance(p, Message))
+
+    # -- the requests VRRP makes ---------------------------------------------------
+    def get_link(self, index: int = 0, ifname: str | None = None) -> Message | None:
+        """One link by index or name; None if there is no such link."""
+        body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0)
+        if ifname is not None:
+            body += attr(IFLA_IFNAME, ifname.encode() + b"\0")
+        try:
+            rows = self.request(RTM_GETLINK, 0, body)
+        except RtnlError as e:
+            if e.errno in (errno.ENODEV, errno.EINVAL):
+                return None
+            raise
+        return rows[0] if rows else None
+
+    def set_link_up(self, index: int) -> None:
+        self.request(RTM_NEWLINK, NLM_F_ACK,
+                     _IFINFO.pack(socket.AF_UNSPEC, 0, index, IFF_UP, IFF_UP))
+
+    def add_macvlan(self, name: str, parent: int, mac: bytes,
+                    mode: int = MACVLAN_MODE_PRIVATE) -> None:
+        info = attr(IFLA_INFO_KIND, b"macvlan") + attr(
+            IFLA_INFO_DATA | NLA_F_NESTED, attr(IFLA_MACVLAN_MODE, _U32.pack(mode)))
+        body = (_IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+                + attr(IFLA_IFNAME, name.encode() + b"\0") + attr(IFLA_LINK, _U32.pack(parent))
+                + attr(IFLA_ADDRESS, mac) + attr(IFLA_LINKINFO | NLA_F_NESTED, info))
+        self.request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body)
+
+    def del_link(self, index: int) -> None:
+        self.request(RTM_DELLINK, NLM_F_ACK, _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0))
+
+    def addresses(self, index: int) -> list[tuple[bytes, int]]:
+        """(IPv4 address, prefix length) of every address on the link."""
+        rows = self.request(RTM_GETADDR, NLM_F_DUMP,
+                            _IFADDR.pack(socket.AF_INET, 0, 0, 0, 0))
+        out = []
+        for m in rows:
+            if m.index != index or m.family != socket.AF_INET:
+                continue
+            raw = m.attrs.get(IFA_LOCAL) or m.attrs.get(IFA_ADDRESS)
+            if raw is not None and len(raw) == 4:
+                out.append((raw, m.prefixlen))
+        return out
+
+    def address(self, add: bool, index: int, ip: bytes, prefixlen: int) -> None:
+        """Add (NLM_F_EXCL: EEXIST if there) or delete one IPv4 address, as `ip addr`."""
+        body = (_IFADDR.pack(socket.AF_INET, prefixlen, 0, 0, index)
+                + attr(IFA_LOCAL, ip) + attr(IFA_ADDRESS, ip))
+        if add:
+            self.request(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body)
+        else:
+            self.request(RTM_DELADDR, NLM_F_ACK, body)
