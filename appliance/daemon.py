@@ -335,8 +335,9 @@ class Daemon:
                  cfg.sync.peer[0], cfg.sync.peer[1], cfg.sync.mode, seq)
 
     def _committed(self, leases: list[Lease]) -> asyncio.Future[bool] | None:
-        """Local changes are durable: hand them to the peer. Returns what the clients'
-        replies wait on in `sync` mode (None: nothing to wait for)."""
+        """Local changes are written (durable, or about to be before any reply): hand
+        them to the peer. Returns what the clients' replies wait on in `sync` mode
+        (None: nothing to wait for)."""
         if self.link is None or self.changelog is None:
             return None
         append = self.changelog.append
@@ -459,10 +460,14 @@ class Daemon:
             if d.reply is not None:
                 replies.append((d, msg))
         if commits:
-            # Group commit: one write and one fdatasync for the whole batch.
+            # Group commit: one write and one fdatasync for the whole batch. The batch
+            # goes to the peer first, so that its fdatasync runs while ours does; no
+            # reply leaves before both (below: after ours; the waiter: after the peer's).
             self.journal.append(commits)
-            self.journal.sync()
             waiter = self._committed(commits)
+            if self.link is not None:
+                self.link.flush()
+            self.journal.sync()
             if waiter is not None:
                 # `sync` mode: an ACK leaves once the peer holds its lease too (or after
                 # sync/ack_timeout_ms, serving alone). OFFERs and NAKs need not wait.

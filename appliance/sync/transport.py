@@ -379,7 +379,7 @@ class SyncLink:
         self._server: asyncio.Server | None = None
         self._dialer: asyncio.Task[None] | None = None
         self._idle: asyncio.Event | None = None
-        self._flush_scheduled = False
+        self._flush_handle: asyncio.Handle | None = None
         self._commit_seq = 0
         self._ack_timer: asyncio.TimerHandle | None = None
         self._ratelog = RateLimitedLog(_logger)
@@ -455,16 +455,16 @@ class SyncLink:
     # -- the daemon's calls ------------------------------------------------------------
     def commit(self, seq: int) -> asyncio.Future[bool] | None:
         """Change `seq` is in the ChangeLog (durable locally or about to be). It goes to
-        the peer at the end of this loop iteration, batched with the others. Returns a
+        the peer at the end of this loop iteration, batched with the others (or at
+        flush()). Returns a
         future to await before the client's reply in `sync` mode while in sync (True:
         the peer holds it; False: timed out or the peer left), else None."""
         if seq > self._commit_seq:
             self._commit_seq = seq
         if self.loop is None:
             return None  # not started: the change is in the log, it goes at connect
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
         if not (self.sync_mode and self.state is State.IN_SYNC) or self._suspect:
             return None
         fut: asyncio.Future[bool] = self.loop.create_future()
@@ -545,8 +545,16 @@ class SyncLink:
     def _held_from(self, session: Session) -> None:
         self.held = session.held
 
+    def flush(self) -> None:
+        """Send what commit() queued now, not at the end of the loop iteration. The
+        daemon calls it just before its own fdatasync, so that the peer's write and
+        ours overlap: a `sync` mode reply waits for the slower of the two, not both."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush()
+
     def _flush(self) -> None:
-        self._flush_scheduled = False
+        self._flush_handle = None
         p = self.primary
         if p is not None and p.session.authenticated:
             p._run(LocalCommitted(self._commit_seq))
