@@ -52,6 +52,9 @@ BATCH = 256
 # client has retransmitted or given up, and answering it would only delay fresh ones.
 MAX_QUEUE_DELAY_S = 0.5
 PUBLISH_INTERVAL_S = 1.0
+# A sync state change shows in the runtime tree within this; not at once, since it
+# often comes with a takeover, whose first replies must not wait behind file writes.
+PUBLISH_SOON_S = 0.05
 
 _RECEIVED = {
     MessageType.DISCOVER: "discover",
@@ -137,8 +140,7 @@ class _Replication(SyncHandler):
         log.info("D040 sync %s (ready to serve: %s, allocating from %s)", state.tree_value,
                  link.ready_to_serve, "the whole pool" if link.pool_owner is None else
                  f"our half (parity {link.pool_owner})")
-        if d.loop is not None:
-            d.loop.call_soon(d._publish)
+        d._publish_soon()
 
         if state in (SyncState.IN_SYNC, SyncState.SYNCING):
             d._tell_peer_role()
@@ -194,6 +196,7 @@ class Daemon:
         self._last_transition: dict[str, object] = {}
         self.runtime = RuntimeTree(cfg.node.run_dir)
         self._stop = asyncio.Event()
+        self._publish_handle: asyncio.TimerHandle | None = None
         self._ratelog = RateLimitedLog(log)
         self._notify = _notifier()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -298,6 +301,8 @@ class Daemon:
             if self.link is not None:
                 await self.link.close()
             self.loop.remove_reader(self.transport.fileno())
+            if self._publish_handle is not None:
+                self._publish_handle.cancel()
             self._publish()  # the last figures, while the maps still exist
             self.transport.close()
             self.datapath.close()
@@ -516,8 +521,18 @@ class Daemon:
             rt.set("vrrp/master", self.vrrp.master or "")
             if self._last_transition:
                 rt.set_json("vrrp/last_transition", self._last_transition)
-            for k, v in self.vrrp.counters().items():
-                rt.set(f"stats/vrrp_{k}", v)  # only the changed ones are written
+        # The counters follow with the next _publish: a takeover's first replies first.
+
+    def _publish_soon(self) -> None:
+        """One _publish within PUBLISH_SOON_S (coalesced; none once stopping)."""
+        if self._publish_handle is None and self.loop is not None and \
+                not self._stop.is_set():
+            self._publish_handle = self.loop.call_later(PUBLISH_SOON_S, self._publish_later)
+
+    def _publish_later(self) -> None:
+        self._publish_handle = None
+        if not self._stop.is_set():
+            self._publish()
 
     def _publish(self) -> None:
         rt = self.runtime

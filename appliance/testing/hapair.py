@@ -102,7 +102,9 @@ class HaDevice:
                                        "vrrp/priority": str(priority),
                                        "sync/local": f"{local}:{SYNC_PORT}",
                                        "sync/peer": f"{peer}:{SYNC_PORT}", **values})
-        self.run_dir = self.root / "run"
+        # On tmpfs, as /run is on the appliance: on this machine's ext4 each rewrite
+        # of a runtime file costs 0.3-0.6 ms (a rename over a file forces writeback).
+        self.run_dir = t.tmpfs(self.root / "run")
         self.state_dir = self.root / "state"
         self.log = self.root / "daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None

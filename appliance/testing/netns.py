@@ -46,6 +46,7 @@ class Topology:
         self.prefix = f"{prefix}{os.getpid() % 100000}x{next(_counter)}"
         self.namespaces: list[Netns] = []
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.mounts: list[Path] = []
         self._veth = itertools.count()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -63,6 +64,18 @@ class Topology:
             _ip("netns", "del", ns.name, check=False)
             shutil.rmtree(Path("/etc/netns") / ns.name, ignore_errors=True)
         self.namespaces.clear()
+        for path in reversed(self.mounts):
+            subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
+        self.mounts.clear()
+
+    def tmpfs(self, path: Path) -> Path:
+        """A small tmpfs at `path` (made if missing), unmounted at close(): a daemon's
+        runtime tree lives on /run, a tmpfs, on the appliance."""
+        path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs",
+                        str(path)], check=True, capture_output=True)
+        self.mounts.append(path)
+        return path
 
     # -- building --------------------------------------------------------------------
     def host(self, name: str) -> Netns:

@@ -125,7 +125,10 @@ def test_priority_reload_is_advertised_at_once_and_pool_reload_does_not_flap(tmp
         wait_for(lambda: value(tmp_path / "A", "vrrp/state") == "master", 20, what="A master")
         pb = t.popen(b, [CLI, "run", "--config", str(eb)])
         wait_for(lambda: value(tmp_path / "B", "vrrp/state") == "backup", 20, what="B backup")
-        flips = value(tmp_path / "A", "stats/vrrp_became_master")
+        # Counters are published about once a second, like every stats/ file.
+        flips = wait_for(lambda: value(tmp_path / "A", "stats/vrrp_became_master")
+                         not in (None, "0") and value(tmp_path / "A", "stats/vrrp_became_master"),
+                         5, what="A's counters published")
 
         # A pool change: VRRP untouched.
         write_tree(ea, {"pools/more/subnet": "203.0.113.0/24",

@@ -93,7 +93,10 @@ def test_keepalived_master_failover_preemption_and_priority_zero(lab: VrrpLab) -
     assert took < mdi(100) / 2, f"took {took:.3f}s (skew {skew_time_s(100, 10):.3f}s)"
     s = lab.wait_state("ours", "master", 2)
     assert s["last_transition"]["reason"] == "master_stopped"
-    # keepalived's adverts all passed our checks; the counters were published
+    # keepalived's adverts all passed our checks; the counters were published (about
+    # once a second, like every stats/ file)
+    s = wait_for(lambda: (x := lab.state("ours")).get("counters", {}).get("became_master")
+                 == 2 and x, 5, what="our counters published")
     assert s["counters"]["rx_adverts"] > 0
     assert sum(v for k, v in s["counters"].items() if k.startswith("rx_bad")) == 0
     assert s["counters"]["became_master"] == 2
