@@ -7,7 +7,9 @@ a client do). The outage is the time from its last ACK from A to its first ACK f
 Failures of A:
 
 - link: A's client link goes down (netlink, in A's namespace);
-- kill: kill -9 of A's server process (then `cleanup`, as our unit's ExecStopPost does);
+- kill: kill -9 of A's server process (then `cleanup`, as our unit's ExecStopPost does,
+  once B has answered: here A and B share two cores, and a Python process starting
+  on "A" would take CPU from B that a separate box would not);
 - box: whole-box failure: A's sync link and client link down back to back (~50 us apart).
 
 The topology is appliance.testing.hapair.HaPair's: A (priority 120) and B (100) on one
@@ -106,7 +108,7 @@ def fail(ha: HaPair, scenario: str) -> tuple[float, float]:
     was sent, or the kernel had set the (last) link down."""
     if scenario == "kill":
         t = time.monotonic()
-        ha.a.kill9()
+        ha.a.kill9(cleanup=False)  # cleanup after B's first ACK (module docstring)
     elif scenario == "link":
         t = ha.a.client_link(False)
     else:
@@ -154,6 +156,8 @@ def run_ours(work: Path, interval: int, scenarios: list[str], trials: int, datap
                               flush=True)
                         restore(ha, scenario)
                         continue
+                    if scenario == "kill":
+                        ha.a.cleanup()
                     last_a, first_b = probe.switch(A_MAC, B_MAC, t_fail)
                     first = next(r for r in probe.acks_from(B_MAC, t_fail) if r["t"] == first_b)
                     ha.b.wait(lambda b=before: ha.b.transition().get("time", 0) > b,
