@@ -455,10 +455,10 @@ class SyncLink:
     # -- the daemon's calls ------------------------------------------------------------
     def commit(self, seq: int) -> asyncio.Future[bool] | None:
         """Change `seq` is in the ChangeLog (durable locally or about to be). It goes to
-        the peer at the end of this loop iteration, batched with the others (or at
-        flush()). Returns a
-        future to await before the client's reply in `sync` mode while in sync (True:
-        the peer holds it; False: timed out or the peer left), else None."""
+        the peer at the end of this loop iteration, batched with the others, or at
+        flush(). Returns a future to await before the client's reply in `sync` mode
+        while in sync (True: the peer holds it; False: timed out or the peer left),
+        else None."""
         if seq > self._commit_seq:
             self._commit_seq = seq
         if self.loop is None:
