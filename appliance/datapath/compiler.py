@@ -26,6 +26,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,15 +81,19 @@ def load(cflags: Sequence[str] = (), bpf_dir: Path | None = None,
     # The child imports this package from wherever the parent did (checkout or .deb).
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    # stderr to a file, not a pipe: clang may say more than a pipe holds, and nobody
+    # reads it until the child has sent its answer.
+    errfile = tempfile.TemporaryFile()
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "appliance.datapath.compiler", "--fd",
              str(child.fileno()), "--bpf-dir", str(src), "--", *cflags],
             pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+            stdout=subprocess.DEVNULL, stderr=errfile, env=env)
     except OSError as e:
         parent.close()
         child.close()
+        errfile.close()
         raise DatapathError(f"cannot start the BPF compiler ({sys.executable}): {e}") from e
     child.close()  # only the child holds its end now: EOF if it dies
     fds: list[int] = []
@@ -101,11 +106,16 @@ def load(cflags: Sequence[str] = (), bpf_dir: Path | None = None,
             raise DatapathError(f"compiling {src / layout.SOURCE_FILE} took more than "
                                 f"{timeout:.0f} s") from None
         try:
-            _out, err = proc.communicate(timeout=30)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-            _out, err = proc.communicate()
-        reply = json.loads(msg) if msg else {}
+            proc.wait()
+        errfile.seek(0)
+        err = errfile.read()
+        try:
+            reply = json.loads(msg) if msg else {}
+        except ValueError:
+            reply = {}
         if "error" in reply:
             raise DatapathError(reply["error"])
         names = reply.get("maps")
@@ -120,6 +130,7 @@ def load(cflags: Sequence[str] = (), bpf_dir: Path | None = None,
         for fd in fds:
             os.close(fd)
         parent.close()
+        errfile.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -137,7 +148,10 @@ def _child(argv: list[str]) -> int:
     try:
         bpf, fn = compile_in_process(a.cflags, a.bpf_dir)
     except DatapathError as e:
-        sock.send(json.dumps({"error": str(e)}).encode())
+        text = str(e)
+        if len(text) > _MAX_MESSAGE // 4:  # clang can be long-winded; the start says most
+            text = text[: _MAX_MESSAGE // 4] + " [...]"
+        sock.send(json.dumps({"error": text}).encode())
         return 1
     names = [spec.name for spec in layout.MAPS]
     fds = [fn.fd, *(bpf[n.encode()].map_fd for n in names)]
