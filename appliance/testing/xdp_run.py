@@ -1,10 +1,9 @@
 """BPF_PROG_TEST_RUN for XDP programs: packet in, verdict and packet out.
 
-bcc 0.26's Python bindings do not bind `bpf_prog_test_run_opts`, so this calls
-libbpf.so.1 (which bcc itself links) through ctypes with the program fd from
-bcc's `load_func(...).fd`. The kernel runs the program once (or `repeat` times)
-on a copy of the frame, with the real maps: counters and buckets change as if
-the frame had arrived on an interface.
+This calls libbpf.so.1's `bpf_prog_test_run_opts` through ctypes with the program
+fd (`Program.fd`, appliance/datapath/loader.py). The kernel runs the program once
+(or `repeat` times) on a copy of the frame, with the real maps: counters and
+buckets change as if the frame had arrived on an interface.
 
     result = run(fn.fd, bytes(Ether()/IP()/UDP(dport=67)/BOOTP()))
     assert result.verdict is Verdict.PASS
