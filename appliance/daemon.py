@@ -575,12 +575,8 @@ class Daemon:
                     stats["sync_" + k[len("stats/sync/"):]] = v  # type: ignore[assignment]
                 else:
                     rt.set(k, v)
+        self._publish_role()  # vrrp/* (role is written above, before anything else)
         if self.vrrp is not None:
-            rt.set("vrrp/state", self.vrrp.state)
-            rt.set("vrrp/priority", self.vrrp.priority)
-            rt.set("vrrp/master", self.vrrp.master or "")
-            if self._last_transition:
-                rt.set_json("vrrp/last_transition", self._last_transition)
             for k, v in self.vrrp.counters().items():
                 stats[f"vrrp_{k}"] = v
         for k, v in stats.items():
