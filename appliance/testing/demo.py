@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from appliance.testing.clients import Dhclient, Dhcrelay, Udhcpc
+from appliance.testing.daemonfiles import runtime_value
 from appliance.testing.netns import Netns, Topology, wait_for
 from appliance.testing.trees import standalone_tree
 
@@ -62,10 +63,7 @@ class Device:
             raise RuntimeError(f"{self.name} exited; log:\n" + self.log_tail())
 
     def value(self, rel: str) -> str:
-        try:
-            return (self.root / "run" / rel).read_text().strip()
-        except OSError:
-            return ""
+        return runtime_value(self.root / "run", rel) or ""
 
     def transition_time(self) -> float:
         try:

@@ -29,12 +29,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from appliance.testing.daemonfiles import CLI, DaemonFiles
 from appliance.testing.netns import Netns, Topology, wait_for
 from appliance.testing.trees import standalone_tree
 
 REPO = Path(__file__).resolve().parents[2]
-_BIN = Path(sys.executable).parent / "dhcp-hotbackup"
-CLI = str(_BIN) if _BIN.exists() else "dhcp-hotbackup"
 
 SERVER_IP = "192.0.2.2"
 RELAY_IP = "192.0.2.3"  # the load relay's address on each client LAN
@@ -57,7 +56,7 @@ def session(lease: dict) -> tuple:
     return tuple(json.dumps(lease.get(k), sort_keys=True) for k in SESSION_FIELDS)
 
 
-class Device:
+class Device(DaemonFiles):
     """One daemon of the pair: its namespace, config tree, runtime tree, log and load
     relay, and what an operator would look at."""
 
@@ -106,20 +105,6 @@ class Device:
             f"{self.name} died ({self.proc and self.proc.returncode}):\n{self.log_tail()}"
 
     # -- what an operator looks at -----------------------------------------------------
-    def value(self, rel: str) -> str | None:
-        """One file of the runtime tree (None if not there yet)."""
-        try:
-            return (self.run_dir / rel).read_text().strip()
-        except OSError:
-            return None
-
-    def stat(self, name: str) -> int:
-        """stats/<name> (published about once a second); 0 until it appears."""
-        try:
-            return int(self.value(f"stats/{name}") or 0)
-        except ValueError:
-            return 0
-
     def sync_stats(self) -> dict[str, int]:
         """Every stats/sync_* counter, without the prefix."""
         out = {}
@@ -171,15 +156,6 @@ class Device:
     def bindings(self) -> dict[str, str]:
         """mac -> ip of every bound lease."""
         return {x["mac"]: x["ip"] for x in self.leases()}
-
-    def log_text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, n: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-n:])
 
     # -- load --------------------------------------------------------------------------
     def _load_cmd(self, out: Path, args: list[str]) -> list[str]:

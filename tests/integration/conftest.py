@@ -16,17 +16,14 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from appliance.testing.daemonfiles import CLI, DaemonFiles
 from appliance.testing.netns import Netns, Topology, wait_for
 from appliance.testing.trees import standalone_tree
-
-_BIN = Path(sys.executable).parent / "dhcp-hotbackup"
-CLI = str(_BIN) if _BIN.exists() else (shutil.which("dhcp-hotbackup") or "dhcp-hotbackup")
 
 SERVER_IP = "192.0.2.2"
 RELAY_UP_IP = "192.0.2.3"
@@ -43,7 +40,7 @@ def require_root() -> None:
         pytest.skip("needs root: builds network namespaces and runs real DHCP clients")
 
 
-class DhcpNet:
+class DhcpNet(DaemonFiles):
     """A topology with a running server, and what a user would look at on it."""
 
     def __init__(self, t: Topology, root: Path, lease_time: int,
@@ -80,12 +77,6 @@ class DhcpNet:
         return ns, mac
 
     # -- what a user looks at --------------------------------------------------------
-    def stat(self, name: str) -> int:
-        try:
-            return int((self.run_dir / "stats" / name).read_text())
-        except (FileNotFoundError, ValueError):
-            return 0
-
     def wait_stat(self, name: str, at_least: int, timeout: float = 15) -> int:
         """Wait until stats/<name> (published about once a second) reaches `at_least`."""
         try:
@@ -106,12 +97,6 @@ class DhcpNet:
         found = [x for x in self.leases(all=all) if x["mac"] == mac.lower()]
         assert len(found) <= 1, f"several leases for {mac}: {found}"
         return found[0] if found else None
-
-    def log_tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-        except FileNotFoundError:
-            return ""
 
     def assert_serving(self) -> None:
         assert self.proc.poll() is None, \

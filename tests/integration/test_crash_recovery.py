@@ -14,28 +14,21 @@ from pathlib import Path
 
 import pytest
 
+from appliance.testing.daemonfiles import CLI, PY, REPO, runtime_stat
 from appliance.testing.loadnet import LOAD_POOL, server_and_relay
 from appliance.testing.netns import Topology, wait_for
 from appliance.testing.trees import standalone_tree
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
-ROOT = Path(__file__).resolve().parents[2]
-PY = str(ROOT / ".venv/bin/python")
-CLI = str(ROOT / ".venv/bin/dhcp-hotbackup")
 
 
-def _stat(run: Path, name: str) -> int:
-    try:
-        return int((run / "stats" / name).read_text())
-    except (OSError, ValueError):
-        return 0
 
 
 def _load(t, ns, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return t.run(ns, [PY, "-m", "appliance.testing.dhcpload", "--relay", "198.18.0.1",
                       "--server", "192.0.2.2", "--out", str(out), *args],
-                 timeout=120, cwd=str(ROOT))
+                 timeout=120, cwd=str(REPO))
 
 
 def test_kill9_under_load_loses_no_acked_lease(tmp_path):
@@ -56,8 +49,8 @@ def test_kill9_under_load_loses_no_acked_lease(tmp_path):
         load = t.popen(rel, [PY, "-m", "appliance.testing.dhcpload", "--relay", "198.18.0.1",
                              "--server", "192.0.2.2", "--clients", "30000", "--window", "64",
                              "--rate", "2500", "--duration", "6", "--timeout", "0.5",
-                             "--retries", "1", "--out", str(acks)], cwd=str(ROOT))
-        wait_for(lambda: _stat(run, "ack") >= 1500, 20, what="1500 ACKs under load")
+                             "--retries", "1", "--out", str(acks)], cwd=str(REPO))
+        wait_for(lambda: runtime_stat(run, "ack") >= 1500, 20, what="1500 ACKs under load")
         t.kill9(daemon)
         assert load.wait(60) == 0
         acked = json.loads(acks.read_text())["acks"]

@@ -24,7 +24,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -34,13 +33,12 @@ from pathlib import Path
 import pytest
 
 from appliance.testing.clients import Capture, Dhclient, Udhcpc, ipv4_addrs
+from appliance.testing.daemonfiles import CLI, DaemonFiles
 from appliance.testing.netns import Netns, Topology, inside, wait_for
 from appliance.testing.trees import standalone_tree
 
 pytestmark = [pytest.mark.netns, pytest.mark.bpf, pytest.mark.slow]
 
-_BIN = Path(sys.executable).parent / "dhcp-hotbackup"
-CLI = str(_BIN) if _BIN.exists() else (shutil.which("dhcp-hotbackup") or "dhcp-hotbackup")
 
 VIP = "192.0.2.1"
 A_IP, A_MAC, A_RANGE = "192.0.2.10", "02:00:00:00:00:0a", ("192.0.2.100", "192.0.2.149")
@@ -65,7 +63,7 @@ def _requirements() -> None:
 
 
 # -- a device: one daemon's namespace, config tree, runtime tree and process ---------------
-class Device:
+class Device(DaemonFiles):
     def __init__(self, t: Topology, lan: Netns, root: Path, name: str, ip: str, mac: str,
                  ranges: tuple[str, str] = ("192.0.2.100", "192.0.2.199"),
                  extra: dict[str, str] | None = None) -> None:
@@ -102,28 +100,10 @@ class Device:
             f"{self.name}: daemon exited ({self.proc and self.proc.returncode})\n" \
             + self.log_tail()
 
-    def log_tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-        except FileNotFoundError:
-            return ""
-
-    # runtime tree
-    def read(self, rel: str) -> str | None:
-        try:
-            return (self.run_dir / rel).read_text().strip()
-        except FileNotFoundError:
-            return None
-
-    def stat(self, name: str) -> int:
-        try:
-            return int(self.read(f"stats/{name}") or 0)
-        except ValueError:
-            return 0
-
+    # runtime tree: value(), stat() (DaemonFiles)
     def pid(self) -> int:
         try:
-            return int(self.read("pid") or 0)
+            return int(self.value("pid") or 0)
         except ValueError:
             return 0
 
@@ -131,13 +111,13 @@ class Device:
         """The current process published `role` (and vrrp/state `vrrp`)."""
         self.alive()
         assert self.proc is not None
-        return (self.pid() == self.proc.pid and self.read("role") == role
-                and (vrrp is None or self.read("vrrp/state") == vrrp))
+        return (self.pid() == self.proc.pid and self.value("role") == role
+                and (vrrp is None or self.value("vrrp/state") == vrrp))
 
     def transition(self) -> str | None:
         """The reason of the last VRRP transition (runtime vrrp/last_transition)."""
         try:
-            return json.loads(self.read("vrrp/last_transition") or "{}").get("reason")
+            return json.loads(self.value("vrrp/last_transition") or "{}").get("reason")
         except ValueError:
             return None
 
@@ -145,8 +125,8 @@ class Device:
         try:
             wait_for(pred, timeout, what=f"{self.name}: {what}")
         except TimeoutError as e:
-            raise AssertionError(f"{e}\nruntime: role={self.read('role')} "
-                                 f"vrrp={self.read('vrrp/state')}\n{self.log_tail()}") from None
+            raise AssertionError(f"{e}\nruntime: role={self.value('role')} "
+                                 f"vrrp={self.value('vrrp/state')}\n{self.log_tail()}") from None
 
     def wait_stat(self, name: str, at_least: int, timeout: float = 15) -> int:
         self.wait(lambda: self.stat(name) >= at_least,
@@ -300,7 +280,7 @@ def pair(tmp_path_factory) -> Iterator[Pair]:
 class TestPair:
     def test_only_the_active_device_answers(self, pair: Pair):
         a, b, t = pair.a, pair.b, pair.t
-        assert b.read("datapath/attach_mode") in ("native", "generic")
+        assert b.value("datapath/attach_mode") in ("native", "generic")
         assert b.xdp_prog_id() is not None
         dropped0 = b.stat("dropped_standby")
 
@@ -337,13 +317,13 @@ class TestPair:
         # SIGTERM A: standby, priority-0 advert, detach; B becomes master and active at once.
         t0 = time.monotonic()
         a.stop()
-        assert a.read("role") == "standby"
+        assert a.value("role") == "standby"
         assert not a.ip_link_shows_xdp(), "A left its XDP program attached after SIGTERM"
         # "master_stopped": B heard A's priority-0 advert (no Master_Down_Interval wait).
         b.wait(lambda: b.is_("active", "master") and b.transition() == "master_stopped",
                "active after A's priority-0 advert", 10)
         took = time.monotonic() - t0
-        assert b.read("datapath/attach_mode") in ("native", "generic")
+        assert b.value("datapath/attach_mode") in ("native", "generic")
 
         # The next DISCOVER (a fresh client) is answered by B.
         c3, _, cap3 = pair.clients.new("c3")
@@ -358,7 +338,7 @@ class TestPair:
         pair.steady(a, b)
         a.wait(lambda: a.transition() == "preempt", "master by preemption")
         b.wait(lambda: b.transition() == "higher_priority", "backup for A's priority")
-        assert a.read("datapath/attach_mode") in ("native", "generic")
+        assert a.value("datapath/attach_mode") in ("native", "generic")
         b_offers = b.stat("offer")
         b_seen, b_passed = b.stat("xdp_seen"), b.stat("xdp_passed")
         c4, _, cap4 = pair.clients.new("c4")
@@ -427,7 +407,7 @@ def test_flood_from_one_mac_is_limited_in_the_kernel(tmp_path: Path):
         srv.start()
         try:
             srv.wait(lambda: srv.is_("active"), "active (standalone)", START_TIMEOUT)
-            assert srv.read("datapath/attach_mode") in ("native", "generic")
+            assert srv.value("datapath/attach_mode") in ("native", "generic")
             clients = Clients(t, lan, tmp_path / "clients")
             flooder, flood_mac, _ = clients.new("flooder")
             good, _, good_cap = clients.new("good")

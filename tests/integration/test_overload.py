@@ -9,26 +9,18 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
+from appliance.testing.daemonfiles import CLI, PY, REPO, runtime_stat
 from appliance.testing.loadnet import LOAD_POOL, server_and_relay
 from appliance.testing.netns import Topology, wait_for
 from appliance.testing.trees import standalone_tree
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
-ROOT = Path(__file__).resolve().parents[2]
-PY = str(ROOT / ".venv/bin/python")
-CLI = str(ROOT / ".venv/bin/dhcp-hotbackup")
 
 
-def _stat(run: Path, name: str) -> int:
-    try:
-        return int((run / "stats" / name).read_text())
-    except (OSError, ValueError):
-        return 0
 
 
 def test_backlog_is_shed_and_store_matches_acks(tmp_path):
@@ -45,8 +37,8 @@ def test_backlog_is_shed_and_store_matches_acks(tmp_path):
                              "--server", "192.0.2.2", "--clients", "20000", "--window", "512",
                              "--rate", "3000", "--duration", "5", "--timeout", "1.5",
                              "--retries", "3", "--linger", "3", "--out", str(acks)],
-                       cwd=str(ROOT))
-        wait_for(lambda: _stat(run, "ack") >= 500, 20, what="500 ACKs")
+                       cwd=str(REPO))
+        wait_for(lambda: runtime_stat(run, "ack") >= 500, 20, what="500 ACKs")
         # Freeze the server for a second while requests keep arriving: the queue it finds
         # on waking is older than it may answer, so it must shed it, unanswered.
         os.kill(daemon.pid, signal.SIGSTOP)
@@ -55,7 +47,7 @@ def test_backlog_is_shed_and_store_matches_acks(tmp_path):
         finally:
             os.kill(daemon.pid, signal.SIGCONT)
         assert load.wait(60) == 0
-        wait_for(lambda: _stat(run, "dropped_overload") > 0, 5, what="dropped_overload")
+        wait_for(lambda: runtime_stat(run, "dropped_overload") > 0, 5, what="dropped_overload")
         acked = json.loads(acks.read_text())["acks"]
         store = json.loads(subprocess.run(
             [CLI, "leases", "--json", "--config", str(etc)], capture_output=True, text=True,

@@ -11,22 +11,17 @@ from pathlib import Path
 import pytest
 
 from appliance.config.tree import write_tree
+from appliance.testing.daemonfiles import CLI, PY, REPO, runtime_value
 from appliance.testing.loadnet import LOAD_POOL, server_and_relay
 from appliance.testing.netns import Topology, wait_for
 from appliance.testing.trees import standalone_tree
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
-ROOT = Path(__file__).resolve().parents[2]
-PY = str(ROOT / ".venv/bin/python")
-CLI = str(ROOT / ".venv/bin/dhcp-hotbackup")
 
 
 def value(root: Path, rel: str) -> str:
-    try:
-        return (root / "run" / rel).read_text().strip()
-    except OSError:
-        return ""
+    return runtime_value(root / "run", rel) or ""
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -35,7 +30,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def load(t, ns, out: Path, *args: str) -> dict:
     r = t.run(ns, [PY, "-m", "appliance.testing.dhcpload", "--server", "192.0.2.2",
-                   "--out", str(out), *args], timeout=120, cwd=str(ROOT))
+                   "--out", str(out), *args], timeout=120, cwd=str(REPO))
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -61,7 +56,7 @@ def test_reload_under_load_new_pool_rate_limit_and_broken_tree(tmp_path):
         renewing = t.popen(rel, [PY, "-m", "appliance.testing.dhcpload", "--relay",
                                  "198.18.0.1", "--server", "192.0.2.2", "--renew", str(first),
                                  "--rate", "100", "--window", "8",
-                                 "--out", str(tmp_path / "renewed.json")], cwd=str(ROOT))
+                                 "--out", str(tmp_path / "renewed.json")], cwd=str(REPO))
         write_tree(etc, {"pools/extra/subnet": "203.0.113.0/24",
                          "pools/extra/range": "203.0.113.100-203.0.113.199",
                          "datapath/rate_limit_pps": "80"})
@@ -126,9 +121,8 @@ def test_priority_reload_is_advertised_at_once_and_pool_reload_does_not_flap(tmp
         pb = t.popen(b, [CLI, "run", "--config", str(eb)])
         wait_for(lambda: value(tmp_path / "B", "vrrp/state") == "backup", 20, what="B backup")
         # Counters are published about once a second, like every stats/ file.
-        flips = wait_for(lambda: value(tmp_path / "A", "stats/vrrp_became_master")
-                         not in (None, "0") and value(tmp_path / "A", "stats/vrrp_became_master"),
-                         5, what="A's counters published")
+        flips = wait_for(lambda: (v := value(tmp_path / "A", "stats/vrrp_became_master"))
+                         not in ("", "0") and v, 5, what="A's counters published")
 
         # A pool change: VRRP untouched.
         write_tree(ea, {"pools/more/subnet": "203.0.113.0/24",
