@@ -19,7 +19,9 @@ import select
 import socket
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 from appliance.dhcp.enums import MessageType, Opt
 from appliance.dhcp.message import DecodeError, DhcpMessage
@@ -47,6 +49,44 @@ class Result:
     latencies_ms: list[float] = field(default_factory=list)  # REQUEST -> ACK
     started: float = 0.0
     elapsed: float = 0.0
+
+
+def replies(sock: socket.socket) -> Iterator[DhcpMessage]:
+    """Every DHCP message queued on the non-blocking `sock` (undecodable ones skipped)."""
+    while True:
+        try:
+            data = sock.recv(4096)
+        except BlockingIOError:
+            return
+        try:
+            yield DhcpMessage.decode(data)
+        except DecodeError:
+            continue
+
+
+class Exchange(Protocol):
+    sent_at: float
+    tries: int
+
+
+X = TypeVar("X", bound=Exchange)
+
+
+def retransmit(in_flight: dict[int, X], now: float, timeout: float, retries: int,
+               send: Callable[[X], None]) -> int:
+    """Resend (with `send`, which files it under its new xid) every exchange of
+    `in_flight` (xid -> client) unanswered for `timeout`, up to `retries` times each;
+    returns how many were given up."""
+    given_up = 0
+    for xid, c in list(in_flight.items()):
+        if now - c.sent_at > timeout:
+            del in_flight[xid]
+            if c.tries < retries:
+                c.tries += 1
+                send(c)
+            else:
+                given_up += 1
+    return given_up
 
 
 def _request(c: Client, relay: bytes, mtype: int, xid: int) -> bytes:
@@ -113,15 +153,7 @@ def run(relay: str, server: str, macs: list[bytes], window: int, timeout: float,
             break
         r, _, _ = select.select([sock], [], [], 0.01)
         if r:
-            while True:
-                try:
-                    data = sock.recv(4096)
-                except BlockingIOError:
-                    break
-                try:
-                    m = DhcpMessage.decode(data)
-                except DecodeError:
-                    continue
+            for m in replies(sock):
                 c = known.get(m.xid)
                 if c is None or m.mac != c.mac:
                     continue  # not ours, or an xid two clients drew (32 random bits)
@@ -142,33 +174,18 @@ def run(relay: str, server: str, macs: list[bytes], window: int, timeout: float,
                 elif mt == MessageType.NAK:
                     res.naks += 1
                     c.phase = "done"
-        # Retransmit or give up on exchanges that timed out.
-        now = time.monotonic()
-        for xid, c in list(by_xid.items()):
-            if now - c.sent_at > timeout:
-                del by_xid[xid]
-                if c.tries < retries:
-                    c.tries += 1
-                    send(c)
-                else:
-                    res.timeouts += 1
+        res.timeouts += retransmit(by_xid, time.monotonic(), timeout, retries, send)
     res.elapsed = time.monotonic() - t0
     # Linger: answers still on their way (a server catching up) are recorded, not lost.
     end = time.monotonic() + linger
     while time.monotonic() < end:
         r, _, _ = select.select([sock], [], [], 0.05)
-        if not r:
-            continue
-        try:
-            data = sock.recv(4096)
-            m = DhcpMessage.decode(data)
-        except (BlockingIOError, DecodeError):
-            continue
-        c = known.get(m.xid)
-        if c is not None and m.mac == c.mac and m.message_type == MessageType.ACK and \
-                c.phase != "done":
-            res.acks[c.mac.hex(":")] = socket.inet_ntoa(m.yiaddr)
-            c.phase = "done"
+        for m in replies(sock) if r else ():
+            c = known.get(m.xid)
+            if c is not None and m.mac == c.mac and m.message_type == MessageType.ACK and \
+                    c.phase != "done":
+                res.acks[c.mac.hex(":")] = socket.inet_ntoa(m.yiaddr)
+                c.phase = "done"
     sock.close()
     return res
 

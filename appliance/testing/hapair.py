@@ -47,12 +47,11 @@ from pathlib import Path
 from pyroute2 import IPRoute
 
 from appliance.testing.clients import Dhcrelay, Udhcpc, _script
+from appliance.testing.daemonfiles import CLI, DaemonFiles
 from appliance.testing.netns import Netns, Topology, inside, wait_for
 from appliance.testing.trees import standalone_tree
 
 REPO = Path(__file__).resolve().parents[2]
-_BIN = Path(sys.executable).parent / "dhcp-hotbackup"
-CLI = str(_BIN) if _BIN.exists() else "dhcp-hotbackup"
 
 VIP = "192.0.2.1"
 A_IP, A_MAC = "192.0.2.2", "02:00:00:00:00:0a"
@@ -88,7 +87,7 @@ def master_down_ms(advert_ms: int, priority: int) -> float:
     return 3 * advert_ms + (256 - priority) * advert_ms / 256
 
 
-class HaDevice:
+class HaDevice(DaemonFiles):
     """One daemon of the pair: namespace, config tree, runtime tree, process, log."""
 
     def __init__(self, t: Topology, root: Path, name: str, ns: Netns, ip: str, mac: str,
@@ -195,18 +194,6 @@ class HaDevice:
         return self.set_links(("eth2", True), ("eth1", True))
 
     # -- the runtime tree --------------------------------------------------------------
-    def value(self, rel: str) -> str | None:
-        try:
-            return (self.run_dir / rel).read_text().strip()
-        except OSError:
-            return None
-
-    def stat(self, name: str) -> int:
-        try:
-            return int(self.value(f"stats/{name}") or 0)
-        except ValueError:
-            return 0
-
     def role(self) -> str | None:
         return self.value("role")
 
@@ -259,15 +246,6 @@ class HaDevice:
             by_mac[x["mac"]] = x["ip"]
             by_ip[x["ip"]] = x["mac"]
         return by_mac
-
-    def log_text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, n: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-n:])
 
 
 class ArpWatch:
@@ -544,7 +522,7 @@ def _dhcp_request(mac: bytes, xid: int, mtype: int, *, ciaddr: bytes = b"\0" * 4
 
 
 class _ChurnClient:
-    __slots__ = ("ip", "mac", "offered", "phase", "sent", "server_id", "tries", "xid")
+    __slots__ = ("ip", "mac", "offered", "phase", "sent_at", "server_id", "tries", "xid")
 
     def __init__(self, mac: bytes) -> None:
         self.mac = mac
@@ -553,7 +531,7 @@ class _ChurnClient:
         self.offered = b""
         self.server_id = b""
         self.xid = 0
-        self.sent = 0.0
+        self.sent_at = 0.0
         self.tries = 0
 
 
@@ -569,7 +547,8 @@ def churn_main(a: argparse.Namespace) -> int:
     every distinct ip ACKed, in order), unanswered (requests of the last round without an
     answer)."""
     from appliance.dhcp.enums import MessageType, Opt
-    from appliance.dhcp.message import DecodeError, DhcpMessage
+    from appliance.dhcp.message import DhcpMessage
+    from appliance.testing.dhcpload import replies, retransmit
 
     stop = False
 
@@ -604,7 +583,7 @@ def churn_main(a: argparse.Namespace) -> int:
         c.xid = rng.getrandbits(32)
         by_xid[c.xid] = c
         known[c.xid] = c
-        c.sent = time.monotonic()
+        c.sent_at = time.monotonic()
         if c.phase == "discover":
             data = _dhcp_request(c.mac, c.xid, MessageType.DISCOVER, giaddr=relay)
         elif c.phase == "request":
@@ -667,30 +646,14 @@ def churn_main(a: argparse.Namespace) -> int:
     def round_(clients: list[_ChurnClient]) -> None:
         pending = list(reversed(clients))
         while (pending or by_xid):
-            now = time.monotonic()
             while pending and len(by_xid) < a.window:
                 send(pending.pop())
             r, _, _ = select.select([sock], [], [], 0.005)
-            if r:
-                while True:
-                    try:
-                        data = sock.recv(4096)
-                    except BlockingIOError:
-                        break
-                    try:
-                        on_reply(DhcpMessage.decode(data))
-                    except DecodeError:
-                        continue
-            now = time.monotonic()
-            for xid, c in list(by_xid.items()):
-                if now - c.sent > a.timeout:
-                    del by_xid[xid]
-                    if c.tries < a.retries:
-                        c.tries += 1
-                        send(c)
-                    else:
-                        rec["timeouts"] += 1
-                        rec["unanswered"] += 1
+            for m in replies(sock) if r else ():
+                on_reply(m)
+            lost = retransmit(by_xid, time.monotonic(), a.timeout, a.retries, send)
+            rec["timeouts"] += lost
+            rec["unanswered"] += lost
 
     fresh = [_ChurnClient(new_mac()) for _ in range(a.clients)]
     while not stop:
@@ -716,11 +679,8 @@ def churn_main(a: argparse.Namespace) -> int:
     end = time.monotonic() + 0.3
     while time.monotonic() < end:
         r, _, _ = select.select([sock], [], [], 0.05)
-        if r:
-            try:
-                on_reply(DhcpMessage.decode(sock.recv(4096)))
-            except (BlockingIOError, DecodeError):
-                pass
+        for m in replies(sock) if r else ():
+            on_reply(m)
     write()
     return 0
 
@@ -925,6 +885,13 @@ class Renewer:
         first = min(r["t"] for r in self.acks_from(new, after))
         last = max(r["t"] for r in self.acks_from(old) if r["t"] < first)
         return last, first
+
+    def outage(self, old: str, new: str, after: float, timeout: float = 30) -> float:
+        """Seconds from the last ACK from `old` to the first from `new` after `after`
+        (waits for that one): the client-visible outage of a switchover."""
+        self.wait_acks_from(new, after, 1, timeout)
+        last, first = self.switch(old, new, after)
+        return first - last
 
     def max_gap(self, start: float, end: float) -> float:
         """The longest time without an ACK (from anyone) between `start` and `end`,
