@@ -219,6 +219,10 @@ def test_forged_adverts_are_counted_and_change_nothing(lab: VrrpLab) -> None:
     lab.start_daemon("b", 120)
     lab.wait_state("a", "master", START_S)
     lab.wait_state("b", "backup", START_S, master=lab.ip["a"])
+    # counters are published about once a second: a baseline taken after the election's
+    wait_for(lambda: lab.state("a").get("counters", {}).get("became_master", 0) >= 1
+             and lab.state("b").get("counters", {}).get("became_backup", 0) >= 1, 5,
+             what="the election counted")
     before = {x: lab.state(x) for x in ("a", "b")}
     n = 20
     lab.t.run(lab.obs, [sys.executable, "-c", FORGE, str(n), "ttl", "checksum", "vrid",
