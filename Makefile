@@ -10,7 +10,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	@$(PY) -m appliance.testing.demo
+	@$(PY) -m lab.demo
 
 test: setup lint
 	@$(PYTEST) -q tests
@@ -19,7 +19,7 @@ test-unit: setup
 	@$(PYTEST) -q tests/unit
 
 lint: setup
-	@.venv/bin/ruff check appliance tests bench
+	@.venv/bin/ruff check appliance lab tests bench
 	@$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_layering.py
 
 # Each prints its figures beside the peer's (Kea, keepalived) measured in the same run.

@@ -4,7 +4,7 @@ Topology (namespaces): a load namespace on the LAN plays a relay (198.18.0.1, th
 RFC 2544 benchmarking range, so a 64k pool fits) and runs perfdhcp; the server
 namespace runs either server. For each server, perfdhcp runs rate steps; the figure is
 the highest rate whose DISCOVER-OFFER and REQUEST-ACK loss both stay under 1%. Latency
-p50/p99 (REQUEST sent -> ACK received) comes from appliance.testing.dhcpload at a
+p50/p99 (REQUEST sent -> ACK received) comes from lab.dhcpload at a
 fixed moderate rate. Both servers write their leases durably to disk (ours fdatasyncs
 each batch before replying; Kea's memfile appends to its CSV).
 
@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from appliance.testing.kea import kea_config, start_kea
 from appliance.testing.netns import Topology, wait_for
 from appliance.testing.trees import standalone_tree
+from lab.kea import kea_config, start_kea
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv/bin/python")
@@ -93,7 +93,7 @@ def perfdhcp(t: Topology, load, rate: int, period: int, clients: int) -> dict:
 
 
 def latency(t: Topology, load, rate: int, n: int) -> dict:
-    r = t.run(load, [PY, "-m", "appliance.testing.dhcpload", "--relay", "198.18.0.1",
+    r = t.run(load, [PY, "-m", "lab.dhcpload", "--relay", "198.18.0.1",
                      "--server", "192.0.2.2", "--clients", str(n), "--window", "256",
                      "--rate", str(rate), "--seed", str(int(time.time()) & 0xFF)],
               check=False, timeout=120, cwd=str(ROOT))

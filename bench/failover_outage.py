@@ -1,6 +1,6 @@
 """Client-visible outage of a failover: ours (VRRP + the sync link) against Kea HA.
 
-A client renews every 10 ms through the switchover (appliance.testing.hapair.Renewer:
+A client renews every 10 ms through the switchover (lab.hapair.Renewer:
 a REQUEST in RENEWING -- ciaddr set, unicast to the server identifier of its last ACK;
 once T2 of that ACK has passed without an ACK, REBINDING: broadcast -- as RFC 2131 has
 a client do). The outage is the time from its last ACK from A to its first ACK from B.
@@ -12,14 +12,14 @@ Failures of A:
   on "A" would take CPU from B that a separate box would not);
 - box: whole-box failure: A's sync link and client link down back to back (~50 us apart).
 
-The topology is appliance.testing.hapair.HaPair's: A (priority 120) and B (100) on one
+The topology is lab.hapair.HaPair's: A (priority 120) and B (100) on one
 client LAN bridge with a veth sync link; the renewer in a client namespace. Ours runs
 at each VRRP advert interval (--intervals); between trials A is stopped, its links
 brought up, and it is started again: it syncs, preempts, and the renewer sees its ACKs
 before the next trial. A random delay (seeded) before each failure spreads its phase
 over the advert cycle.
 
-Kea HA (kea-dhcp4 2.2 hot-standby, appliance.testing.kea.kea_ha_config: the MT HTTP
+Kea HA (kea-dhcp4 2.2 hot-standby, lab.kea.kea_ha_config: the MT HTTP
 listener on the sync link, heartbeat-delay / max-response-delay / max-ack-delay 1 ms,
 max-unacked-clients 0, its fastest) runs on the same topology in the same run. Kea has
 no virtual server identifier: its renewer renews to the primary's own address and can
@@ -56,7 +56,8 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from appliance.testing.hapair import (
+from appliance.testing.netns import Topology, wait_for
+from lab.hapair import (
     A_IP,
     A_MAC,
     B_MAC,
@@ -66,8 +67,7 @@ from appliance.testing.hapair import (
     master_down_ms,
     wall_of,
 )
-from appliance.testing.kea import kea_ha_config, start_kea
-from appliance.testing.netns import Topology, wait_for
+from lab.kea import kea_ha_config, start_kea
 
 SCENARIOS = ("link", "kill", "box")
 TITLES = {"link": "client link down", "kill": "kill -9 of the server", "box": "whole box down"}

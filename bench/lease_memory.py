@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from appliance.leases.journal import Journal
 from appliance.leases.model import Lease, LeaseState
-from appliance.testing.kea import kea_config, start_kea
 from appliance.testing.netns import Topology, wait_for
 from appliance.testing.trees import standalone_tree
+from lab.kea import kea_config, start_kea
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(ROOT / ".venv/bin/dhcp-hotbackup")

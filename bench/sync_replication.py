@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from appliance.leases.journal import Journal
 from appliance.leases.model import Lease, LeaseState
-from appliance.testing.kea import kea_ha_config, start_kea
 from appliance.testing.netns import Topology, wait_for
 from appliance.testing.trees import standalone_tree
 from bench.dora_throughput import perfdhcp
+from lab.kea import kea_ha_config, start_kea
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv/bin/python")
@@ -165,7 +165,7 @@ def bulk(n: int) -> dict:
             t0 = time.monotonic()
             pb = start(t, b, work, "B", etc_b)
             # A keeps serving during the bulk sync: a light load runs meanwhile.
-            lp = t.popen(load, [PY, "-m", "appliance.testing.dhcpload", "--relay", "198.18.0.1",
+            lp = t.popen(load, [PY, "-m", "lab.dhcpload", "--relay", "198.18.0.1",
                                 "--server", "192.0.2.2", "--clients", "100000", "--rate",
                                 "200", "--duration", "30", "--out", str(work / "acks.json")],
                          cwd=str(ROOT))

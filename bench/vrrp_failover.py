@@ -3,7 +3,7 @@
 Ours (the daemon, `dhcp-hotbackup run` with a vrrp/ folder and no sync/, datapath off
 unless --datapath xdp) and keepalived 2.2.7 on the same namespace topology in the same
 run, at several advert intervals (`--impl node` adds VrrpService alone,
-appliance.testing.vrrp_node, to the progress lines on stderr):
+lab.vrrp_node, to the progress lines on stderr):
 
     lan bridge ── m   (eth1 192.0.2.10, priority 150: the master)
                ├─ b   (eth1 192.0.2.11, priority 100: the backup)
@@ -46,8 +46,8 @@ from dataclasses import dataclass, field
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from appliance.testing.netns import Topology, wait_for
-from appliance.testing.vrrp_node import VrrpLab
 from appliance.vrrp.timers import master_down_interval_s
+from lab.vrrp_node import VrrpLab
 
 MASTER_PRIO = 150
 BACKUP_PRIO = 100

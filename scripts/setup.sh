@@ -73,3 +73,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 else
   say ".venv up to date"
 fi
+# The lab (lab/: scenario labs, load generators, the demo) is not part of the package:
+# the venv finds it in this checkout, so `python -m lab.demo` runs from anywhere.
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+if [ "$(cat "$site/dhcp_hotbackup_lab.pth" 2>/dev/null)" != "$PWD" ]; then
+  echo "$PWD" > "$site/dhcp_hotbackup_lab.pth"
+fi

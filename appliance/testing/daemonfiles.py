@@ -4,6 +4,7 @@ its log. Mixed into every test helper that runs a daemon (they set `run_dir` and
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -14,6 +15,17 @@ _BIN = Path(sys.executable).parent / "dhcp-hotbackup"
 CLI = str(_BIN) if _BIN.exists() else (shutil.which("dhcp-hotbackup") or "dhcp-hotbackup")
 PY = sys.executable
 REPO = Path(__file__).resolve().parents[2]  # the checkout: cwd for `python -m appliance...`
+
+
+# Lease fields that two devices holding the same session must agree on (`remaining` is
+# relative to when each table was read).
+SESSION_FIELDS = ("ip", "mac", "client_id", "state", "start", "expires", "hostname", "pool",
+                  "option82", "seq", "origin")
+
+
+def session(lease: dict) -> tuple:
+    """A `leases --json` row without the fields that depend on when it was read."""
+    return tuple(json.dumps(lease.get(k), sort_keys=True) for k in SESSION_FIELDS)
 
 
 def runtime_value(run_dir: Path, rel: str) -> str | None:

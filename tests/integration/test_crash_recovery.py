@@ -1,6 +1,6 @@
 """kill -9 of the server under load, then restart: every ACKed lease is still its client's.
 
-A relay-playing load generator (appliance.testing.dhcpload) records every ACK it got.
+A relay-playing load generator (lab.dhcpload) records every ACK it got.
 After the crash and restart: the durable store holds each of those bindings, a renewal
 of each gets the same address, and a crowd of new clients never gets one of them.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from appliance.testing.daemonfiles import CLI, PY, REPO, runtime_stat
-from appliance.testing.loadnet import LOAD_POOL, server_and_relay
 from appliance.testing.netns import Topology, wait_for
 from appliance.testing.trees import standalone_tree
+from lab.loadnet import LOAD_POOL, server_and_relay
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="n
 
 
 def _load(t, ns, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return t.run(ns, [PY, "-m", "appliance.testing.dhcpload", "--relay", "198.18.0.1",
+    return t.run(ns, [PY, "-m", "lab.dhcpload", "--relay", "198.18.0.1",
                       "--server", "192.0.2.2", "--out", str(out), *args],
                  timeout=120, cwd=str(REPO))
 
@@ -46,7 +46,7 @@ def test_kill9_under_load_loses_no_acked_lease(tmp_path):
 
         daemon = start()
         acks = tmp_path / "acks.json"
-        load = t.popen(rel, [PY, "-m", "appliance.testing.dhcpload", "--relay", "198.18.0.1",
+        load = t.popen(rel, [PY, "-m", "lab.dhcpload", "--relay", "198.18.0.1",
                              "--server", "192.0.2.2", "--clients", "30000", "--window", "64",
                              "--rate", "2500", "--duration", "6", "--timeout", "0.5",
                              "--retries", "1", "--out", str(acks)], cwd=str(REPO))

@@ -32,10 +32,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance.testing.clients import Capture, Dhclient, Udhcpc, ipv4_addrs
 from appliance.testing.daemonfiles import CLI, DaemonFiles
 from appliance.testing.netns import Netns, Topology, inside, wait_for
 from appliance.testing.trees import standalone_tree
+from lab.clients import Capture, Dhclient, Udhcpc, ipv4_addrs
 
 pytestmark = [pytest.mark.netns, pytest.mark.bpf, pytest.mark.slow]
 

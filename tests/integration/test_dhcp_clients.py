@@ -20,7 +20,8 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from appliance.testing.clients import (
+from appliance.testing.netns import wait_for
+from lab.clients import (
     Capture,
     Dhclient,
     Dhcpcd,
@@ -32,7 +33,6 @@ from appliance.testing.clients import (
     scapy_exchange,
     udhcpc_oneshot,
 )
-from appliance.testing.netns import wait_for
 
 pytestmark = [
     pytest.mark.netns,

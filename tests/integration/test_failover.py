@@ -4,7 +4,7 @@
                 ├─ load     dhcpload-style renewing load through a relay address (198.18/16)
                 ├─ relay    dhcrelay -a ── rlan ── "rel" (udhcpc, Option 82 added by the relay)
                 ├─ "dh"     ISC dhclient          ├─ "ud" busybox udhcpc
-                └─ "probe"  a client renewing every 20 ms (appliance.testing.hapair.Renewer)
+                └─ "probe"  a client renewing every 20 ms (lab.hapair.Renewer)
 
 VIP 192.0.2.1 is the server identifier. Leases last 10 minutes; dhclient is told to
 renew every 3 s (`supersede dhcp-renewal-time`), udhcpc renews on SIGUSR1 (busybox does
@@ -12,7 +12,7 @@ not renew a very short lease at T1: given 10 s it renewed after ~15 s, once the 
 let the lease expire).
 tcpdump in each client namespace says which device (Ethernet source) answered. A kill -9
 is followed by `dhcp-hotbackup cleanup`, as the unit's ExecStopPost does. `HaPair`
-(appliance/testing/hapair.py) owns the topology.
+(lab/hapair.py) owns the topology.
 
 The scenario tests share one pair and run in order, each from the steady state "A is
 master and active, B is backup and in sync": A serves; A's client link goes down and
@@ -32,8 +32,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance.testing.clients import Capture, Dhclient, Udhcpc, link_macs
-from appliance.testing.hapair import (
+from appliance.testing.daemonfiles import session
+from appliance.testing.netns import Netns, Topology, wait_for
+from lab.clients import Capture, Dhclient, Udhcpc, link_macs
+from lab.hapair import (
     A_MAC,
     B_MAC,
     LAN_RANGE,
@@ -44,10 +46,8 @@ from appliance.testing.hapair import (
     Renewer,
     RoutedUdhcpc,
     check_churn,
-    session,
     wall_of,
 )
-from appliance.testing.netns import Netns, Topology, wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 

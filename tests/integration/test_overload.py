@@ -13,9 +13,9 @@ import time
 import pytest
 
 from appliance.testing.daemonfiles import CLI, PY, REPO, runtime_stat
-from appliance.testing.loadnet import LOAD_POOL, server_and_relay
 from appliance.testing.netns import Topology, wait_for
 from appliance.testing.trees import standalone_tree
+from lab.loadnet import LOAD_POOL, server_and_relay
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -33,7 +33,7 @@ def test_backlog_is_shed_and_store_matches_acks(tmp_path):
         wait_for(lambda: (run / "role").exists(), 15, what="daemon start")
 
         acks = tmp_path / "acks.json"
-        load = t.popen(rel, [PY, "-m", "appliance.testing.dhcpload", "--relay", "198.18.0.1",
+        load = t.popen(rel, [PY, "-m", "lab.dhcpload", "--relay", "198.18.0.1",
                              "--server", "192.0.2.2", "--clients", "20000", "--window", "512",
                              "--rate", "3000", "--duration", "5", "--timeout", "1.5",
                              "--retries", "3", "--linger", "3", "--out", str(acks)],

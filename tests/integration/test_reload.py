@@ -12,9 +12,9 @@ import pytest
 
 from appliance.config.tree import write_tree
 from appliance.testing.daemonfiles import CLI, PY, REPO, runtime_value
-from appliance.testing.loadnet import LOAD_POOL, server_and_relay
 from appliance.testing.netns import Topology, wait_for
 from appliance.testing.trees import standalone_tree
+from lab.loadnet import LOAD_POOL, server_and_relay
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -29,7 +29,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def load(t, ns, out: Path, *args: str) -> dict:
-    r = t.run(ns, [PY, "-m", "appliance.testing.dhcpload", "--server", "192.0.2.2",
+    r = t.run(ns, [PY, "-m", "lab.dhcpload", "--server", "192.0.2.2",
                    "--out", str(out), *args], timeout=120, cwd=str(REPO))
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -53,7 +53,7 @@ def test_reload_under_load_new_pool_rate_limit_and_broken_tree(tmp_path):
         assert none["acked"] == 0
 
         # Renewals run throughout the reload.
-        renewing = t.popen(rel, [PY, "-m", "appliance.testing.dhcpload", "--relay",
+        renewing = t.popen(rel, [PY, "-m", "lab.dhcpload", "--relay",
                                  "198.18.0.1", "--server", "192.0.2.2", "--renew", str(first),
                                  "--rate", "100", "--window", "8",
                                  "--out", str(tmp_path / "renewed.json")], cwd=str(REPO))

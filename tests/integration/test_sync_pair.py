@@ -1,6 +1,6 @@
 """Session replication between two real daemons (issue 3), in namespaces.
 
-Topology (appliance.testing.pair): device A and device B, standalone (no VRRP: both
+Topology (lab.pair): device A and device B, standalone (no VRRP: both
 always serve), each on a client LAN of its own with the same addresses and a load relay
 (dhcpload), joined by a sync veth (198.51.100.1 <-> .2). What a device holds is read the
 way an operator reads it: `dhcp-hotbackup leases --json` (the durable table) and the
@@ -27,9 +27,10 @@ import pytest
 from appliance.leases.journal import Journal
 from appliance.leases.model import Lease, LeaseState
 from appliance.sync.frames import HEADER, Hello, encode_frame, hello_key
-from appliance.testing.clients import Dhclient, Dhcrelay, link_macs
+from appliance.testing.daemonfiles import session
 from appliance.testing.netns import Topology, wait_for
-from appliance.testing.pair import (
+from lab.clients import Dhclient, Dhcrelay, link_macs
+from lab.pair import (
     SERVER_IP,
     SYNC_A,
     SYNC_B,
@@ -38,7 +39,6 @@ from appliance.testing.pair import (
     SyncCapture,
     read_tables,
     read_until_closed,
-    session,
     split_frames,
     sync_connect,
 )

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from appliance.testing.netns import Topology, wait_for
-from appliance.testing.vrrp_node import VrrpLab
 from appliance.vrrp.timers import master_down_interval_s, skew_time_s
+from lab.vrrp_node import VrrpLab
 
 pytestmark = pytest.mark.netns
 

@@ -8,7 +8,7 @@ shared by every network namespace otherwise). Every process is started with
 Topology.popen and ended by its PID; the event scripts configure the address only (no
 resolv.conf, no hostname), inside the client's namespace.
 
-`python -m appliance.testing.clients exchange` is the scapy half of `scapy_exchange`: it
+`python -m lab.clients exchange` is the scapy half of `scapy_exchange`: it
 runs inside a client namespace, sends raw frames and reports the DHCP replies it saw.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from appliance.testing.netns import Netns, Topology, wait_for
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _script(path: Path, body: str) -> Path:
@@ -330,7 +330,7 @@ def scapy_exchange(t: Topology, ns: Netns, ifname: str, frames: list[bytes],
     (or `timeout`). Runs scapy in a child process inside the namespace."""
     spec = {"iface": ifname, "frames": [f.hex() for f in frames],
             "until_xids": list(until_xids), "timeout": timeout}
-    r = t.run(ns, [sys.executable, "-m", "appliance.testing.clients", "exchange"],
+    r = t.run(ns, [sys.executable, "-m", "lab.clients", "exchange"],
               input=json.dumps(spec), timeout=timeout + 60, cwd=str(REPO))
     return [bytes.fromhex(h) for h in json.loads(r.stdout.strip().splitlines()[-1])]
 
@@ -371,7 +371,7 @@ def _exchange(spec: dict) -> list[str]:
 
 def _main(argv: list[str]) -> int:
     if argv[:1] != ["exchange"]:
-        print("usage: python -m appliance.testing.clients exchange < spec.json",
+        print("usage: python -m lab.clients exchange < spec.json",
               file=sys.stderr)
         return 2
     print(json.dumps(_exchange(json.load(sys.stdin))))

@@ -22,8 +22,8 @@ are ended by their PID and the namespaces deleted, even when a test fails.
         ha.a.box_down()                   # whole-box failure: every link of A at once
         result = churn.stop()             # every ACK each load client got
 
-`python -m appliance.testing.hapair churn ...` is the renewing load (run in the load
-namespace) and `python -m appliance.testing.hapair renewer ...` the 10 ms renewing
+`python -m lab.hapair churn ...` is the renewing load (run in the load
+namespace) and `python -m lab.hapair renewer ...` the 10 ms renewing
 client of the failover benchmark (run in a client namespace). Test support only; the
 product never imports it.
 """
@@ -46,12 +46,12 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
-from appliance.testing.clients import Dhcrelay, Udhcpc, _script
 from appliance.testing.daemonfiles import CLI, DaemonFiles
 from appliance.testing.netns import Netns, Topology, inside, wait_for
 from appliance.testing.trees import standalone_tree
+from lab.clients import Dhcrelay, Udhcpc, _script
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 VIP = "192.0.2.1"
 A_IP, A_MAC = "192.0.2.2", "02:00:00:00:00:0a"
@@ -66,14 +66,6 @@ VRID = 10
 PRIO_A, PRIO_B = 120, 100
 LAN_RANGE = ("192.0.2.100", "192.0.2.199")
 
-# Lease fields that two devices holding the same session must agree on.
-SESSION_FIELDS = ("ip", "mac", "client_id", "state", "start", "expires", "hostname", "pool",
-                  "option82", "seq", "origin")
-
-
-def session(lease: dict) -> tuple:
-    """A `leases --json` row without the fields that depend on when it was read."""
-    return tuple(json.dumps(lease.get(k), sort_keys=True) for k in SESSION_FIELDS)
 
 
 def wall_of(mono: float) -> float:
@@ -424,7 +416,7 @@ class HaPair:
 
 
 class Churn:
-    """`python -m appliance.testing.hapair churn` in the background: `clients` DORAs,
+    """`python -m lab.hapair churn` in the background: `clients` DORAs,
     then rounds of a renewal of every bound client (unicast REQUEST with ciaddr to the
     VIP, through the load relay) plus `new_per_round` fresh DORAs, until stopped.
     `stop()` returns its record (see `churn_main`)."""
@@ -437,7 +429,7 @@ class Churn:
         self.log = workdir / "churn.log"
         with open(self.log, "ab") as log:
             self.proc = t.popen(ns, [
-                sys.executable, "-m", "appliance.testing.hapair", "churn", "--relay",
+                sys.executable, "-m", "lab.hapair", "churn", "--relay",
                 LOAD_RELAY, "--server", VIP, "--clients", str(clients), "--new",
                 str(new_per_round), "--pause", str(pause), "--seed", str(seed),
                 "--out", str(self.out)], stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
@@ -501,24 +493,10 @@ def check_churn(rec: dict, selecting_naks: bool = False) -> list[str]:
 
 
 # -- the churn: renewing load (runs in the load namespace) --------------------------------
-def _dhcp_request(mac: bytes, xid: int, mtype: int, *, ciaddr: bytes = b"\0" * 4,
-                  giaddr: bytes = b"\0" * 4, requested: bytes | None = None,
-                  server_id: bytes | None = None, client_id: bytes | None = None) -> bytes:
-    from appliance.dhcp.enums import Opt
-    from appliance.dhcp.message import DhcpMessage
+def _dhcp_request(mac: bytes, xid: int, mtype: int, **fields: object) -> bytes:
+    from appliance.testing.dhcpreq import request
 
-    m = DhcpMessage(op=1, htype=1, hlen=6, hops=1 if giaddr != b"\0" * 4 else 0, xid=xid,
-                    secs=0, flags=0, ciaddr=ciaddr, yiaddr=b"\0" * 4, siaddr=b"\0" * 4,
-                    giaddr=giaddr, chaddr=mac + b"\0" * 10, sname=b"\0" * 64,
-                    file=b"\0" * 128, options={Opt.MESSAGE_TYPE: bytes([mtype])})
-    if requested is not None:
-        m.options[Opt.REQUESTED_IP] = requested
-    if server_id is not None:
-        m.options[Opt.SERVER_ID] = server_id
-    if client_id is not None:
-        m.options[Opt.CLIENT_ID] = client_id
-    m.options[Opt.PARAM_REQUEST_LIST] = bytes([1, 3, 6, 15, 51, 58, 59])
-    return m.encode()
+    return request(mtype, mac, xid=xid, **fields).encode()  # type: ignore[arg-type]
 
 
 class _ChurnClient:
@@ -548,7 +526,7 @@ def churn_main(a: argparse.Namespace) -> int:
     answer)."""
     from appliance.dhcp.enums import MessageType, Opt
     from appliance.dhcp.message import DhcpMessage
-    from appliance.testing.dhcpload import replies, retransmit
+    from lab.dhcpload import replies, retransmit
 
     stop = False
 
@@ -833,7 +811,7 @@ class Renewer:
         self._pos, self.replies = 0, []
         with open(self.dir / "renewer.log", "ab") as log:
             self.proc = self.t.popen(self.ns, [
-                sys.executable, "-m", "appliance.testing.hapair", "renewer", "--iface",
+                sys.executable, "-m", "lab.hapair", "renewer", "--iface",
                 "eth0", "--ip", self.ip, "--mac", self.mac, "--client-id",
                 "01" + self.mac.replace(":", ""), "--server", self.server, "--interval",
                 str(self.interval), "--out", str(self.out),
@@ -905,7 +883,7 @@ class Renewer:
 
 
 def _main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m appliance.testing.hapair")
+    p = argparse.ArgumentParser(prog="python -m lab.hapair")
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("churn", help="renewing load through a relay address")
     c.add_argument("--relay", required=True)

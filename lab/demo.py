@@ -21,12 +21,12 @@ import threading
 import time
 from pathlib import Path
 
-from appliance.testing.clients import Dhclient, Dhcrelay, Udhcpc
 from appliance.testing.daemonfiles import runtime_value
 from appliance.testing.netns import Netns, Topology, wait_for
 from appliance.testing.trees import standalone_tree
+from lab.clients import Dhclient, Dhcrelay, Udhcpc
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 CLI = str(ROOT / ".venv/bin/dhcp-hotbackup")
 _T0 = time.time()
 KEY = "demo-key-0123456789abcdef0123456789"

@@ -33,7 +33,7 @@ from appliance.testing.daemonfiles import CLI, DaemonFiles
 from appliance.testing.netns import Netns, Topology, wait_for
 from appliance.testing.trees import standalone_tree
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 SERVER_IP = "192.0.2.2"
 RELAY_IP = "192.0.2.3"  # the load relay's address on each client LAN
@@ -45,15 +45,6 @@ KEY = "0123456789abcdef0123456789abcdef"
 SYNC_PORT = 6470
 SYNC_A, SYNC_B = "198.51.100.1", "198.51.100.2"
 
-# Lease fields that two devices holding the same session must agree on (`remaining` is
-# relative to when each table was read).
-SESSION_FIELDS = ("ip", "mac", "client_id", "state", "start", "expires", "hostname", "pool",
-                  "option82", "seq", "origin")
-
-
-def session(lease: dict) -> tuple:
-    """A `leases --json` row without the fields that depend on when it was read."""
-    return tuple(json.dumps(lease.get(k), sort_keys=True) for k in SESSION_FIELDS)
 
 
 class Device(DaemonFiles):
@@ -159,7 +150,7 @@ class Device(DaemonFiles):
 
     # -- load --------------------------------------------------------------------------
     def _load_cmd(self, out: Path, args: list[str]) -> list[str]:
-        return [sys.executable, "-m", "appliance.testing.dhcpload", "--relay", LOAD_RELAY,
+        return [sys.executable, "-m", "lab.dhcpload", "--relay", LOAD_RELAY,
                 "--server", SERVER_IP, "--out", str(out), *args]
 
     def load(self, *args: object, timeout: float = 180) -> tuple[dict[str, str], dict]:
@@ -190,13 +181,13 @@ class Device(DaemonFiles):
 
     def release(self, mac: str, ip: str) -> None:
         """A DHCPRELEASE of `ip` by `mac`, relayed through this device's load relay."""
-        self.t.run(self.relay, [sys.executable, "-m", "appliance.testing.pair", "release",
+        self.t.run(self.relay, [sys.executable, "-m", "lab.pair", "release",
                                 mac, ip], cwd=str(REPO))
 
     def discover(self, mac: str) -> str:
         """A relayed DISCOVER from `mac`; returns the address OFFERed. The client stops
         there (mid-DORA): `renew({mac: ip})` completes it with a REQUEST."""
-        r = self.t.run(self.relay, [sys.executable, "-m", "appliance.testing.pair",
+        r = self.t.run(self.relay, [sys.executable, "-m", "lab.pair",
                                     "discover", mac], cwd=str(REPO))
         return r.stdout.strip().splitlines()[-1]
 
@@ -369,18 +360,11 @@ def split_frames(stream: bytes) -> list[bytes]:
 
 
 def _relayed(mtype: int, mac: str, ciaddr: str = "0.0.0.0", xid: int = 0) -> bytes:
-    from appliance.dhcp.enums import Opt
-    from appliance.dhcp.message import DhcpMessage
+    from appliance.testing.dhcpreq import request
 
-    options = {Opt.MESSAGE_TYPE: bytes([mtype])}
-    if ciaddr != "0.0.0.0":
-        options[Opt.SERVER_ID] = socket.inet_aton(SERVER_IP)
-    return DhcpMessage(
-        op=1, htype=1, hlen=6, hops=1, xid=xid or int.from_bytes(os.urandom(4), "big"),
-        secs=0, flags=0, ciaddr=socket.inet_aton(ciaddr), yiaddr=b"\0" * 4,
-        siaddr=b"\0" * 4, giaddr=socket.inet_aton(LOAD_RELAY),
-        chaddr=bytes.fromhex(mac.replace(":", "")) + b"\0" * 10, sname=b"\0" * 64,
-        file=b"\0" * 128, options=options).encode()
+    return request(mtype, mac, xid=xid or int.from_bytes(os.urandom(4), "big"),
+                   ciaddr=ciaddr, giaddr=LOAD_RELAY, prl=None,
+                   server_id=SERVER_IP if ciaddr != "0.0.0.0" else None).encode()
 
 
 def _release(mac: str, ip: str) -> None:
@@ -420,4 +404,4 @@ if __name__ == "__main__":
     elif len(sys.argv) == 3 and sys.argv[1] == "discover":
         print(_discover(sys.argv[2]), flush=True)
     else:
-        raise SystemExit("usage: python -m appliance.testing.pair release MAC IP | discover MAC")
+        raise SystemExit("usage: python -m lab.pair release MAC IP | discover MAC")

@@ -2,7 +2,7 @@
 on one bridge, with an observer) and `LanWatch`; and the stand-alone node itself:
 VrrpService alone on an asyncio loop.
 
-    python -m appliance.testing.vrrp_node --interface eth1 --vrid 51 --priority 150 \\
+    python -m lab.vrrp_node --interface eth1 --vrid 51 --priority 150 \\
         --advert-ms 100 --vip 192.0.2.1/24 [--track eth2=30] [--preempt 0|1] \\
         [--state-file F] [--gate 0|1] [--vmac 0|1]
 
@@ -64,7 +64,7 @@ def _flag(value: str) -> bool:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m appliance.testing.vrrp_node",
+    p = argparse.ArgumentParser(prog="python -m lab.vrrp_node",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--interface", required=True)
     p.add_argument("--vrid", type=int, required=True)
@@ -171,7 +171,7 @@ class Node:
 # -- a lab for tests and benchmarks: our nodes and keepalived on one bridge ------------
 
 KEEPALIVED_CONF = """\
-# written by appliance.testing.vrrp_node for a test run
+# written by lab.vrrp_node for a test run
 global_defs {{
     router_id {router_id}
     vrrp_version 3
@@ -415,11 +415,11 @@ class VrrpLab:
         return os.path.join(self.dir, f"{name}.json")
 
     def start_ours(self, name: str, priority: int, *extra: str) -> subprocess.Popen[bytes]:
-        """`python -m appliance.testing.vrrp_node` on host `name` (see the module doc)."""
+        """`python -m lab.vrrp_node` on host `name` (see the module doc)."""
         path = self.state_file(name)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        cmd = [sys.executable, "-m", "appliance.testing.vrrp_node", "--interface", "eth1",
+        cmd = [sys.executable, "-m", "lab.vrrp_node", "--interface", "eth1",
                "--vrid", str(self.vrid), "--priority", str(priority),
                "--advert-ms", str(self.advert_ms), "--vip", self.vip,
                "--state-file", path, "--log-level", "INFO", *extra]

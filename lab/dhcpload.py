@@ -5,7 +5,7 @@ renewals) for many synthetic clients with a window of exchanges in flight; repli
 back to giaddr. Unlike perfdhcp it writes down which client was ACKed which address,
 which is what the crash and failover tests check ("every ACKed lease survives").
 
-    python -m appliance.testing.dhcpload --relay 192.0.2.3 --server 192.0.2.2 \
+    python -m lab.dhcpload --relay 192.0.2.3 --server 192.0.2.2 \
         --clients 2000 --window 64 --out acks.json
 """
 
@@ -25,6 +25,7 @@ from typing import Protocol, TypeVar
 
 from appliance.dhcp.enums import MessageType, Opt
 from appliance.dhcp.message import DecodeError, DhcpMessage
+from appliance.testing.dhcpreq import request
 
 ZERO = b"\x00" * 4
 
@@ -90,18 +91,11 @@ def retransmit(in_flight: dict[int, X], now: float, timeout: float, retries: int
 
 
 def _request(c: Client, relay: bytes, mtype: int, xid: int) -> bytes:
-    m = DhcpMessage(
-        op=1, htype=1, hlen=6, hops=1, xid=xid, secs=0, flags=0,
-        ciaddr=c.renew_ip if c.phase == "renew" else ZERO,
-        yiaddr=ZERO, siaddr=ZERO, giaddr=relay,
-        chaddr=c.mac + b"\x00" * 10, sname=b"\x00" * 64, file=b"\x00" * 128,
-        options={Opt.MESSAGE_TYPE: bytes([mtype])},
-    )
     if c.phase == "request":
-        m.options[Opt.REQUESTED_IP] = c.offered
-        m.options[Opt.SERVER_ID] = c.server_id  # type: ignore[attr-defined]
-    m.options[Opt.PARAM_REQUEST_LIST] = bytes([1, 3, 6, 15, 51, 58, 59])
-    return m.encode()
+        return request(mtype, c.mac, xid=xid, giaddr=relay, requested=c.offered,
+                       server_id=c.server_id).encode()  # type: ignore[attr-defined]
+    return request(mtype, c.mac, xid=xid, giaddr=relay,
+                   ciaddr=c.renew_ip if c.phase == "renew" else ZERO).encode()
 
 
 def run(relay: str, server: str, macs: list[bytes], window: int, timeout: float,
