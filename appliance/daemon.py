@@ -14,11 +14,11 @@ import logging
 import os
 import signal
 import socket
-import time
 from collections import defaultdict, deque
 from dataclasses import replace
 from ipaddress import IPv4Address
 
+from appliance.clock import SYSTEM, Clock
 from appliance.config import tree as config_tree
 from appliance.config.model import Config, diff
 from appliance.datapath import Datapath, DatapathError
@@ -96,9 +96,9 @@ class _Replication(SyncHandler):
         for name, n in report.counts.items():
             d.stats[f"sync_{name}"] += n
         for loser in report.losers:
-            d._ratelog.warning(time.time(), "D041", "split brain: %s lost address %s to the peer's "
-                       "binding (its next request gets a NAK)", loser.mac.hex(":"),
-                       loser.address)
+            d._ratelog.warning(d.clock.mono(), "D041", "split brain: %s lost address %s to "
+                               "the peer's binding (its next request gets a NAK)",
+                               loser.mac.hex(":"), loser.address)
         if settle and cursor is not None and leases:
             self._live.extend(x.start for x in leases if x.state == LeaseState.BOUND)
         assert d.loop is not None
@@ -120,7 +120,7 @@ class _Replication(SyncHandler):
             for f in waiting:
                 f.set_exception(e)
             return
-        now = time.time()
+        now = d.clock.wall()
         self.delays.extend((now - start) * 1000 for start in self._live)
         self._live.clear()
         for f in waiting:
@@ -177,8 +177,11 @@ class _Replication(SyncHandler):
 
 
 class Daemon:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, clock: Clock = SYSTEM) -> None:
         self.cfg = cfg
+        # Every time the daemon reads comes from here (tests step a FakeClock); the
+        # loop's own timers run on its monotonic clock.
+        self.clock = clock
         self.stats: dict[str, int] = defaultdict(int)
         for name in STAT_NAMES:
             self.stats[name] = 0
@@ -208,11 +211,11 @@ class Daemon:
         self.pools = Pools.from_config(cfg.pools)
         self.allocator = Allocator(self.pools, self.table)
         self.journal = Journal(cfg.node.state_dir)
-        t0 = time.monotonic()
+        t0 = self.clock.mono()
         n = self.journal.replay(self.table.load)
-        now = time.time()
+        now = self.clock.wall()
         log.info("D001 lease store %s: %d records replayed in %.2fs, %d leases, %d active",
-                 cfg.node.state_dir, n, time.monotonic() - t0, len(self.table),
+                 cfg.node.state_dir, n, self.clock.mono() - t0, len(self.table),
                  self.table.active_count(now))
         if self.journal.records_since_snapshot:
             self.journal.compact(list(self.table.leases()), background=True)
@@ -358,13 +361,13 @@ class Daemon:
         instant the kernel passes (or drops) DHCP; the rest is bookkeeping."""
         if role is self.role:
             return
-        t0 = time.perf_counter()
+        t0 = self.clock.mono()
         active = role is Role.ACTIVE
         if self.datapath is not None:
             self.datapath.set_role(active)
         self.active = active
         self.role = role
-        flip_us = (time.perf_counter() - t0) * 1e6
+        flip_us = (self.clock.mono() - t0) * 1e6
         log.info("D030 role %s (%s): datapath flipped in %.0f us", role.value, reason, flip_us)
         self._tell_peer_role()
         if self.loop is not None and not self._stop.is_set():
@@ -382,7 +385,7 @@ class Daemon:
         if state == "master" and info.get("reason") == "master_down" and \
                 self.link is not None:
             self.link.suspect_peer()
-        self._last_transition = {"state": state, "time": time.time(),
+        self._last_transition = {"state": state, "time": self.clock.wall(),
                                  **{k: v if isinstance(v, (int, float, str, bool)) or v is None
                                     else str(v) for k, v in info.items()}}
 
@@ -429,7 +432,7 @@ class Daemon:
         batch = self.transport.recv_batch(BATCH)
         if not batch:
             return
-        now = time.time()
+        now = self.clock.wall()
         stats = self.stats
         if not self.active:
             stats["dropped_standby"] += len(batch)
@@ -447,7 +450,8 @@ class Daemon:
                 msg = decode(data)
             except DecodeError as e:
                 stats["dropped_malformed"] += 1
-                self._ratelog.warning(now, "D010", "malformed DHCP packet dropped: %s", e.reason)
+                self._ratelog.warning(self.clock.mono(), "D010",
+                                      "malformed DHCP packet dropped: %s", e.reason)
                 continue
             mt = _RECEIVED.get(msg.message_type)  # type: ignore[arg-type]
             if mt is None:
@@ -458,8 +462,8 @@ class Daemon:
             if d.counter.startswith("dropped_") or d.reply is not None:
                 stats[d.counter] += 1
             if d.counter == "dropped_pool_exhausted":
-                self._ratelog.warning(now, "D011", "pool exhausted: no address for %s",
-                              msg.mac.hex(":"))
+                self._ratelog.warning(self.clock.mono(), "D011",
+                                      "pool exhausted: no address for %s", msg.mac.hex(":"))
             if d.commit is not None:
                 commits.append(d.commit)
             if d.reply is not None:
@@ -489,7 +493,7 @@ class Daemon:
                 send(d.reply.encode(), d.dest, d.dest_ip, msg.mac)
             except OSError as e:
                 self.stats["send_errors"] += 1
-                self._ratelog.warning(time.time(), "D012", "reply to %s not sent: %s",
+                self._ratelog.warning(self.clock.mono(), "D012", "reply to %s not sent: %s",
                               msg.mac.hex(":"), e)
 
     # -- timers ------------------------------------------------------------------------
@@ -497,7 +501,7 @@ class Daemon:
         wd = _watchdog_interval()
         last_wd = 0.0
         while True:
-            now = time.time()
+            now = self.clock.wall()
             expired = self.table.reclaim(now)
             if expired:
                 self.journal.append(expired)
@@ -506,7 +510,7 @@ class Daemon:
             if self.journal.needs_compaction(len(self.table)):
                 self.journal.compact(list(self.table.leases()))
             self._publish()
-            mono = time.monotonic()
+            mono = self.clock.mono()
             if wd and mono - last_wd >= wd:
                 self._notify("WATCHDOG=1")
                 last_wd = mono
@@ -565,7 +569,7 @@ class Daemon:
             catchup = []
             if prog.in_kind is not None:
                 catchup.append(f"receiving {prog.in_kind.name.lower()} {prog.in_received}/"
-                               f"{prog.in_total} ({prog.in_rate(time.monotonic()):.0f}/s)")
+                               f"{prog.in_total} ({prog.in_rate(self.loop.time()):.0f}/s)")
             if prog.out_kind is not None:
                 catchup.append(f"sending {prog.out_kind.name.lower()} {prog.out_sent}/"
                                f"{prog.out_total}")
@@ -590,7 +594,7 @@ class Daemon:
         instance; a new rate limit is written to the XDP map. Settings that only a
         restart can change (node/, client/interface, sync/, datapath/mode) are kept and
         named. An invalid tree is refused whole and the running config stays."""
-        now = time.time()
+        now = self.clock.wall()
         try:
             new = config_tree.load(self.cfg.source)
         except config_tree.ConfigError as e:
