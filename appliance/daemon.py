@@ -1,10 +1,11 @@
 """The composition root: one asyncio loop that owns config, leases, sockets and timers.
 
-The per-packet path (`_on_readable`) is: drain a batch from the socket, shed what waited
-too long (overload), decode, decide (pure server), then one journal write and one
-fdatasync for the whole batch (group commit), then send the replies. A reply is never
-sent before its lease is durable, and a lease is never committed for a packet that will
-not be answered: shedding happens before any decision.
+The per-packet path: `_on_readable` drains the socket into the intake queues
+(dhcp/intake.py: known clients before new DISCOVERs, what waited too long shed before
+any work); `_serve` takes a batch, `_decide` decides (pure server), then one journal
+write and one fdatasync for the whole batch (group commit), then sends the replies. A
+reply is never sent before its lease is durable, and a lease is never committed for a
+packet that will not be answered: shedding happens before any decision.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from appliance.config import tree as config_tree
 from appliance.config.model import Config, diff
 from appliance.datapath import Datapath, DatapathError
 from appliance.datapath import cleanup as datapath_cleanup
-from appliance.dhcp.enums import MessageType
+from appliance.dhcp.enums import MessageType, Opt
+from appliance.dhcp.intake import Intake, QueueDelay
 from appliance.dhcp.message import DecodeError, DhcpMessage
 from appliance.dhcp.server import DhcpServer, Ingress
 from appliance.dhcp.transport import DhcpTransport, interface_address
 from appliance.leases.allocator import Allocator
 from appliance.leases.journal import Journal, StoreLocked
-from appliance.leases.model import HOLDING_STATES, Lease, LeaseState
+from appliance.leases.model import HOLDING_STATES, Lease, LeaseState, client_key
 from appliance.leases.pool import Pools
 from appliance.leases.syncstate import CursorFile, load_epoch
 from appliance.leases.table import LeaseTable
@@ -47,7 +49,8 @@ from appliance.vrrp.service import VrrpService
 
 log = logging.getLogger("dhcp-hotbackup")
 
-BATCH = 256
+BATCH = 256  # requests decided per group commit
+DRAIN = 1024  # datagrams read from the socket per readable event
 # A request that waited longer than this in the socket queue is shed unanswered: its
 # client has retransmitted or given up, and answering it would only delay fresh ones.
 MAX_QUEUE_DELAY_S = 0.5
@@ -203,6 +206,9 @@ class Daemon:
         self._ratelog = RateLimitedLog(log)
         self._notify = _notifier()
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.intake: Intake[DhcpMessage] = Intake()
+        self._queue_delay = QueueDelay()
+        self._serve_handle: asyncio.Handle | None = None
 
     # -- start-up ----------------------------------------------------------------------
     def _open_store(self) -> None:
@@ -367,6 +373,8 @@ class Daemon:
             self.datapath.set_role(active)
         self.active = active
         self.role = role
+        if not active:
+            self.stats["dropped_standby"] += self.intake.clear()
         flip_us = (self.clock.mono() - t0) * 1e6
         log.info("D030 role %s (%s): datapath flipped in %.0f us", role.value, reason, flip_us)
         self._tell_peer_role()
@@ -429,35 +437,70 @@ class Daemon:
 
     # -- the packet path ---------------------------------------------------------------
     def _on_readable(self) -> None:
-        batch = self.transport.recv_batch(BATCH)
+        """Drain the socket into the intake queues (dhcp/intake.py), decoded and counted,
+        then serve. Draining it all keeps the kernel from choosing what to drop (a full
+        socket buffer drops the newest); the intake serves known clients first and
+        sheds the oldest."""
+        batch = self.transport.recv_batch(DRAIN)
         if not batch:
             return
-        now = self.clock.wall()
         stats = self.stats
         if not self.active:
             stats["dropped_standby"] += len(batch)
             return
+        mono = self.clock.mono()
+        waited = self._queue_delay.waited([ts for _d, _a, ts in batch], self.clock.wall())
         decode = DhcpMessage.decode
-        handle = self.server.handle
-        ingress = self.ingress
-        replies = []
-        commits = []
-        for data, _addr, ts in batch:
-            if ts and now - ts > MAX_QUEUE_DELAY_S:
+        of_client = self.table.of_client
+        push = self.intake.push
+        for (data, _addr, _ts), w in zip(batch, waited, strict=True):
+            if w > MAX_QUEUE_DELAY_S:
+                # Shed before any work: its client has retransmitted or given up.
                 stats["dropped_overload"] += 1
                 continue
             try:
                 msg = decode(data)
             except DecodeError as e:
                 stats["dropped_malformed"] += 1
-                self._ratelog.warning(self.clock.mono(), "D010",
-                                      "malformed DHCP packet dropped: %s", e.reason)
+                self._ratelog.warning(mono, "D010", "malformed DHCP packet dropped: %s",
+                                      e.reason)
                 continue
-            mt = _RECEIVED.get(msg.message_type)  # type: ignore[arg-type]
+            mtype = msg.message_type
+            mt = _RECEIVED.get(mtype)  # type: ignore[arg-type]
             if mt is None:
                 stats["dropped_malformed"] += 1
                 continue
             stats[mt] += 1
+            known = mtype != MessageType.DISCOVER or of_client(
+                client_key(msg.mac, msg.options.get(Opt.CLIENT_ID))) is not None
+            push(msg, known, mono - w + MAX_QUEUE_DELAY_S)
+        self._serve()
+
+    def _serve(self) -> None:
+        """Answer up to BATCH queued requests, known clients first; more wait for the next
+        loop iteration (the sync link and timers get their turn in between)."""
+        if self._serve_handle is not None:
+            self._serve_handle.cancel()
+            self._serve_handle = None
+        intake = self.intake
+        shed = intake.shed_late + intake.shed_full
+        msgs = intake.take(BATCH, self.clock.mono())
+        self.stats["dropped_overload"] += intake.shed_late + intake.shed_full - shed
+        if msgs:
+            self._decide(msgs)
+        if intake and self.loop is not None:
+            self._serve_handle = self.loop.call_soon(self._serve)
+
+    def _decide(self, msgs: list[DhcpMessage]) -> None:
+        """Decide, make durable (group commit), reply: nothing leaves before its lease is
+        durable here and, in `sync` mode, at the peer."""
+        now = self.clock.wall()
+        stats = self.stats
+        handle = self.server.handle
+        ingress = self.ingress
+        replies = []
+        commits = []
+        for msg in msgs:
             d = handle(msg, ingress, now)
             if d.counter.startswith("dropped_") or d.reply is not None:
                 stats[d.counter] += 1

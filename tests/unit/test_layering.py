@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2] / "appliance"
 
 PURE = [
     "wire/checksum.py", "wire/ether.py", "wire/ipv4.py", "wire/udp.py",
-    "dhcp/enums.py", "dhcp/options.py", "dhcp/message.py", "dhcp/server.py",
+    "dhcp/enums.py", "dhcp/options.py", "dhcp/message.py", "dhcp/server.py", "dhcp/intake.py",
     "leases/model.py", "leases/codec.py", "leases/pool.py", "leases/allocator.py",
     "leases/table.py",
     "sync/frames.py", "sync/session.py", "sync/backlog.py",
