@@ -22,7 +22,7 @@ PURE = [
     "sync/frames.py", "sync/session.py", "sync/backlog.py",
     "vrrp/packet.py", "vrrp/timers.py", "vrrp/fsm.py",
     "datapath/layout.py", "datapath/plan.py",
-    "config/schema.py", "config/model.py", "role.py",
+    "config/schema.py", "config/model.py", "role.py", "pair/policy.py",
 ]
 FORBIDDEN_IN_PURE = {
     "socket", "asyncio", "select", "selectors", "time", "os", "pathlib", "subprocess",
