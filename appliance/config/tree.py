@@ -2,15 +2,25 @@
 
 Every problem is reported as `<file>: <value>: <rule>`, and all problems are collected
 before giving up, so that an operator fixes a broken tree in one round.
+
+Nothing the reader cannot make sense of becomes a default: a dangling or looping
+symbolic link, a file or folder it may not read, a named pipe or device where a value
+belongs, an empty vrrp/, sync/ or pool folder are each a problem naming the path and
+saying what to do (docs/operations.md, "When the tree is refused"). Symbolic links to
+real files and folders, inside the tree or not, are followed; the reader never
+recurses, so no link can make it loop, and it opens values non-blocking and reads at
+most MAX_VALUE_BYTES, so no link (to a pipe, /dev/zero) can make it hang.
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import socket
 import stat
 from dataclasses import dataclass
+from enum import Enum
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
@@ -53,10 +63,81 @@ def ignored(name: str) -> bool:
             or ".dpkg-" in name or ".ucf-" in name)
 
 
-def _present(d: Path) -> bool:
-    """An optional folder counts only if it holds a setting: an empty vrrp/ or sync/
-    (as a package upgrade may leave behind) is the same as none."""
-    return d.is_dir() and any(not ignored(e.name) for e in d.iterdir())
+# A value is a few lines of text; a bigger "file" is a mistake (or a symbolic link to
+# something that never ends, like /dev/zero), and is refused rather than read.
+MAX_VALUE_BYTES = 64 * 1024
+
+
+class Kind(Enum):
+    ABSENT = "absent"
+    FILE = "file"
+    DIR = "dir"
+    OTHER = "other"  # a named pipe, a device or a socket
+    BROKEN = "broken"  # a dangling or looping symbolic link, or no access
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: Kind
+    why: str = ""  # for OTHER and BROKEN: what is wrong and what to do
+
+
+_ACCESS_HINT = ("the daemon runs as root; run check-config as root too, or make the "
+                "tree readable (folders 755, files 644, sync/key 600)")
+
+
+_SPECIAL = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def probe(path: Path) -> Entry:
+    """What `path` is once symbolic links are followed. A dangling or looping link is
+    BROKEN, never ABSENT: it was put there to say something, so it must not silently
+    become the default (Path.exists() is False for it)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        try:
+            target = os.readlink(path)
+        except OSError:
+            return Entry(Kind.ABSENT)
+        return Entry(Kind.BROKEN, f"broken symbolic link: its target '{target}' does not "
+                     "exist; point the link at an existing file (or folder) or remove it")
+    except NotADirectoryError:
+        return Entry(Kind.ABSENT)  # a parent is a file; that parent is reported itself
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return Entry(Kind.BROKEN, "symbolic link loop: the link leads back to itself; "
+                         "point it at a real file (or folder) or remove it")
+        return Entry(Kind.BROKEN, f"cannot be reached: {e.strerror}: "
+                     + _ACCESS_HINT)
+    if stat.S_ISREG(st.st_mode):
+        return Entry(Kind.FILE)
+    if stat.S_ISDIR(st.st_mode):
+        return Entry(Kind.DIR)
+    what = next((name for test, name in _SPECIAL if test(st.st_mode)), "not a regular file")
+    return Entry(Kind.OTHER, f"is {what}, not a file holding the value")
+
+
+def _present(r: _Reader, rel: str, needs: str) -> bool:
+    """An optional folder (vrrp/, sync/) switches a feature on. Absent: off. A folder
+    holding settings: on. Anything else is an error, never a silent default: an empty
+    vrrp/ used to make a standalone, always-active device of one half of a pair."""
+    e = r.probe(rel)
+    if e.kind is Kind.ABSENT:
+        return False
+    if e.kind is Kind.DIR:
+        names = r.folder(rel)
+        if names is None:
+            return False  # reported
+        if names:
+            return True
+        r.fail(rel, "", f"the folder holds no setting: a pair needs {needs} "
+               f"(docs/config.md); a standalone device has no {rel}/ folder: remove it")
+        return False
+    r.fail(rel, "", e.why if e.kind is Kind.BROKEN else
+           f"must be a folder holding {needs}; a standalone device has no {rel} at all")
+    return False
 
 
 def _lines(text: str) -> list[str]:
@@ -68,46 +149,96 @@ def _lines(text: str) -> list[str]:
     return out
 
 
+def _read_value(path: Path) -> str:
+    """The text of one setting. O_NONBLOCK: a named pipe swapped in after probe() must
+    not hang the reader; fstat on the open file closes that race; at most
+    MAX_VALUE_BYTES + 1 bytes are read. Raises OSError or ValueError (with the rule)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("is not a regular file holding the value")
+        data = b""
+        while len(data) <= MAX_VALUE_BYTES:
+            chunk = os.read(fd, MAX_VALUE_BYTES + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    if len(data) > MAX_VALUE_BYTES:
+        raise ValueError(f"larger than {MAX_VALUE_BYTES} bytes: a setting is a few lines "
+                         "of text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("is not UTF-8 text") from None
+
+
 class _Reader:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.problems: list[Problem] = []
 
     def fail(self, rel: str, value: str, rule: str) -> None:
-        self.problems.append(Problem(str(self.root / rel), value, rule))
+        self.problems.append(Problem(str(self.root / rel) if rel else str(self.root),
+                                     value, rule))
+
+    def probe(self, rel: str) -> Entry:
+        return probe(self.root / rel)
+
+    def folder(self, rel: str) -> list[str] | None:
+        """The names in folder `rel`, sorted, without ignored() ones; [] when it is
+        absent; None (and a problem naming it) when it is not a readable folder."""
+        e = self.probe(rel)
+        if e.kind is Kind.ABSENT:
+            return []
+        if e.kind is not Kind.DIR:
+            self.fail(rel, "", e.why if e.kind is Kind.BROKEN else
+                      "must be a folder (one file per setting inside)")
+            return None
+        try:
+            names = os.listdir(self.root / rel)
+        except OSError as ex:
+            self.fail(rel, "", f"cannot list the folder: {ex.strerror}: {_ACCESS_HINT}")
+            return None
+        return sorted(n for n in names if not ignored(n))
 
     def get(self, rel: str, schema_path: str | None = None) -> Any:
         """Parse one file; the schema default when absent; None (and a problem) if bad."""
         key = KEY_BY_PATH[schema_path or rel]
-        f = self.root / rel
-        if not f.exists():
+        e = self.probe(rel)
+        if e.kind is Kind.ABSENT:
             if key.default is None and key.path not in ("pools/<name>/domain",):
-                self.fail(rel, "", "missing: this setting is required")
+                top = key.path.split("/")[0]
+                hint = (f" (a standalone device has no {top}/ folder at all)"
+                        if top in ("vrrp", "sync") else "")
+                self.fail(rel, "", f"missing: this setting is required{hint}")
             return key.default
-        if not f.is_file():
+        if e.kind is Kind.DIR:
             self.fail(rel, "", "must be a file holding the value, not a directory")
-            return key.default
+            return None
+        if e.kind is not Kind.FILE:
+            self.fail(rel, "", e.why)
+            return None
         try:
-            text = f.read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            self.fail(rel, "", f"cannot read: {e}")
-            return key.default
+            text = _read_value(self.root / rel)
+        except OSError as ex:
+            self.fail(rel, "", f"cannot read: {ex.strerror}: {_ACCESS_HINT}")
+            return None
+        except ValueError as ex:
+            self.fail(rel, "", str(ex))
+            return None
         lines = _lines(text)
         try:
             return key.parse(lines)
-        except Invalid as e:
-            self.fail(rel, " / ".join(lines), str(e))
+        except Invalid as ex:
+            self.fail(rel, " / ".join(lines), str(ex))
             return None
 
     def check_known(self, folder: str, allowed: set[str]) -> None:
-        d = self.root / folder
-        if not d.is_dir():
-            return
-        for entry in sorted(d.iterdir()):
-            if ignored(entry.name):
-                continue
-            if entry.name not in allowed:
-                self.fail(f"{folder}/{entry.name}", "", "unknown setting (a typo?); known: "
+        for name in self.folder(folder) or ():
+            if name not in allowed:
+                self.fail(f"{folder}/{name}", "", "unknown setting (a typo?); known: "
                           + ", ".join(sorted(allowed)))
 
 
@@ -122,18 +253,21 @@ def _names(prefix: str) -> set[str]:
 def load(root: str | os.PathLike[str] = DEFAULT_ROOT) -> Config:
     """Read and validate the tree under `root`; raise ConfigError listing every problem."""
     r = _Reader(Path(root))
-    if not r.root.is_dir():
-        raise ConfigError([Problem(str(r.root), "", "config tree not found (not a directory)")])
-    for top in sorted(r.root.iterdir()):
-        if top.name not in ("node", "client", "vrrp", "sync", "pools", "datapath") and \
-                not ignored(top.name):
-            r.fail(top.name, "", "unknown folder; known: node, client, vrrp, sync, pools, "
+    e = r.probe("")
+    if e.kind is not Kind.DIR:
+        raise ConfigError([Problem(str(r.root), "", e.why if e.kind is Kind.BROKEN else
+                                   "config tree not found (not a directory)")])
+    tops = r.folder("")
+    if tops is None:
+        raise ConfigError(r.problems)
+    for top in tops:
+        if top not in ("node", "client", "vrrp", "sync", "pools", "datapath"):
+            r.fail(top, "", "unknown folder; known: node, client, vrrp, sync, pools, "
                    "datapath")
 
     r.check_known("node", _names("node"))
-    node_name = r.get("node/name") if (r.root / "node/name").exists() else None
-    if node_name is None:
-        node_name = _hostname()
+    node_name = r.get("node/name") if r.probe("node/name").kind is not Kind.ABSENT \
+        else _hostname()
     node = NodeConfig(
         name=node_name,
         state_dir=r.get("node/state_dir"),
@@ -142,18 +276,29 @@ def load(root: str | os.PathLike[str] = DEFAULT_ROOT) -> Config:
     r.check_known("client", _names("client"))
     client_if = r.get("client/interface")
 
-    vrrp = _vrrp(r) if _present(r.root / "vrrp") else None
-    sync = _sync(r) if _present(r.root / "sync") else None
+    vrrp = _vrrp(r) if _present(r, "vrrp", "vrrp/vrid and vrrp/virtual_ip") else None
+    sync = _sync(r) if _present(r, "sync", "sync/interface, local, peer and key") else None
 
     pools: list[PoolConfig] = []
-    pdir = r.root / "pools"
-    folders = sorted(d for d in pdir.iterdir() if _present(d) and not ignored(d.name)) \
-        if pdir.is_dir() else []
-    for d in folders:
-        p = _pool(r, d.name)
+    names = r.folder("pools")
+    for name in names or ():
+        rel = f"pools/{name}"
+        kind = r.probe(rel).kind
+        if kind is not Kind.DIR:
+            r.fail(rel, "", r.probe(rel).why if kind is Kind.BROKEN else
+                   "must be a folder: each pool is a folder pools/<name>/ holding its "
+                   "subnet and range")
+            continue
+        held = r.folder(rel)
+        if held == []:
+            r.fail(rel, "", "the folder holds no setting: a pool needs subnet and range; "
+                   "remove the folder if the pool is gone")
+        if not held:
+            continue
+        p = _pool(r, name)
         if p is not None:
             pools.append(p)
-    if not folders:
+    if names == []:
         r.fail("pools", "", "at least one pool is required (pools/<name>/subnet and range)")
     _check_pools(r, pools)
 
@@ -177,19 +322,15 @@ def _hostname() -> str:
 def _vrrp(r: _Reader) -> VrrpConfig | None:
     r.check_known("vrrp", _names("vrrp"))
     track: list[tuple[str, int]] = []
-    tdir = r.root / "vrrp/track"
-    if tdir.is_dir():
-        for f in sorted(tdir.iterdir()):
-            if ignored(f.name):
-                continue
-            try:
-                ifname([f.name])
-            except Invalid as e:
-                r.fail(f"vrrp/track/{f.name}", f.name, f"file name: {e}")
-                continue
-            dec = r.get(f"vrrp/track/{f.name}", "vrrp/track/<ifname>")
-            if dec is not None:
-                track.append((f.name, dec))
+    for f in r.folder("vrrp/track") or ():
+        try:
+            ifname([f])
+        except Invalid as e:
+            r.fail(f"vrrp/track/{f}", f, f"file name: {e}")
+            continue
+        dec = r.get(f"vrrp/track/{f}", "vrrp/track/<ifname>")
+        if dec is not None:
+            track.append((f, dec))
     vals = {k: r.get(f"vrrp/{k}") for k in (
         "vrid", "priority", "advert_interval_ms", "preempt", "preempt_delay_ms", "virtual_ip",
         "use_vmac", "accept", "garp_count", "garp_interval_ms", "garp_repeat_s")}
@@ -208,7 +349,7 @@ def _vrrp(r: _Reader) -> VrrpConfig | None:
 def _sync(r: _Reader) -> SyncConfig | None:
     r.check_known("sync", _names("sync"))
     keyfile = r.root / "sync/key"
-    if keyfile.is_file():
+    if r.probe("sync/key").kind is Kind.FILE:
         mode = stat.S_IMODE(keyfile.stat().st_mode)
         if mode & 0o077:
             r.fail("sync/key", f"mode {mode:04o}", "the secret must not be readable by group or "
@@ -237,27 +378,23 @@ def _pool(r: _Reader, name: str) -> PoolConfig | None:
     dom = r.get(f"{base}/domain", "pools/<name>/domain")
     lt = r.get(f"{base}/lease_time", "pools/<name>/lease_time")
     res: list[tuple[bytes, IPv4Address]] = []
-    rdir = r.root / base / "reservations"
-    if rdir.is_dir():
-        for f in sorted(rdir.iterdir()):
-            if ignored(f.name):
-                continue
-            rel = f"{base}/reservations/{f.name}"
-            try:
-                mac = mac_filename(f.name)
-            except Invalid as e:
-                r.fail(rel, f.name, str(e))
-                continue
-            ip = r.get(rel, "pools/<name>/reservations/<mac>")
-            if ip is None:
-                continue
-            if subnet is not None and ip not in subnet:
-                r.fail(rel, str(ip), f"reserved address is outside pools/{name}/subnet {subnet}")
-                continue
-            if any(m == mac for m, _ in res):
-                r.fail(rel, f.name, "the same MAC is reserved twice")
-                continue
-            res.append((mac, ip))
+    for f in r.folder(f"{base}/reservations") or ():
+        rel = f"{base}/reservations/{f}"
+        try:
+            mac = mac_filename(f)
+        except Invalid as e:
+            r.fail(rel, f, str(e))
+            continue
+        ip = r.get(rel, "pools/<name>/reservations/<mac>")
+        if ip is None:
+            continue
+        if subnet is not None and ip not in subnet:
+            r.fail(rel, str(ip), f"reserved address is outside pools/{name}/subnet {subnet}")
+            continue
+        if any(m == mac for m, _ in res):
+            r.fail(rel, f, "the same MAC is reserved twice")
+            continue
+        res.append((mac, ip))
     if subnet is None or rng is None:
         return None
     for lo, hi in rng:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from ipaddress import IPv4Address
+from pathlib import Path
 
 import pytest
 
@@ -125,13 +126,168 @@ def test_docs_config_md_matches_the_schema():
         "docs/config.md is stale: run .venv/bin/python scripts/gen_config_doc.py"
 
 
-def test_readme_package_leftovers_and_empty_optional_folders_are_not_settings(tmp_path):
-    etc = standalone_tree(tmp_path)
+def test_readme_and_package_leftovers_are_not_settings(tmp_path):
+    etc = standalone_tree(tmp_path, extra=PAIR)
     (etc / "README").write_text("how this tree works\n")
     (etc / "pools/lan/lease_time.dpkg-dist").write_text("600\n")
     (etc / "pools/lan/router.ucf-old").write_text("192.0.2.9\n")
-    (etc / "vrrp").mkdir()  # left empty by an upgrade that kept the operator's removal
-    (etc / "sync").mkdir()
     (etc / "sync/README.sync").write_text("the sync link\n")
     cfg = load(etc)
-    assert cfg.vrrp is None and cfg.sync is None and cfg.pools[0].lease_time == 3600
+    assert cfg.vrrp is not None and cfg.sync is not None and cfg.pools[0].lease_time == 3600
+
+
+# -- what the tree reader refuses instead of taking a default ---------------------------
+def problems(etc: Path) -> list[str]:
+    with pytest.raises(ConfigError) as e:
+        load(etc)
+    return [str(p) for p in e.value.problems]
+
+
+def one(msgs: list[str], path: Path, rule: str) -> str:
+    found = [m for m in msgs if m.startswith(f"{path}: ") and rule in m]
+    assert found, f"no problem for {path} saying {rule!r}: {msgs}"
+    return found[0]
+
+
+@pytest.mark.parametrize("folder,needs", [("vrrp", "vrrp/vrid"), ("sync", "sync/interface")])
+@pytest.mark.parametrize("leftover", [None, "README", "vrid.dpkg-new", ".keep"])
+def test_empty_vrrp_or_sync_folder_is_an_error_not_a_standalone_device(tmp_path, folder,
+                                                                       needs, leftover):
+    # dpkg re-creates the package's folders on upgrade even where the operator removed
+    # them (the postinst removes them again, empty): until then, and whenever someone
+    # empties the folder, the device must not come up standalone, i.e. always active.
+    etc = standalone_tree(tmp_path)
+    (etc / folder).mkdir()
+    if leftover:
+        (etc / folder / leftover).write_text("10\n")
+    msg = one(problems(etc), etc / folder, "the folder holds no setting")
+    assert needs in msg and f"a standalone device has no {folder}/ folder: remove it" in msg
+
+
+def test_empty_pool_folder_and_a_file_in_place_of_a_folder_are_errors(tmp_path):
+    etc = standalone_tree(tmp_path)
+    (etc / "pools/old").mkdir()
+    (etc / "vrrp").write_text("10\n")
+    (etc / "pools/stray").write_text("192.0.2.0/24\n")
+    msgs = problems(etc)
+    one(msgs, etc / "pools/old", "the folder holds no setting: a pool needs subnet and range")
+    one(msgs, etc / "vrrp", "must be a folder holding vrrp/vrid and vrrp/virtual_ip")
+    one(msgs, etc / "pools/stray", "must be a folder")
+
+
+def test_a_vrrp_folder_holding_only_a_new_setting_says_what_is_missing(tmp_path):
+    # An upgrade that ships a new conffile in vrrp/ brings the folder back to a
+    # standalone device's tree with that one file in it.
+    etc = standalone_tree(tmp_path)
+    write_tree(etc, {"vrrp/garp_count": "5"})
+    msg = one(problems(etc), etc / "vrrp/vrid", "missing: this setting is required")
+    assert "a standalone device has no vrrp/ folder at all" in msg
+
+
+@pytest.mark.parametrize("rel", ["pools/lan/lease_time", "datapath/mode", "node/name",
+                                 "sync/key", "vrrp/track/eth1"])
+def test_dangling_symlink_is_an_error_not_the_default(tmp_path, rel):
+    etc = standalone_tree(tmp_path, extra=PAIR)
+    os.unlink(etc / rel)
+    os.symlink(tmp_path / "gone" / "value", etc / rel)
+    msg = one(problems(etc), etc / rel, "broken symbolic link")
+    assert str(tmp_path / "gone" / "value") in msg and "point the link at an existing file" in msg
+
+
+def test_dangling_symlink_in_place_of_vrrp_is_an_error_not_a_standalone_device(tmp_path):
+    etc = standalone_tree(tmp_path)
+    os.symlink("/nonexistent/vrrp", etc / "vrrp")
+    one(problems(etc), etc / "vrrp", "broken symbolic link: its target '/nonexistent/vrrp'")
+
+
+@pytest.mark.parametrize("rel", ["pools/lan/lease_time", "sync", "pools/lan/reservations"])
+def test_looping_symlink_is_an_error(tmp_path, rel):
+    etc = standalone_tree(tmp_path, extra=PAIR)
+    target = etc / rel
+    if target.is_dir():
+        import shutil
+
+        shutil.rmtree(target)
+    elif target.exists():
+        target.unlink()
+    os.symlink(target.name + ".b", target)  # a -> a.b -> a
+    os.symlink(target.name, target.with_name(target.name + ".b"))
+    msgs = problems(etc)
+    one(msgs, target, "symbolic link loop")
+
+
+def test_symlinks_to_real_files_and_folders_are_followed(tmp_path):
+    # An operator may keep a value or a whole pool elsewhere (e.g. the key on another
+    # file system); a link that leads to a file is read like the file.
+    etc = standalone_tree(tmp_path, extra=PAIR)
+    outside = tmp_path / "shared"
+    write_tree(outside, {"lease_time": "600", "guest/subnet": "198.51.100.0/24",
+                         "guest/range": "198.51.100.10-198.51.100.20"})
+    os.unlink(etc / "pools/lan/lease_time")
+    os.symlink(outside / "lease_time", etc / "pools/lan/lease_time")
+    os.symlink(outside / "guest", etc / "pools/guest")
+    cfg = load(etc)
+    assert {p.name: p.lease_time for p in cfg.pools} == {"lan": 600, "guest": 3600}
+
+
+def test_unreadable_file_and_folder_are_errors(tmp_path, without_dac_override):
+    etc = standalone_tree(tmp_path, extra=PAIR)
+    os.chmod(etc / "pools/lan/lease_time", 0)
+    os.chmod(etc / "vrrp", 0)
+    with without_dac_override():
+        msgs = problems(etc)
+    one(msgs, etc / "pools/lan/lease_time", "cannot read: Permission denied")
+    one(msgs, etc / "vrrp", "cannot list the folder: Permission denied")
+    assert all("run check-config as root" in m for m in msgs if "Permission" in m)
+    assert not any(f"{etc}/vrrp/" in m for m in msgs), msgs  # one problem, not one a file
+
+
+def test_unreadable_tree_is_one_error(tmp_path, without_dac_override):
+    etc = standalone_tree(tmp_path)
+    os.chmod(etc, 0o311)  # can be entered, not listed
+    with without_dac_override():
+        assert problems(etc) == [f"{etc}: cannot list the folder: Permission denied: the "
+                                 "daemon runs as root; run check-config as root too, or make "
+                                 "the tree readable (folders 755, files 644, sync/key 600)"]
+
+
+def test_pipes_devices_and_huge_files_are_refused_without_hanging(tmp_path):
+    etc = standalone_tree(tmp_path, extra=PAIR)
+    os.unlink(etc / "datapath/mode")
+    os.mkfifo(etc / "datapath/mode")  # open() would wait for a writer forever
+    os.unlink(etc / "pools/lan/dns")
+    os.symlink("/dev/zero", etc / "pools/lan/dns")  # read() would never end
+    (etc / "pools/lan/router").write_text("# padding\n" * 10_000)
+    msgs = problems(etc)
+    one(msgs, etc / "datapath/mode", "is a named pipe, not a file holding the value")
+    one(msgs, etc / "pools/lan/dns", "is a character device")
+    one(msgs, etc / "pools/lan/router", "larger than 65536 bytes")
+
+
+def test_not_utf8_is_an_error(tmp_path):
+    etc = standalone_tree(tmp_path)
+    (etc / "pools/lan/domain").write_bytes(b"caf\xe9.example\n")
+    one(problems(etc), etc / "pools/lan/domain", "is not UTF-8 text")
+
+
+def test_check_config_lists_every_tree_problem_in_one_round(tmp_path, capsys,
+                                                             without_dac_override):
+    etc = standalone_tree(tmp_path)
+    (etc / "sync").mkdir()
+    os.unlink(etc / "pools/lan/lease_time")
+    os.symlink("lease_time", etc / "pools/lan/lease_time")
+    os.symlink("nowhere", etc / "datapath/rate_limit_pps")
+    os.chmod(etc / "pools/lan/router", 0)
+    write_tree(etc, {"pools/lan/dns": "8.8.8"})
+    with without_dac_override(), pytest.raises(SystemExit) as e:
+        main(["check-config", str(etc)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"dhcp-hotbackup: invalid config tree {etc}:"
+    for path, rule in (("sync", "the folder holds no setting"),
+                       ("pools/lan/lease_time", "symbolic link loop"),
+                       ("datapath/rate_limit_pps", "broken symbolic link"),
+                       ("pools/lan/router", "cannot read: Permission denied"),
+                       ("pools/lan/dns", "not an IPv4 address")):
+        one([ln.strip() for ln in err[1:]], etc / path, rule)
+    assert len(err) == 6, err
