@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -258,7 +259,11 @@ def test_pipes_devices_and_huge_files_are_refused_without_hanging(tmp_path):
     os.unlink(etc / "pools/lan/dns")
     os.symlink("/dev/zero", etc / "pools/lan/dns")  # read() would never end
     (etc / "pools/lan/router").write_text("# padding\n" * 10_000)
-    msgs = problems(etc)
+    signal.alarm(10)  # a reader that blocks on the pipe dies here instead of hanging
+    try:
+        msgs = problems(etc)
+    finally:
+        signal.alarm(0)
     one(msgs, etc / "datapath/mode", "is a named pipe, not a file holding the value")
     one(msgs, etc / "pools/lan/dns", "is a character device")
     one(msgs, etc / "pools/lan/router", "larger than 65536 bytes")
