@@ -27,11 +27,18 @@ def _one(lines: list[str]) -> str:
     return lines[0]
 
 
+def _decimal(s: str) -> int:
+    """ASCII digits only: int() would also take '1_000', '+5' and other scripts' digits."""
+    if not (s.isascii() and s.isdigit()):
+        raise ValueError(s)
+    return int(s)
+
+
 def integer(lo: int, hi: int, multiple: int = 1) -> Parser:
     def parse(lines: list[str]) -> int:
         s = _one(lines)
         try:
-            v = int(s, 10)
+            v = _decimal(s)
         except ValueError:
             raise Invalid(f"must be an integer in {lo}..{hi}") from None
         if not lo <= v <= hi:
@@ -143,7 +150,7 @@ def endpoint(lines: list[str]) -> tuple[IPv4Address, int]:
     if not sep:
         raise Invalid("must be ADDRESS:PORT (e.g. 198.51.100.1:6470)")
     try:
-        p = int(port)
+        p = _decimal(port)
     except ValueError:
         raise Invalid("must be ADDRESS:PORT with a port in 1..65535") from None
     if not 1 <= p <= 65535:

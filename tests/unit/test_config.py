@@ -38,6 +38,9 @@ def test_pair_tree_loads(tmp_path):
 
 BAD = [
     ("vrrp/vrid", "300", "must be an integer in 1..255"),
+    ("vrrp/priority", "1_20", "must be an integer in 1..255"),
+    ("vrrp/priority", "\u0661\u0662\u0660", "must be an integer in 1..255"),  # Arabic-Indic 120
+    ("sync/peer", "198.51.100.2:+6470", "port in 1..65535"),
     ("vrrp/advert_interval_ms", "105", "multiple of 10"),
     ("vrrp/preempt", "yes", "must be 0 or 1"),
     ("vrrp/virtual_ip", "192.0.2.1", "address with prefix"),
