@@ -294,10 +294,11 @@ class HaPair:
 
     `lease_time` is the lease of the LAN and relayed pools (short, so that dhclient
     renews by itself); the load pool's leases are an hour. `values` goes into both
-    config trees."""
+    config trees. `datapath` is the product's default, xdp, unless a caller says "off":
+    a daemon that cannot compile it exits (D099), nothing falls back quietly."""
 
     def __init__(self, t: Topology, root: Path, *, advert_ms: int = 100,
-                 datapath: str = "off", lease_time: int = 3600, relay: bool = False,
+                 datapath: str = "xdp", lease_time: int = 3600, relay: bool = False,
                  values: dict[str, str] | None = None) -> None:
         self.t, self.root, self.advert_ms = t, Path(root), advert_ms
         self.lan = t.lan("lan")

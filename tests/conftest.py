@@ -1,5 +1,9 @@
-"""Shared by every test: a way to read files as a process without root's DAC
-override."""
+"""Shared by every test: what the `netns` and `bpf` markers require, and a way to read
+files as a process without root's DAC override.
+
+Skipping is appliance/testing/require.py's job (one helper for every test): a test
+that lacks root, bcc or a tool skips on a developer's box and FAILS under CI=true.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,15 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 import pytest
+
+from appliance.testing.require import check_markers
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Before the test's fixtures: a module-scoped fixture that compiles the XDP
+    # program must not be what reports a missing bcc.
+    check_markers(item)
+
 
 # -- reading without CAP_DAC_OVERRIDE ----------------------------------------------------
 # The tests run as root, and root reads a file of mode 000: to see what the daemon or an

@@ -1,9 +1,9 @@
-"""Fixtures for the datapath tests: skip rules for root/bcc, one compiled program per
-module, and a helper to run frames through it with counter deltas."""
+"""Fixtures for the datapath tests: one compiled program per module, and a helper to run
+frames through it with counter deltas. Root and bcc for the `bpf` and `netns` markers
+are checked by tests/conftest.py (a skip, or a failure under CI=true)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -13,25 +13,6 @@ import pytest
 if TYPE_CHECKING:
     from appliance.datapath.loader import Program
     from appliance.testing.xdp_run import RunResult
-
-
-def _bcc_importable() -> bool:
-    try:
-        import bcc  # noqa: F401
-    except Exception:
-        return False
-    return True
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    is_root = os.geteuid() == 0
-    has_bcc = _bcc_importable()
-    for item in items:
-        if item.get_closest_marker("bpf") or item.get_closest_marker("netns"):
-            if not is_root:
-                item.add_marker(pytest.mark.skip(reason="needs root"))
-            elif not has_bcc:
-                item.add_marker(pytest.mark.skip(reason="needs bcc (python3-bpfcc)"))
 
 
 @dataclass

@@ -22,8 +22,6 @@ from collections.abc import Iterator
 import dhcp_frames as f
 import pytest
 
-pytest.importorskip("bcc")
-
 from appliance.config.model import DatapathConfig
 from appliance.datapath import Datapath, cleanup, loader
 from appliance.testing.netns import Netns, Topology, inside, wait_for

@@ -13,8 +13,6 @@ the module shows up. Namespaces and processes are removed by Topology even on fa
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ import pytest
 
 from appliance.testing.daemonfiles import CLI, DaemonFiles
 from appliance.testing.netns import Netns, Topology, wait_for
+from appliance.testing.require import require_root, require_tools
 from appliance.testing.trees import standalone_tree
 
 SERVER_IP = "192.0.2.2"
@@ -33,11 +32,6 @@ RELAYED_POOL = {
     "pools/relayed/range": "203.0.113.100-203.0.113.199",
     "pools/relayed/router": "203.0.113.1",
 }
-
-
-def require_root() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: builds network namespaces and runs real DHCP clients")
 
 
 class DhcpNet(DaemonFiles):
@@ -138,13 +132,8 @@ def short_lease_net(tmp_path) -> Iterator[DhcpNet]:
         net.stop()
 
 
-def _need(*tools: str) -> None:
-    missing = [x for x in tools if shutil.which(x) is None]
-    if missing:
-        pytest.skip(f"not installed: {', '.join(missing)}")
-
-
 @pytest.fixture
 def need():
-    """need("dhcpcd", ...) skips the test when a tool is not installed."""
-    return _need
+    """need("dhcpcd", ...) is require_tools: a skip when a tool is not installed, a
+    failure under CI=true (appliance/testing/require.py)."""
+    return require_tools

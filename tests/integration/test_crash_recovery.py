@@ -8,7 +8,6 @@ of each gets the same address, and a crowd of new clients never gets one of them
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from appliance.testing.netns import Topology, wait_for
 from appliance.testing.trees import standalone_tree
 from lab.loadnet import LOAD_POOL, server_and_relay
 
-pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+pytestmark = pytest.mark.netns  # needs root (tests/conftest.py)
 
 
 

@@ -18,9 +18,7 @@ with SIGTERM (exit status 0 required) or kill -9 where that is the point.
 from __future__ import annotations
 
 import json
-import os
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -34,6 +32,7 @@ import pytest
 
 from appliance.testing.daemonfiles import CLI, DaemonFiles
 from appliance.testing.netns import Netns, Topology, inside, wait_for
+from appliance.testing.require import require_tools
 from appliance.testing.trees import standalone_tree
 from lab.clients import Capture, Dhclient, Udhcpc, ipv4_addrs
 
@@ -51,15 +50,8 @@ START_TIMEOUT = 60  # bcc compile (~2 s) on a 2-core box shared with other test 
 
 @pytest.fixture(scope="module", autouse=True)
 def _requirements() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: network namespaces and XDP")
-    try:
-        import bcc  # noqa: F401
-    except Exception:
-        pytest.skip("needs bcc (python3-bpfcc)")
-    missing = [x for x in ("tcpdump", "dhclient", "udhcpc") if shutil.which(x) is None]
-    if missing:
-        pytest.skip(f"not installed: {', '.join(missing)}")
+    # root and bcc: the netns and bpf markers (tests/conftest.py)
+    require_tools("tcpdump", "dhclient", "udhcpc")
 
 
 # -- a device: one daemon's namespace, config tree, runtime tree and process ---------------

@@ -14,7 +14,6 @@ captured packets), never on a sleep.
 
 from __future__ import annotations
 
-import os
 import random
 from ipaddress import IPv4Address
 
@@ -34,12 +33,8 @@ from lab.clients import (
     udhcpc_oneshot,
 )
 
-pytestmark = [
-    pytest.mark.netns,
-    pytest.mark.skipif(os.geteuid() != 0,
-                       reason="needs root: builds network namespaces and runs real DHCP "
-                              "clients (dhclient, udhcpc, dhcpcd, dhcrelay)"),
-]
+# Root: network namespaces and real DHCP clients (tests/conftest.py applies the marker).
+pytestmark = [pytest.mark.netns]
 
 SERVER_IP = "192.0.2.2"
 LAN_RANGE = ("192.0.2.100", "192.0.2.199")

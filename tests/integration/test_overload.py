@@ -17,7 +17,7 @@ from appliance.testing.netns import Topology, wait_for
 from appliance.testing.trees import standalone_tree
 from lab.loadnet import LOAD_POOL, server_and_relay
 
-pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+pytestmark = pytest.mark.netns  # needs root (tests/conftest.py)
 
 
 

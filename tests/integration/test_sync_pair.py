@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import time
 from collections import Counter
@@ -29,6 +28,7 @@ from appliance.leases.model import Lease, LeaseState
 from appliance.sync.frames import HEADER, Hello, encode_frame, hello_key
 from appliance.testing.daemonfiles import session
 from appliance.testing.netns import Topology, wait_for
+from appliance.testing.require import require_tools
 from lab.clients import Dhclient, Dhcrelay, link_macs
 from lab.pair import (
     SERVER_IP,
@@ -43,7 +43,7 @@ from lab.pair import (
     sync_connect,
 )
 
-pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+pytestmark = pytest.mark.netns  # needs root (tests/conftest.py)
 
 GUARANTEED = {"sync/ack_timeout_ms": "2000"}
 
@@ -83,9 +83,7 @@ RELAYED = {"pools/relayed/subnet": "203.0.113.0/24",
 
 
 def test_relayed_session_with_option82_is_on_b_when_the_client_is_bound(topo, tmp_path):
-    for tool in ("dhclient", "dhcrelay"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"not installed: {tool}")
+    require_tools("dhclient", "dhcrelay")
     t = topo
     pair = Pair(t, tmp_path, extra={**RELAYED, **GUARANTEED},
                 routes=(("203.0.113.0/24", RELAY_UP),))

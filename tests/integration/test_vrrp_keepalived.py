@@ -14,8 +14,6 @@ owns the VIP. Everything waits on observable state; no test sleeps for a timer.
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from appliance.testing.netns import Topology, wait_for
+from appliance.testing.require import require_tools
 from appliance.vrrp.timers import master_down_interval_s, skew_time_s
 from lab.vrrp_node import VrrpLab
 
@@ -42,11 +41,7 @@ def mdi(priority: int) -> float:
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[VrrpLab]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: network namespaces")
-    for tool in ("keepalived", "tcpdump"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} not installed")
+    require_tools("keepalived", "tcpdump")  # root: the netns marker
     with Topology(prefix="vr") as t:
         lab = VrrpLab(t, str(tmp_path), advert_ms=ADVERT_MS)
         lab.host("ours")

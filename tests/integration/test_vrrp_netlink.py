@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from ipaddress import IPv4Address, IPv4Interface
 
 import pytest
@@ -17,8 +16,7 @@ import pytest
 from appliance.testing.netns import Topology, inside
 from appliance.vrrp.netlink import LinkMonitor, Netlink, NetlinkFailure
 
-pytestmark = [pytest.mark.netns,
-              pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces")]
+pytestmark = [pytest.mark.netns]  # needs root (tests/conftest.py)
 
 VIP = IPv4Interface("192.0.2.254/24")
 

@@ -14,7 +14,6 @@ one that state implies (active exactly when master).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from appliance.testing.netns import Topology, wait_for
+from appliance.testing.require import require_tools
 from appliance.vrrp.timers import master_down_interval_s
 from lab.vrrp_node import VrrpLab
 
@@ -36,10 +36,7 @@ START_XDP_S = 60  # bcc compiles the XDP program at start (about 2 s each when i
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[VrrpLab]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: network namespaces")
-    if shutil.which("tcpdump") is None:
-        pytest.skip("tcpdump not installed")
+    require_tools("tcpdump")  # root: the netns marker
     with Topology(prefix="vp") as t:
         lab = VrrpLab(t, str(tmp_path), advert_ms=ADVERT_MS)
         lab.host("a")

@@ -42,6 +42,7 @@ from pathlib import Path
 import pytest
 
 from appliance.testing.netns import Netns, Topology, wait_for
+from appliance.testing.require import missing, require_root, require_tools
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
 
@@ -63,18 +64,6 @@ SERVER_CIDR = "192.0.2.2/24"
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def _need(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (scripts/setup.sh installs them: make setup)")
-
-
-def _require_root() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: builds a Debian root, boots it with systemd-nspawn in a "
-                    "network namespace and runs a DHCP client")
-
-
 def _run(cmd: list[str], timeout: float = 600, check: bool = True, **kw: object
          ) -> subprocess.CompletedProcess[str]:
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
@@ -94,8 +83,9 @@ def _version() -> str:
 # -- the package ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def deb() -> Path:
-    _require_root()
-    _need("dpkg-buildpackage", "dh", "help2man", "lintian")
+    require_root("building a Debian root, booting it with systemd-nspawn in a network "
+                 "namespace and running a DHCP client")
+    require_tools("dpkg-buildpackage", "dh", "help2man", "lintian")
     t0 = time.monotonic()
     _run(["make", "-C", str(REPO), "deb"], timeout=900)
     print(f"make deb: {time.monotonic() - t0:.1f}s")
@@ -325,10 +315,10 @@ class Box:
 @pytest.fixture(scope="module")
 def box(deb: Path) -> Iterator[Box]:
     """The booted container with the package installed, and a client namespace."""
-    _need("debootstrap", "systemd-nspawn", "nsenter", "udhcpc", "ip")
+    require_tools("debootstrap", "systemd-nspawn", "nsenter", "udhcpc", "ip")
     kbuild = Path(f"/lib/modules/{os.uname().release}/build")
     if not (kbuild / "include").exists():
-        pytest.skip(f"no kernel headers at {kbuild} for bcc (scripts/setup.sh links them)")
+        missing(f"no kernel headers at {kbuild} for bcc")
     t0 = time.monotonic()
     tarball = root_tarball()
     print(f"root tarball {tarball} ready in {time.monotonic() - t0:.1f}s")

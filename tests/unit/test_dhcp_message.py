@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scapy.layers.dhcp import BOOTP, DHCP, DHCPOptionsField
 
 from appliance.dhcp.enums import (
     BROADCAST_FLAG,
@@ -532,10 +533,7 @@ def test_roundtrip(msg: DhcpMessage, min_size: int) -> None:
         assert list(back.options) == order
 
 
-# -- scapy as an independent oracle -------------------------------------------------------
-
-scapy_dhcp = pytest.importorskip("scapy.layers.dhcp")
-BOOTP, DHCP, DHCPOptionsField = scapy_dhcp.BOOTP, scapy_dhcp.DHCP, scapy_dhcp.DHCPOptionsField
+# -- scapy as an independent oracle (python3-scapy: a test dependency, scripts/setup.sh) --
 
 
 def _ip_list(n: int) -> st.SearchStrategy[bytes]:

@@ -13,6 +13,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
+import scapy.all as scapy_all
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -378,9 +379,7 @@ def test_golden_partial_checksums_from_veth() -> None:
         parse_ipv4_udp_frame(bytes(broken), allow_partial=True)
 
 
-# -- scapy as an oracle -------------------------------------------------------------------------
-
-scapy_all = pytest.importorskip("scapy.all")
+# -- scapy as an oracle (python3-scapy: a test dependency, scripts/setup.sh) --------------------
 
 
 @settings(max_examples=60)
