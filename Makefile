@@ -18,8 +18,11 @@ test: setup lint
 test-unit: setup
 	@$(PYTEST) -q tests/unit
 
+# ruff; the import contracts of pyproject.toml ([tool.importlinter]); and what they
+# cannot see (every module placed, pure modules importable without I/O libraries).
 lint: setup
 	@.venv/bin/ruff check appliance lab tests bench
+	@.venv/bin/lint-imports --no-cache
 	@$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_layering.py
 
 # Each prints its figures beside the peer's (Kea, keepalived) measured in the same run.
