@@ -4,8 +4,8 @@
  *
  * This file contains the program attached to client/interface and the map
  * glue it needs. It is kept thin: parse (parse.h), look up the role and the
- * client's token bucket (rate_limit.h), count (maps.h `stats`), return a
- * verdict. Map accesses live here because bcc rewrites `map.lookup()` only
+ * client's token bucket or else spend the new-client budget (rate_limit.h),
+ * count (maps.h `stats`), return a verdict. Map accesses live here because bcc rewrites `map.lookup()` only
  * in the main source file; the headers hold the logic.
  *
  *  - not IPv4 / UDP / port 67 (ARP, VRRP, ICMP, TCP, other UDP, ...): XDP_PASS
@@ -14,6 +14,8 @@
  *  - DHCP on the standby: dropped_standby, XDP_DROP;
  *  - DHCP on the active device over the client's rate: dropped_ratelimit,
  *    XDP_DROP;
+ *  - DHCP on the active device from a client with no bucket while the
+ *    new-client budget is empty: dropped_new_client, XDP_DROP;
  *  - otherwise passed, XDP_PASS to the server's socket.
  *
  * Compiled at start-up by appliance/datapath/loader.py with bcc.
@@ -41,27 +43,46 @@ static __always_inline int role_is_active(void)
 	return word && *word == ROLE_ACTIVE;
 }
 
-/* Returns 1 if the client may send this packet now, 0 if over its rate. */
-static __always_inline int client_admitted(const __u8 *client)
+/*
+ * Admission on the active device; returns the stat_index of the outcome:
+ * STAT_PASSED, STAT_DROPPED_RATELIMIT or STAT_DROPPED_NEW_CLIENT.
+ *
+ * A client with a bucket is known: only its own bucket decides. A client
+ * without one must first get a unit of the global new-client budget, and only
+ * then gets a bucket, so random chaddrs cannot each start with a full bucket,
+ * nor push known clients out of the LRU faster than the budget allows. With
+ * the per-client limit off and the budget on, buckets still mark who is
+ * known. With both off, no map is touched.
+ */
+static __always_inline __u32 admit(const __u8 *client)
 {
 	struct rate_limit_value fresh = {};
 	struct rate_limit_value *bucket;
+	struct new_client_value *budget;
 	struct rate_limit_key key = {};
 	struct config_value *cfg;
 	__u32 zero = 0;
 	__u64 now;
 
 	cfg = config.lookup(&zero);
-	if (!cfg || cfg->rate_limit_pps == 0)
-		return 1;
+	if (!cfg || (cfg->rate_limit_pps == 0 && cfg->new_client_pps == 0))
+		return STAT_PASSED;
 	__builtin_memcpy(key.mac, client, sizeof(key.mac));
 	now = bpf_ktime_get_ns();
 	bucket = rate_limit.lookup(&key);
-	if (bucket)
-		return rate_limit_spend(bucket, cfg, now);
+	if (bucket) {
+		if (cfg->rate_limit_pps == 0 || rate_limit_spend(bucket, cfg, now))
+			return STAT_PASSED;
+		return STAT_DROPPED_RATELIMIT;
+	}
+	if (cfg->new_client_pps) {
+		budget = new_client.lookup(&zero);
+		if (!budget || !new_client_spend(&budget->tat_ns, cfg, now))
+			return STAT_DROPPED_NEW_CLIENT;
+	}
 	rate_limit_fill(&fresh, cfg, now);
 	rate_limit.update(&key, &fresh);
-	return 1;
+	return STAT_PASSED;
 }
 
 int dhcp_steer(struct xdp_md *ctx)
@@ -69,6 +90,7 @@ int dhcp_steer(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct dhcp_frame frame = {};
+	__u32 outcome;
 	int kind;
 
 	kind = parse_dhcp(data, data_end, &frame);
@@ -84,10 +106,7 @@ int dhcp_steer(struct xdp_md *ctx)
 		count(STAT_DROPPED_STANDBY);
 		return XDP_DROP;
 	}
-	if (!client_admitted(frame.client)) {
-		count(STAT_DROPPED_RATELIMIT);
-		return XDP_DROP;
-	}
-	count(STAT_PASSED);
-	return XDP_PASS;
+	outcome = admit(frame.client);
+	count(outcome);
+	return outcome == STAT_PASSED ? XDP_PASS : XDP_DROP;
 }

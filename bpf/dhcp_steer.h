@@ -4,7 +4,8 @@
  *
  * This file contains every constant, enum and key/value struct that both
  * sides of the datapath read: the role word, the counter indexes, the
- * run-time config record and the rate-limit bucket. It is the single source:
+ * run-time config record, the rate-limit bucket and the new-client budget.
+ * It is the single source:
  * appliance/datapath/layout.py mirrors it with ctypes, and
  * tests/datapath/test_xdp_prog.py proves the two agree (enum values parsed
  * from this file, struct sizes and offsets compared with bcc's Key/Leaf).
@@ -70,10 +71,10 @@ enum role_value {
 /*
  * Index into the per-CPU `stats` array. Every frame the program classifies
  * as DHCP to the server port counts in STAT_SEEN and in exactly one of the
- * four outcomes after it, so seen == passed + dropped_standby +
- * dropped_ratelimit + malformed. Other traffic is not counted (it must cost
- * a handful of instructions). Names in Python: the member name without
- * STAT_, lower case.
+ * five outcomes after it, so seen == passed + dropped_standby +
+ * dropped_ratelimit + dropped_new_client + malformed. Other traffic is not
+ * counted (it must cost a handful of instructions). Names in Python: the
+ * member name without STAT_, lower case.
  */
 enum stat_index {
 	STAT_SEEN = 0,
@@ -81,7 +82,8 @@ enum stat_index {
 	STAT_DROPPED_STANDBY = 2,
 	STAT_DROPPED_RATELIMIT = 3,
 	STAT_MALFORMED = 4,
-	STAT_MAX = 5,
+	STAT_DROPPED_NEW_CLIENT = 5, /* unknown client, new-client budget empty */
+	STAT_MAX = 6,
 };
 
 /* ---- rate limiter ------------------------------------------------------- */
@@ -99,10 +101,15 @@ enum stat_index {
 #define RATE_LIMIT_MAX_BURST 4000000
 #define RATE_LIMIT_MAX_ELAPSED_NS 1000000000000ULL
 
-/* Value of the one-slot `config` array; written by user space at run time. */
+/*
+ * Value of the one-slot `config` array; written by user space at run time.
+ * The new-client budget shares the rate limiter's bounds (RATE_LIMIT_MAX_*).
+ */
 struct config_value {
 	__u32 rate_limit_pps;   /* per client MAC; 0 = rate limiting off */
 	__u32 rate_limit_burst; /* bucket depth in packets; 0 = 2 * pps */
+	__u32 new_client_pps;   /* new clients per second, all MACs; 0 = off */
+	__u32 new_client_burst; /* budget depth in clients; 0 = 2 * pps */
 };
 
 /* Key of `rate_limit`: the client's hardware address (see README.md). */
@@ -114,6 +121,27 @@ struct rate_limit_key {
 struct rate_limit_value {
 	__u64 tokens;  /* nanotokens left, at most burst * NS_PER_TOKEN */
 	__u64 last_ns; /* bpf_ktime_get_ns() of the last refill */
+};
+
+/* ---- new-client budget -------------------------------------------------- */
+
+/*
+ * Compare-and-swap attempts on the budget word before a new client is
+ * refused. A failed attempt means another CPU has just changed the word,
+ * i.e. admitted a new client itself: under that contention refusing is
+ * within the budget's promise (rate_limit.h, new_client_spend).
+ */
+#define NEW_CLIENT_CAS_TRIES 4
+
+/*
+ * Value of the one-slot `new_client` array: the budget shared by every CPU,
+ * one 64-bit word so that a single BPF_CMPXCHG updates it (kernel >= 5.12).
+ * GCRA in its virtual-scheduling form: the theoretical arrival time of the
+ * next new client. Zero (a fresh map, or user space after a config change)
+ * is a full budget.
+ */
+struct new_client_value {
+	__u64 tat_ns; /* bpf_ktime_get_ns() clock; budget empty at now + burst * interval */
 };
 
 #endif /* DHCP_STEER_H */

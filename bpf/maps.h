@@ -2,7 +2,7 @@
 /*
  * maps.h - every map of the DHCP steering program.
  *
- * This file contains the four maps and nothing else; it is the only file
+ * This file contains the five maps and nothing else; it is the only file
  * that uses bcc's map macros. Each map says what it holds, its key and value,
  * who writes it and who reads it. User space finds them by these names
  * (appliance/datapath/layout.py MAP_*). None is pinned: see README.md.
@@ -33,12 +33,23 @@ BPF_ARRAY(config, struct config_value, 1);
 BPF_PERCPU_ARRAY(stats, __u64, STAT_MAX);
 
 /*
- * rate_limit: one token bucket per client. key struct rate_limit_key, value
- * struct rate_limit_value. Written and read by the program; user space only
- * reads it for diagnostics. LRU: a flood of new MACs evicts the oldest
- * buckets instead of failing inserts.
+ * rate_limit: the known clients, one token bucket each. key struct
+ * rate_limit_key, value struct rate_limit_value. Written and read by the
+ * program; user space only reads it for diagnostics. A bucket is created only
+ * within the new-client budget, so a flood of new MACs cannot churn it
+ * faster than that budget; LRU: when full, the oldest bucket goes instead of
+ * the insert failing.
  */
 BPF_TABLE("lru_hash", struct rate_limit_key, struct rate_limit_value, rate_limit,
 	  RATE_LIMIT_ENTRIES);
+
+/*
+ * new_client: the global new-client budget. key __u32 0, value struct
+ * new_client_value (one word, compare-and-swap from every CPU). Written by
+ * the program for each client it admits without a bucket; user space resets
+ * it to 0 (full) when the budget's config changes, and reads it for
+ * diagnostics.
+ */
+BPF_ARRAY(new_client, struct new_client_value, 1);
 
 #endif /* DHCP_STEER_MAPS_H */

@@ -24,6 +24,7 @@ MAP_ROLE = "role"
 MAP_CONFIG = "config"
 MAP_STATS = "stats"
 MAP_RATE_LIMIT = "rate_limit"
+MAP_NEW_CLIENT = "new_client"
 
 # -- constants (#define in dhcp_steer.h) -------------------------------------------
 RATE_LIMIT_ENTRIES = 65536  # default; -DRATE_LIMIT_ENTRIES overrides
@@ -40,6 +41,7 @@ NS_PER_TOKEN = 1_000_000_000
 RATE_LIMIT_MAX_PPS = 1_000_000
 RATE_LIMIT_MAX_BURST = 4_000_000
 RATE_LIMIT_MAX_ELAPSED_NS = 1_000_000_000_000
+NEW_CLIENT_CAS_TRIES = 4  # compare-and-swap attempts on the budget word
 
 # Every #define above, by its C name, for the header cross-check.
 DEFINES: dict[str, int] = {
@@ -57,6 +59,7 @@ DEFINES: dict[str, int] = {
     "RATE_LIMIT_MAX_PPS": RATE_LIMIT_MAX_PPS,
     "RATE_LIMIT_MAX_BURST": RATE_LIMIT_MAX_BURST,
     "RATE_LIMIT_MAX_ELAPSED_NS": RATE_LIMIT_MAX_ELAPSED_NS,
+    "NEW_CLIENT_CAS_TRIES": NEW_CLIENT_CAS_TRIES,
 }
 
 
@@ -76,6 +79,7 @@ class Stat(enum.IntEnum):
     DROPPED_STANDBY = 2
     DROPPED_RATELIMIT = 3
     MALFORMED = 4
+    DROPPED_NEW_CLIENT = 5  # no bucket yet and the new-client budget is empty
 
     @property
     def counter_name(self) -> str:
@@ -96,6 +100,7 @@ ENUMS: dict[str, dict[str, int]] = {
 RoleKey = ctypes.c_uint32  # array index, always 0
 RoleValue = ctypes.c_uint32  # enum role_value
 ConfigKey = ctypes.c_uint32  # array index, always 0
+NewClientKey = ctypes.c_uint32  # array index, always 0
 StatsKey = ctypes.c_uint32  # enum stat_index
 StatsValue = ctypes.c_uint64  # one per possible CPU
 
@@ -106,6 +111,8 @@ class ConfigValue(ctypes.Structure):
     _fields_ = [
         ("rate_limit_pps", ctypes.c_uint32),
         ("rate_limit_burst", ctypes.c_uint32),
+        ("new_client_pps", ctypes.c_uint32),
+        ("new_client_burst", ctypes.c_uint32),
     ]
 
 
@@ -124,6 +131,13 @@ class RateLimitValue(ctypes.Structure):
     ]
 
 
+class NewClientValue(ctypes.Structure):
+    """struct new_client_value: the global new-client budget (GCRA theoretical
+    arrival time, bpf_ktime_get_ns clock; 0 = full)."""
+
+    _fields_ = [("tat_ns", ctypes.c_uint64)]
+
+
 @dataclass(frozen=True, slots=True)
 class MapSpec:
     """One map of the catalogue in bpf/maps.h."""
@@ -140,4 +154,5 @@ MAPS: tuple[MapSpec, ...] = (
     MapSpec(MAP_CONFIG, "Array", ConfigKey, ConfigValue, 1),
     MapSpec(MAP_STATS, "PerCpuArray", StatsKey, StatsValue, STAT_MAX),
     MapSpec(MAP_RATE_LIMIT, "LruHash", RateLimitKey, RateLimitValue, None),
+    MapSpec(MAP_NEW_CLIENT, "Array", NewClientKey, NewClientValue, 1),
 )

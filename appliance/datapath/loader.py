@@ -292,6 +292,7 @@ class Program:
         self._config = self.maps[layout.MAP_CONFIG]
         self._stats = self.maps[layout.MAP_STATS]
         self._rate_limit = self.maps[layout.MAP_RATE_LIMIT]
+        self._new_client = self.maps[layout.MAP_NEW_CLIENT]
         self.state = plan.INITIAL
 
     # -- building ------------------------------------------------------------------
@@ -337,20 +338,32 @@ class Program:
         assert value is not None
         return value[0]
 
-    def write_config(self, pps: int, burst: int) -> None:
-        self._config.update(layout.ConfigKey(0), layout.ConfigValue(pps, burst))
+    def write_config(self, pps: int, burst: int, new_client_pps: int = 0,
+                     new_client_burst: int = 0) -> None:
+        self._config.update(layout.ConfigKey(0), layout.ConfigValue(
+            pps, burst, new_client_pps, new_client_burst))
+
+    def read_new_client(self) -> layout.NewClientValue:
+        """The new-client budget word (diagnostics, tests)."""
+        value = self._new_client.lookup(layout.NewClientKey(0))
+        assert value is not None
+        return value[0]
+
+    def reset_new_client(self) -> None:
+        """The new-client budget full again (tat 0)."""
+        self._new_client.update(layout.NewClientKey(0), layout.NewClientValue(0))
 
     def apply(self, writes: Sequence[plan.MapWrite], switch: RoleSwitch | None = None) -> None:
         """Execute plan writes in order and record the resulting state."""
         for w in writes:
             if isinstance(w, plan.RoleWrite):
                 (switch or self.role_switch()).set(w.role == layout.Role.ACTIVE)
-                self.state = plan.MapState(w.role, self.state.rate_limit_pps,
-                                           self.state.rate_limit_burst)
+            elif isinstance(w, plan.ConfigWrite):
+                self.write_config(w.rate_limit_pps, w.rate_limit_burst, w.new_client_pps,
+                                  w.new_client_burst)
             else:
-                self.write_config(w.rate_limit_pps, w.rate_limit_burst)
-                self.state = plan.MapState(self.state.role, w.rate_limit_pps,
-                                           w.rate_limit_burst)
+                self.reset_new_client()
+            self.state = plan.apply_write(self.state, w)
 
     def read_stats(self) -> list[list[int]]:
         """Per-CPU values of every counter, indexed by layout.Stat."""

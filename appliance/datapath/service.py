@@ -3,9 +3,10 @@
     dp = Datapath.open(cfg.client_interface, cfg.datapath)   # standby, attached
     dp.set_role(True)        # VRRP became master: first thing in the handler
     dp.counters()            # {"seen": ..., "dropped_standby": ..., ...}
+    dp.set_limits((50, 0), (200, 0))   # reload: per-client rate, new-client budget
     dp.close()               # standby, then detach
 
-Mode "xdp" compiles bpf/ (about 2 s), writes the rate limit, sets the role word to
+Mode "xdp" compiles bpf/ (about 2 s), writes the limits, sets the role word to
 standby and attaches to the interface (native XDP where the driver has it, generic
 otherwise; a stale program from a crashed daemon is replaced). Mode "off" loads
 nothing: the role is a Python bool and the DHCP server must check `role` itself
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -46,12 +48,13 @@ class Datapath:
     """One interface's DHCP steering. Build it with Datapath.open()."""
 
     def __init__(self, interface: str, attach_mode: str, program: Program | None,
-                 rate_limit: tuple[int, int]) -> None:
+                 rate_limit: tuple[int, int], new_client: tuple[int, int] = (0, 0)) -> None:
         self._interface = interface
         self._attach_mode = attach_mode
         self._program = program
         self._active = False
         self._rate_limit = rate_limit
+        self._new_client = new_client
         self._closed = False
         if program is not None:
             switch = program.role_switch()
@@ -70,23 +73,24 @@ class Datapath:
         """Start the datapath on `interface` in role standby. `attach` ("auto",
         "native", "generic") forces an XDP mode, for tests and benchmarks. Raises
         DatapathError when mode "xdp" cannot be set up (nothing stays attached
-        then), ValueError for a bad mode or rate limit."""
+        then), ValueError for a bad mode or limit."""
         if cfg.mode not in MODES:
             raise ValueError(f"datapath mode {cfg.mode!r} not in {MODES}")
-        want = plan.desired(False, cfg.rate_limit_pps, cfg.rate_limit_burst)
+        want = plan.desired(False, cfg.rate_limit_pps, cfg.rate_limit_burst,
+                            cfg.new_client_pps, cfg.new_client_burst)
+        rate = (cfg.rate_limit_pps, cfg.rate_limit_burst)
+        budget = (cfg.new_client_pps, cfg.new_client_burst)
         if cfg.mode == "off":
             log.warning("DP001 datapath off on %s: no XDP program; the DHCP server "
                         "enforces the role in user space (role standby)", interface)
-            if cfg.rate_limit_pps:
-                log.warning("DP006 datapath off: rate_limit_pps %d is not enforced",
-                            cfg.rate_limit_pps)
-            return cls(interface, "off", None, (cfg.rate_limit_pps, cfg.rate_limit_burst))
+            _warn_off(rate, budget)
+            return cls(interface, "off", None, rate, budget)
 
         from appliance.datapath.loader import Program
 
         program = Program.compile(plan.compile_flags(), bpf_dir)
         try:
-            dp = cls(interface, "", program, (cfg.rate_limit_pps, cfg.rate_limit_burst))
+            dp = cls(interface, "", program, rate, budget)
             program.apply(plan.diff(plan.INITIAL, want), dp._switch)
             dp._flip(False)  # explicit, whatever the zero-filled default
             dp._attach_mode = program.attach(interface, attach)
@@ -94,9 +98,9 @@ class Datapath:
             program.close()
             raise
         log.info("DP002 XDP datapath on %s: %s mode, program id %d, role standby, "
-                 "rate limit %s", interface, dp._attach_mode, program.prog_id,
-                 f"{want.rate_limit_pps}/s burst {want.rate_limit_burst}"
-                 if want.rate_limit_pps else "off")
+                 "rate limit %s, new clients %s", interface, dp._attach_mode,
+                 program.prog_id, _describe(want.rate_limit_pps, want.rate_limit_burst),
+                 _describe(want.new_client_pps, want.new_client_burst))
         return dp
 
     def close(self) -> None:
@@ -158,24 +162,53 @@ class Datapath:
         """(pps, burst) as configured (burst 0 = twice pps)."""
         return self._rate_limit
 
+    @property
+    def new_client_budget(self) -> tuple[int, int]:
+        """(pps, burst) of the new-client budget as configured (burst 0 = twice pps)."""
+        return self._new_client
+
     def set_rate_limit(self, pps: int, burst: int = 0) -> None:
         """Change the per-client rate limit at run time (config reload): one write of
         the `config` map; buckets keep their tokens and refill at the new rate."""
-        want = plan.desired(self._active, pps, burst)
-        self._rate_limit = (pps, burst)
+        self.set_limits((pps, burst), self._new_client)
+
+    def set_new_client_budget(self, pps: int, burst: int = 0) -> None:
+        """Change the new-client budget at run time (config reload): one write of the
+        `config` map and one of `new_client` (the budget starts full)."""
+        self.set_limits(self._rate_limit, (pps, burst))
+
+    def set_limits(self, rate_limit: tuple[int, int], new_client: tuple[int, int]) -> None:
+        """Both limits as (pps, burst); writes only what changed (plan.diff), logs
+        DP008 when the per-client limit changed and DP013 when the budget did."""
+        want = plan.desired(self._active, *rate_limit, *new_client)
+        old_rate, old_budget = self._rate_limit, self._new_client
+        self._rate_limit, self._new_client = rate_limit, new_client
         if self._program is None:
-            if pps:
-                log.warning("DP006 datapath off: rate_limit_pps %d is not enforced", pps)
+            _warn_off(rate_limit, new_client)
             return
         program = self._program
         # set_role bypasses program.state (it is the one-syscall fast path), so take
         # the role from here and the config from what the program last wrote.
-        current = plan.MapState(want.role, program.state.rate_limit_pps,
-                                program.state.rate_limit_burst)
+        current = replace(program.state, role=want.role)
         program.apply(plan.diff(current, want), self._switch)
-        log.info("DP008 rate limit on %s: %s", self._interface,
-                 f"{want.rate_limit_pps}/s burst {want.rate_limit_burst}"
-                 if want.rate_limit_pps else "off")
+        if rate_limit != old_rate:
+            log.info("DP008 rate limit on %s: %s", self._interface,
+                     _describe(want.rate_limit_pps, want.rate_limit_burst))
+        if new_client != old_budget:
+            log.info("DP013 new-client budget on %s: %s", self._interface,
+                     _describe(want.new_client_pps, want.new_client_burst))
+
+
+def _describe(pps: int, burst: int) -> str:
+    return f"{pps}/s burst {burst}" if pps else "off"
+
+
+def _warn_off(rate_limit: tuple[int, int], new_client: tuple[int, int]) -> None:
+    """Mode "off": say which configured limits nobody enforces."""
+    if rate_limit[0]:
+        log.warning("DP006 datapath off: rate_limit_pps %d is not enforced", rate_limit[0])
+    if new_client[0]:
+        log.warning("DP006 datapath off: new_client_pps %d is not enforced", new_client[0])
 
 
 def cleanup(interface: str) -> list[str]:

@@ -31,10 +31,12 @@ class Harness:
 
         return sum_percpu(self.program.read_stats())
 
-    def set_state(self, active: bool, pps: int = 0, burst: int = 0) -> None:
+    def set_state(self, active: bool, pps: int = 0, burst: int = 0, new_pps: int = 0,
+                  new_burst: int = 0) -> None:
+        """Role, per-client rate limit and new-client budget (both off by default)."""
         from appliance.datapath import plan
 
-        want = plan.desired(active, pps, burst)
+        want = plan.desired(active, pps, burst, new_pps, new_burst)
         self.program.apply(plan.diff(self.program.state, want))
 
     def run_counted(self, frame: bytes) -> tuple[RunResult, dict[str, int]]:
@@ -60,11 +62,13 @@ def harness() -> Iterator[Harness]:
 
 @pytest.fixture
 def fresh(harness: Harness) -> Iterator[Harness]:
-    """The module's program reset to standby, no rate limit, empty buckets, zero
-    counters."""
+    """The module's program reset to standby, no rate limit, no new-client budget (a
+    full one), empty buckets, zero counters."""
     harness.set_state(False)
     harness.program.clear_buckets()
+    harness.program.reset_new_client()
     harness.program.clear_stats()
     yield harness
     harness.set_state(False)
     harness.program.clear_buckets()
+    harness.program.reset_new_client()

@@ -42,6 +42,42 @@ def discover(src: str = CLIENT, chaddr: str | None = None, giaddr: str = "0.0.0.
             / discover_payload(chaddr or src, giaddr, htype, hlen))
 
 
+def random_macs(n: int, seed: int = 1) -> list[str]:
+    """`n` distinct locally administered unicast MACs (02:...), reproducible by seed."""
+    import random
+
+    rng = random.Random(seed)
+    out: dict[str, None] = {}
+    while len(out) < n:
+        out[(b"\x02" + rng.getrandbits(40).to_bytes(5, "big")).hex(":")] = None
+    return list(out)
+
+
+def flood(macs: list[str], decline_every: int = 0) -> list[bytes]:
+    """One DISCOVER per MAC, its chaddr and Ethernet source the same random MAC (what a
+    starvation tool sends); every `decline_every`-th is a DECLINE instead (RFC 2131
+    §4.4.3's message, which costs the server a quarantined address). Built from one
+    scapy template with the UDP checksum 0 ("none", RFC 768), so patching the MACs
+    leaves a valid frame; thousands of frames cost milliseconds, not seconds."""
+    def template(kind: str) -> bytearray:
+        return bytearray(bytes(
+            Ether(src=CLIENT, dst=BCAST) / IP(src="0.0.0.0", dst="255.255.255.255")
+            / UDP(sport=68, dport=67, chksum=0)
+            / BOOTP(op=1, xid=0xF100D, chaddr=mac_bytes(CLIENT))
+            / DHCP(options=[("message-type", kind), "end"])))
+
+    kinds = {"discover": template("discover"), "decline": template("decline")}
+    chaddr = 14 + 20 + 8 + 28  # Ethernet, IPv4 without options, UDP, BOOTP chaddr
+    out = []
+    for i, mac in enumerate(macs):
+        kind = "decline" if decline_every and i % decline_every == decline_every - 1 \
+            else "discover"
+        raw = bytearray(kinds[kind])
+        raw[6:12] = raw[chaddr:chaddr + 6] = mac_bytes(mac)
+        out.append(bytes(raw))
+    return out
+
+
 def relayed_discover(chaddr: str = CLIENT) -> Packet:
     """A DISCOVER forwarded by a relay agent (RFC 1542 §4.1): Ethernet source is
     the relay, giaddr its address, unicast to the server's port 67 from port 67."""

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from appliance.config.model import DatapathConfig
 from appliance.datapath import layout, plan, stats
-from appliance.datapath.plan import ConfigWrite, MapState, RoleWrite
+from appliance.datapath.plan import BudgetReset, ConfigWrite, MapState, RoleWrite
 
 ACTIVE, STANDBY = layout.Role.ACTIVE, layout.Role.STANDBY
 
@@ -32,6 +32,20 @@ def test_write_order_role_first_when_leaving_config_first_when_taking():
     assert plan.diff(a, b) == [ConfigWrite(10, 5), RoleWrite(ACTIVE)]
     c = plan.desired(False, 0, 0)
     assert plan.diff(b, c) == [RoleWrite(STANDBY), ConfigWrite(0, 0)]
+    d = plan.desired(True, 10, 5, 200, 0)
+    assert plan.diff(a, d) == [ConfigWrite(10, 5, 200, 400), BudgetReset(), RoleWrite(ACTIVE)]
+
+
+def test_budget_reset_only_when_the_budget_changes():
+    """The per-client limit keeps its buckets; a new budget starts full."""
+    base = plan.desired(True, 50, 0, 200, 0)
+    assert plan.diff(base, plan.desired(True, 80, 0, 200, 0)) == [
+        ConfigWrite(80, 160, 200, 400)]
+    assert plan.diff(base, plan.desired(True, 50, 0, 100, 0)) == [
+        ConfigWrite(50, 100, 100, 200), BudgetReset()]
+    assert plan.diff(base, plan.desired(True, 50, 0, 200, 400)) == []  # same effective burst
+    assert plan.diff(base, plan.desired(True, 50, 0, 0, 0)) == [
+        ConfigWrite(50, 100, 0, 0), BudgetReset()]
 
 
 def test_initial_state_is_standby_without_limit():
@@ -50,22 +64,35 @@ def test_effective_burst(pps, burst, want):
                                             (10, -1),
                                             (layout.RATE_LIMIT_MAX_BURST // 2 + 1, 0)])
 def test_rate_limit_bounds_refused(pps, burst):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="rate_limit"):
         plan.desired(True, pps, burst)
+    with pytest.raises(ValueError, match="new_client"):
+        plan.desired(True, 0, 0, pps, burst)
 
 
-@given(st.booleans(), st.booleans(), st.integers(0, 1000), st.integers(0, 1000),
-       st.integers(0, 1000), st.integers(0, 1000))
-def test_diff_reaches_desired(a1, a2, p1, b1, p2, b2):
-    cur, want = plan.desired(a1, p1, b1), plan.desired(a2, p2, b2)
+_limits = st.tuples(st.integers(0, 1000), st.integers(0, 1000))
+
+
+@given(st.booleans(), st.booleans(), _limits, _limits, _limits, _limits)
+def test_diff_reaches_desired(a1, a2, r1, n1, r2, n2):
+    cur, want = plan.desired(a1, *r1, *n1), plan.desired(a2, *r2, *n2)
     state = cur
     for w in plan.diff(cur, want):
         if isinstance(w, RoleWrite):
-            state = MapState(w.role, state.rate_limit_pps, state.rate_limit_burst)
-        else:
-            state = MapState(state.role, w.rate_limit_pps, w.rate_limit_burst)
+            state = MapState(w.role, state.rate_limit_pps, state.rate_limit_burst,
+                             state.new_client_pps, state.new_client_burst)
+        elif isinstance(w, ConfigWrite):
+            state = MapState(state.role, w.rate_limit_pps, w.rate_limit_burst,
+                             w.new_client_pps, w.new_client_burst)
+        assert plan.apply_write(plan.apply_write(cur, w), w) == plan.apply_write(cur, w)
     assert state == want
     writes = plan.diff(cur, want)
+    resets = [i for i, w in enumerate(writes) if isinstance(w, BudgetReset)]
+    budget_changed = (cur.new_client_pps, cur.new_client_burst) != \
+        (want.new_client_pps, want.new_client_burst)
+    assert len(resets) == (1 if budget_changed else 0)
+    if resets:  # after the config that carries the new budget
+        assert isinstance(writes[resets[0] - 1], ConfigWrite)
     roles = [i for i, w in enumerate(writes) if isinstance(w, RoleWrite)]
     if roles and want.role == ACTIVE:
         assert roles == [len(writes) - 1]  # the role goes last when taking over
@@ -81,9 +108,10 @@ def test_compile_flags_only_name_what_differs():
 
 
 def test_sum_percpu_names_every_counter():
-    per_cpu = [[1, 2], [3, 0], [0, 0], [5, 5], [0, 1]]
+    per_cpu = [[1, 2], [3, 0], [0, 0], [5, 5], [0, 1], [7, 0]]
     assert stats.sum_percpu(per_cpu) == {"seen": 3, "passed": 3, "dropped_standby": 0,
-                                         "dropped_ratelimit": 10, "malformed": 1}
+                                         "dropped_ratelimit": 10, "malformed": 1,
+                                         "dropped_new_client": 7}
     with pytest.raises(ValueError):
         stats.sum_percpu(per_cpu[:2])
     assert stats.Counters(lambda: per_cpu).read()["seen"] == 3
@@ -92,24 +120,32 @@ def test_sum_percpu_names_every_counter():
 
 def test_counter_names_are_the_runtime_tree_names():
     assert [s.counter_name for s in layout.Stat] == [
-        "seen", "passed", "dropped_standby", "dropped_ratelimit", "malformed"]
-    assert layout.STAT_MAX == 5
+        "seen", "passed", "dropped_standby", "dropped_ratelimit", "malformed",
+        "dropped_new_client"]
+    assert layout.STAT_MAX == 6
 
 
 def test_mode_off_keeps_the_role_in_python(caplog):
     from appliance.datapath import Datapath
 
     caplog.set_level(logging.INFO)
-    dp = Datapath.open("eth-nonexistent", DatapathConfig(mode="off", rate_limit_pps=5))
+    dp = Datapath.open("eth-nonexistent", DatapathConfig(mode="off", rate_limit_pps=5,
+                                                         new_client_pps=0))
     assert (dp.attach_mode, dp.role, dp.counters(), dp.program) == ("off", False, {}, None)
     dp.set_role(True)
     assert dp.role is True
     dp.set_rate_limit(10, 0)
     assert dp.rate_limit == (10, 0)
+    assert not any("new_client_pps" in r.message for r in caplog.records)
+    dp.set_new_client_budget(30, 0)
+    assert dp.new_client_budget == (30, 0)
     dp.close()
     assert dp.role is False
     assert any("DP001" in r.message for r in caplog.records)
-    assert any("DP006" in r.message for r in caplog.records)
+    assert any("DP006" in r.message and "rate_limit_pps 5" in r.message
+               for r in caplog.records)
+    assert any("DP006" in r.message and "new_client_pps 30" in r.message
+               for r in caplog.records)
 
 
 def test_bad_mode_refused():
