@@ -594,14 +594,19 @@ class Daemon:
             pps, burst = self.datapath.rate_limit
             rt.set("datapath/rate_limit_pps", pps)
             rt.set("datapath/rate_limit_burst", burst)
+            pps, burst = self.datapath.new_client_budget
+            rt.set("datapath/new_client_pps", pps)
+            rt.set("datapath/new_client_burst", burst)
             dp = self.datapath.counters()
             if dp:
                 # Drops in the kernel and in user space are one figure for the operator.
                 stats["dropped_standby"] += dp.get("dropped_standby", 0)
                 stats["dropped_ratelimit"] += dp.get("dropped_ratelimit", 0)
+                stats["dropped_new_client"] = dp.get("dropped_new_client", 0)
                 stats["dropped_malformed"] += dp.get("malformed", 0)
                 stats["xdp_seen"] = dp.get("seen", 0)
                 stats["xdp_passed"] = dp.get("passed", 0)
+                self.datapath.log_drops(dp, self.clock.mono())
         if self.link is not None:
             delays = sorted(self.replication.delays)
             if delays:
@@ -634,7 +639,7 @@ class Daemon:
         """SIGHUP: re-read the tree and apply the difference live. Pools, ranges,
         reservations and options apply at once without touching a lease; a new
         vrrp/priority is advertised at once; other vrrp/ changes restart the VRRP
-        instance; a new rate limit is written to the XDP map. Settings that only a
+        instance; new XDP limits are written to the map. Settings that only a
         restart can change (node/, client/interface, sync/, datapath/mode) are kept and
         named. An invalid tree is refused whole and the running config stays."""
         now = self.clock.wall()
@@ -670,9 +675,11 @@ class Daemon:
                     self.allocator.release(lease.ip)
             self.server.alloc = self.allocator
             self.server.set_pools(self.pools)
-        if any(c.startswith("datapath/rate_limit") for c in live) and self.datapath:
-            self.datapath.set_rate_limit(new.datapath.rate_limit_pps,
-                                         new.datapath.rate_limit_burst)
+        if any(c.startswith(("datapath/rate_limit", "datapath/new_client")) for c in live) \
+                and self.datapath:
+            d = new.datapath
+            self.datapath.set_limits((d.rate_limit_pps, d.rate_limit_burst),
+                                     (d.new_client_pps, d.new_client_burst))
         vrrp_changes = [c for c in live if c.startswith("vrrp/")]
         if vrrp_changes and self.vrrp is not None and new.vrrp is not None:
             if vrrp_changes == ["vrrp/priority"]:

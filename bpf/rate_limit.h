@@ -135,7 +135,8 @@ static __always_inline int new_client_spend(__u64 *tat_ns, const struct config_v
 	interval = (NS_PER_TOKEN + pps - 1) / pps;
 	window = burst * interval;
 	tat = *(volatile __u64 *)tat_ns;
-#pragma unroll
+	/* A bounded loop (verifier, kernel >= 5.3), not unrolled: it is rare. */
+#pragma clang loop unroll(disable)
 	for (i = 0; i < NEW_CLIENT_CAS_TRIES; i++) {
 		t = tat > now ? tat : now;
 		if (t - now + interval > window)

@@ -64,6 +64,8 @@ class DatapathConfig:
     mode: str = "xdp"  # "xdp" | "off"
     rate_limit_pps: int = 50
     rate_limit_burst: int = 0  # 0: twice rate_limit_pps
+    new_client_pps: int = 200  # clients without a bucket, all MACs; 0: off
+    new_client_burst: int = 0  # 0: twice new_client_pps
 
 
 @dataclass(frozen=True, slots=True)

@@ -240,6 +240,11 @@ KEYS: tuple[Key, ...] = (
         "DHCP packets per second per client MAC, in the kernel; 0 = off"),
     Key("datapath/rate_limit_burst", integer(0, 1_000_000), 0,
         "token-bucket burst; 0 = twice rate_limit_pps"),
+    Key("datapath/new_client_pps", integer(0, 1_000_000), 200,
+        "clients the kernel has no rate-limit bucket for (unseen MACs) admitted per "
+        "second, all together, in the kernel; 0 = off"),
+    Key("datapath/new_client_burst", integer(0, 1_000_000), 0,
+        "new-client budget depth; 0 = twice new_client_pps"),
 )
 
 KEY_BY_PATH = {k.path: k for k in KEYS}

@@ -307,6 +307,8 @@ def load(root: str | os.PathLike[str] = DEFAULT_ROOT) -> Config:
         mode=r.get("datapath/mode"),
         rate_limit_pps=r.get("datapath/rate_limit_pps"),
         rate_limit_burst=r.get("datapath/rate_limit_burst"),
+        new_client_pps=r.get("datapath/new_client_pps"),
+        new_client_burst=r.get("datapath/new_client_burst"),
     )
     if r.problems:
         raise ConfigError(r.problems)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from appliance.config.model import DatapathConfig
 from appliance.datapath import plan
 from appliance.datapath.stats import Counters
+from appliance.ratelog import RateLimitedLog
 
 if TYPE_CHECKING:
     from appliance.datapath.loader import Program
@@ -56,6 +57,8 @@ class Datapath:
         self._rate_limit = rate_limit
         self._new_client = new_client
         self._closed = False
+        self._ratelog = RateLimitedLog(log)
+        self._drops_seen: dict[str, int] = {}
         if program is not None:
             switch = program.role_switch()
             self._switch = switch
@@ -156,6 +159,25 @@ class Datapath:
         """Kernel counters summed over CPUs ({} in mode "off", where the server's
         own counters are the only ones)."""
         return self._counters.read() if self._counters is not None else {}
+
+    def log_drops(self, counters: dict[str, int], now: float) -> None:
+        """Log (rate-limited, DP014/DP015) the kernel's refusals since the last call:
+        the XDP program cannot log, so the daemon calls this with each counters()
+        reading; `now` is monotonic seconds."""
+        for name, msg_id, what, key in (
+                ("dropped_new_client", "DP014", "from unseen clients: the new-client "
+                 "budget was empty", "new_client_pps"),
+                ("dropped_ratelimit", "DP015", "from clients over their own rate",
+                 "rate_limit_pps")):
+            value = counters.get(name, 0)
+            last = self._drops_seen.get(name)
+            self._drops_seen[name] = value
+            if last is not None and value > last:
+                pps = (self._new_client if key == "new_client_pps" else self._rate_limit)[0]
+                self._ratelog.warning(
+                    now, msg_id, "%s: %d DHCP frames %s, dropped in the kernel "
+                    "(datapath/%s %d; stats/%s)", self._interface, value - last, what, key,
+                    pps, name)
 
     @property
     def rate_limit(self) -> tuple[int, int]:

@@ -168,3 +168,45 @@ def test_pure_modules_and_mode_off_need_no_bcc():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_config_tree_reads_the_new_client_budget(tmp_path):
+    from appliance.config import tree as config_tree
+    from appliance.testing.trees import standalone_tree
+
+    cfg = config_tree.load(standalone_tree(tmp_path / "a"))
+    assert (cfg.datapath.new_client_pps, cfg.datapath.new_client_burst) == (200, 0)
+    etc = standalone_tree(tmp_path / "b", extra={"datapath/new_client_pps": "0",
+                                                  "datapath/new_client_burst": "30"})
+    cfg = config_tree.load(etc)
+    assert (cfg.datapath.new_client_pps, cfg.datapath.new_client_burst) == (0, 30)
+    etc = standalone_tree(tmp_path / "c", extra={"datapath/new_client_pps": "-1"})
+    with pytest.raises(config_tree.ConfigError, match="datapath/new_client_pps"):
+        config_tree.load(etc)
+
+
+def test_kernel_drops_are_logged_rate_limited(caplog):
+    """The program cannot log: the facade turns counter rises into DP014 / DP015 lines,
+    at most 5 a minute per id (then one 'suppressed' line)."""
+    from appliance.datapath import Datapath
+
+    caplog.set_level(logging.WARNING)
+    dp = Datapath.open("eth9", DatapathConfig(mode="off", rate_limit_pps=0,
+                                              new_client_pps=0))
+    caplog.clear()
+    dp.log_drops({"dropped_new_client": 7, "dropped_ratelimit": 3}, 0.0)
+    assert caplog.records == []  # the first reading is the baseline
+    dp.log_drops({"dropped_new_client": 7, "dropped_ratelimit": 3}, 1.0)
+    assert caplog.records == []  # nothing new
+    dp.log_drops({"dropped_new_client": 1007, "dropped_ratelimit": 5}, 2.0)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("DP014 eth9: 1000 DHCP frames from unseen clients") for m in lines)
+    assert any(m.startswith("DP015 eth9: 2 DHCP frames from clients over") for m in lines)
+    caplog.clear()
+    for i in range(10):
+        dp.log_drops({"dropped_new_client": 2000 + i, "dropped_ratelimit": 5}, 3.0 + i)
+    dp14 = [r.getMessage() for r in caplog.records if "DP014" in r.getMessage()]
+    assert len(dp14) == 5 and "suppressed" in dp14[-1]  # 4 more lines, then the notice
+    caplog.clear()
+    dp.log_drops({"dropped_new_client": 3000, "dropped_ratelimit": 5}, 100.0)
+    assert any(r.getMessage().startswith("DP014") for r in caplog.records)  # a new minute
