@@ -9,7 +9,8 @@ The pair shares VIP 192.0.2.1 (the server identifier) and has no sync/ folder, s
 device hands out its own range (A .100-.149, B .150-.199): the client's address says
 which device answered, and the Ethernet source of every OFFER/ACK captured on the
 client's side says it again. A standalone device (one per test) takes the rate-limit
-flood and the kill -9 / stale program cases.
+flood, the random-MAC flood against the new-client budget and the kill -9 / stale
+program cases.
 
 Every daemon is started once per scenario (bcc compiles for about 2 s) and stopped
 with SIGTERM (exit status 0 required) or kill -9 where that is the point.
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.config.tree import write_tree
 from appliance.testing.daemonfiles import CLI, DaemonFiles
 from appliance.testing.netns import Netns, Topology, inside, wait_for
 from appliance.testing.require import require_tools
@@ -359,16 +361,47 @@ def _discover_frame(mac: str) -> bytes:
                  / DHCP(options=[("message-type", "discover"), "end"]))
 
 
-class Flood(threading.Thread):
-    """`rate` DISCOVERs a second from one MAC for `seconds`, paced, through an AF_PACKET
-    socket opened in `ns`."""
+def _random_mac_frames(n: int, seed: int, decline_every: int = 3) -> list[bytes]:
+    """`n` frames from `n` distinct random MACs (Ethernet source = chaddr, as a
+    starvation tool sends them): DISCOVERs, every `decline_every`-th a DECLINE. One
+    scapy template per type with UDP checksum 0 ("none", RFC 768), MACs patched in."""
+    import random
 
-    def __init__(self, ns: Netns, mac: str, rate: int, seconds: float) -> None:
+    from scapy.layers.dhcp import BOOTP, DHCP
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+
+    def template(kind: str) -> bytes:
+        return bytes(Ether(src="02:00:00:00:00:00", dst="ff:ff:ff:ff:ff:ff")
+                     / IP(src="0.0.0.0", dst="255.255.255.255")
+                     / UDP(sport=68, dport=67, chksum=0)
+                     / BOOTP(xid=0x0F100D, chaddr=bytes(6))
+                     / DHCP(options=[("message-type", kind), "end"]))
+
+    kinds = (template("discover"), template("decline"))
+    chaddr = 14 + 20 + 8 + 28  # Ethernet, IPv4, UDP, BOOTP chaddr (RFC 2131 §2)
+    rng = random.Random(seed)
+    macs: dict[bytes, None] = {}
+    while len(macs) < n:
+        macs[b"\x02" + rng.getrandbits(40).to_bytes(5, "big")] = None
+    out = []
+    for i, mac in enumerate(macs):
+        raw = bytearray(kinds[i % decline_every == decline_every - 1])
+        raw[6:12] = raw[chaddr:chaddr + 6] = mac
+        out.append(bytes(raw))
+    return out
+
+
+class Flood(threading.Thread):
+    """`rate` frames a second for `seconds`, paced, through an AF_PACKET socket opened
+    in `ns`: `frames` in turn (one DISCOVER repeated, or one frame per random MAC)."""
+
+    def __init__(self, ns: Netns, frames: list[bytes], rate: int, seconds: float) -> None:
         super().__init__(daemon=True)
         with inside(ns):
             self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
             self.sock.bind(("eth0", 0))
-        self.frame = _discover_frame(mac)
+        self.frames = frames
         self.rate, self.total = rate, int(rate * seconds)
         self.sent, self.elapsed = 0, 0.0
         self.started = threading.Event()
@@ -377,7 +410,7 @@ class Flood(threading.Thread):
         try:
             start = time.monotonic()
             for i in range(self.total):
-                self.sock.send(self.frame)
+                self.sock.send(self.frames[i % len(self.frames)])
                 self.sent += 1
                 if i == 20:
                     self.started.set()
@@ -398,13 +431,15 @@ def test_flood_from_one_mac_is_limited_in_the_kernel(tmp_path: Path):
             "datapath/rate_limit_pps": str(pps), "datapath/rate_limit_burst": str(burst)})
         srv.start()
         try:
-            srv.wait(lambda: srv.is_("active"), "active (standalone)", START_TIMEOUT)
+            # attach_mode is written a moment after role and pid (one _publish).
+            srv.wait(lambda: srv.is_("active") and srv.value("datapath/attach_mode"),
+                     "active (standalone), datapath published", START_TIMEOUT)
             assert srv.value("datapath/attach_mode") in ("native", "generic")
             clients = Clients(t, lan, tmp_path / "clients")
             flooder, flood_mac, _ = clients.new("flooder")
             good, _, good_cap = clients.new("good")
 
-            flood = Flood(flooder, flood_mac, pps * factor, seconds)
+            flood = Flood(flooder, [_discover_frame(flood_mac)], pps * factor, seconds)
             flood.start()
             assert flood.started.wait(15)
             ud = Udhcpc(t, good, "eth0", tmp_path / "good-udhcpc").start()
@@ -432,6 +467,90 @@ def test_flood_from_one_mac_is_limited_in_the_kernel(tmp_path: Path):
                 + srv.stat("dropped_standby") + srv.stat("dropped_malformed")
             print(f"flood: {flood.sent} DISCOVERs in {flood.elapsed:.2f}s; server saw "
                   f"{discover}, XDP dropped {limited}")
+            srv.stop()
+        finally:
+            print(f"==== daemon log\n{srv.log_tail(60)}")
+
+
+def test_random_mac_flood_spends_the_new_client_budget_while_a_client_renews(
+        tmp_path: Path):
+    """A DISCOVER/DECLINE flood from random MACs (a new chaddr and Ethernet source in
+    every frame) meets the global new-client budget in the kernel: the server sees at
+    most burst + rate x elapsed of it, the rest is stats/dropped_new_client (DP014 in
+    the log). udhcpc, bound before the flood (so the kernel knows its MAC), renews
+    twice during it (SIGUSR1: busybox stretches leases under 30 s, so a short lease
+    would not renew in time) and keeps its address. Then a reload turns the budget
+    off and new MACs pass again."""
+    new_pps, new_burst, rate, seconds = 20, 20, 800, 8.0
+    with Topology("dpn") as t:
+        lan = t.lan()
+        srv = Device(t, lan, tmp_path, "srv", SOLO_IP, SOLO_MAC, extra={
+            "datapath/rate_limit_pps": "20", "datapath/rate_limit_burst": "20",
+            "datapath/new_client_pps": str(new_pps),
+            "datapath/new_client_burst": str(new_burst)})
+        srv.start()
+        try:
+            srv.wait(lambda: srv.is_("active") and srv.value("datapath/new_client_pps"),
+                     "active (standalone), datapath published", START_TIMEOUT)
+            assert srv.value("datapath/new_client_pps") == str(new_pps)
+            flooder = t.host("flooder")
+            t.attach(flooder, lan, "eth0", mac="02:f1:00:00:00:01")
+            good, _, good_cap = Clients(t, lan, tmp_path / "clients").new("good")
+            ud = Udhcpc(t, good, "eth0", tmp_path / "good-udhcpc").start()
+            ud.wait_event("bound", timeout=30)
+            address = lease_addr(t, good)
+            srv.wait_stat("ack", 1)
+            names = ("xdp_seen", "xdp_passed", "dropped_new_client", "dropped_ratelimit",
+                     "discover", "decline", "request", "dropped_malformed",
+                     "dropped_overload")
+            before = {k: srv.stat(k) for k in names}
+
+            flood = Flood(flooder, _random_mac_frames(int(rate * seconds), seed=11), rate,
+                          seconds)
+            flood.start()
+            assert flood.started.wait(15)
+            for n in (1, 2):
+                ud.renew()
+                ud.wait_event("renew", count=n, timeout=seconds)  # ACKed
+            during = flood.is_alive()
+            flood.join(seconds + 30)
+            assert not flood.is_alive()
+            assert during, "the renewals came after the flood ended: nothing was proven"
+            assert lease_addr(t, good) == address
+            assert address in {r["yiaddr"] for r in server_replies(good_cap)
+                               if r["type"] == "ack"}
+
+            # Every flood frame went through XDP, and the server has processed every
+            # frame XDP passed (received by type, or dropped as malformed / overload).
+            srv.wait_stat("xdp_seen", before["xdp_seen"] + flood.sent)
+            handled = ("discover", "decline", "request", "dropped_malformed",
+                       "dropped_overload")
+            srv.wait(lambda: sum(srv.stat(k) for k in handled) >= srv.stat("xdp_passed"),
+                     "server caught up with xdp_passed")
+            d = {k: srv.stat(k) - before[k] for k in names}
+            allowed = new_burst + new_pps * flood.elapsed
+            flood_passed = d["discover"] + d["decline"]  # the client only sent REQUESTs
+            assert new_burst <= flood_passed <= allowed + 1, (flood_passed, allowed)
+            assert d["dropped_new_client"] == flood.sent - flood_passed
+            assert d["xdp_seen"] == d["xdp_passed"] + d["dropped_new_client"] \
+                + d["dropped_ratelimit"]
+            assert "DP014" in srv.log_tail(400), "no log line for the kernel's drops"
+            print(f"flood: {flood.sent} frames from as many MACs in {flood.elapsed:.2f}s; "
+                  f"server saw {flood_passed} (allowed {allowed:.0f}), XDP dropped "
+                  f"{d['dropped_new_client']}; udhcpc renewed twice during it")
+
+            # Reload with the budget off: unseen MACs pass again, none is counted.
+            write_tree(srv.etc, {"datapath/new_client_pps": "0"})
+            r = t.run(srv.ns, [CLI, "reload", "--config", str(srv.etc)], timeout=60)
+            assert "datapath/new_client_pps" in r.stdout, r
+            srv.wait(lambda: srv.value("datapath/new_client_pps") == "0", "budget off")
+            seen, dropped = srv.stat("xdp_seen"), srv.stat("dropped_new_client")
+            passed = srv.stat("xdp_passed")
+            more = Flood(flooder, _random_mac_frames(100, seed=12), 1000, 0.1)
+            more.run()  # in this thread: 100 frames, 100 new MACs
+            srv.wait_stat("xdp_seen", seen + 100)
+            assert srv.stat("dropped_new_client") == dropped
+            assert srv.stat("xdp_passed") == passed + 100
             srv.stop()
         finally:
             print(f"==== daemon log\n{srv.log_tail(60)}")
