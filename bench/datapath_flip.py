@@ -1,6 +1,7 @@
 """Datapath benchmark: takeover latency and the per-packet cost of the XDP program.
 
-    sudo .venv/bin/python bench/datapath_flip.py [--flips 1000] [--frames 2000000] [--json]
+    sudo .venv/bin/python bench/datapath_flip.py [--flips 1000] [--frames 2000000]
+        [--baseline main] [--prog-cost-only] [--json]
 
 Builds its own two namespaces (nothing leaves them) and removes them at the end:
 
@@ -22,7 +23,10 @@ Figures:
    kernel receive timestamp of that datagram (SO_TIMESTAMPNS: it passed XDP and
    reached the socket layer) and to recvmsg() returning in this process.
 3. Program cost under BPF_PROG_TEST_RUN (kernel-measured ns per run, 1M repeats),
-   against the empty `return XDP_PASS` program.
+   against the empty `return XDP_PASS` program: per role, for a known client and a new
+   one (single runs over distinct MACs), with and without the new-client budget, and
+   for the flood's frame the empty budget refuses. `--baseline main` measures main's
+   bpf/ in the same run, alternating with this checkout's.
 4. Datapath cost with real frames: a DISCOVER flood dropped by the standby in XDP vs
    the same flood passed to a user-space socket whose reader drops it (what mode
    "off" does); and non-DHCP UDP with XDP on vs off, rounds alternated in one run.
@@ -40,6 +44,7 @@ import socket
 import statistics
 import struct
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -222,29 +227,136 @@ def takeover(b: Bench, flips: int) -> dict[str, float]:
 
 
 # -- 3. program cost under test run --------------------------------------------------------
-def prog_cost(b: Bench, repeat: int = 1_000_000) -> dict[str, float]:
-    prog = b.dp.program
-    assert prog is not None
+class CostProgram:
+    """One build of bpf/ loaded in this process with bcc (never attached), driven through
+    bcc's tables by field name, so an older build (--baseline, before the new-client
+    budget) runs the same rows as this checkout's."""
+
+    def __init__(self, bpf_dir: Path | None) -> None:
+        from appliance.datapath.compiler import compile_in_process
+
+        self.bpf, fn = compile_in_process(bpf_dir=bpf_dir)
+        self.fd = fn.fd
+        try:
+            self.budget = self.bpf[b"new_client"]
+        except KeyError:
+            self.budget = None  # a build from before the new-client budget
+
+    def set(self, active: bool, pps: int = 0, burst: int = 0, new_pps: int = 0,
+            new_burst: int = 0) -> None:
+        role, cfg = self.bpf[b"role"], self.bpf[b"config"]
+        role[role.Key(0)] = role.Leaf(int(active))
+        leaf = cfg.Leaf()
+        leaf.rate_limit_pps, leaf.rate_limit_burst = pps, burst
+        if self.budget is not None:
+            leaf.new_client_pps, leaf.new_client_burst = new_pps, new_burst
+            self.budget[self.budget.Key(0)] = self.budget.Leaf(0)  # full
+        cfg[cfg.Key(0)] = leaf
+        self.bpf[b"rate_limit"].clear()
+
+    def close(self) -> None:
+        self.bpf.cleanup()
+
+
+def distinct_discovers(n: int, seed: int = 1) -> list[bytes]:
+    """`n` DISCOVERs from `n` distinct MACs (Ethernet source = chaddr), patched into one
+    template whose UDP checksum is 0 ("none", RFC 768)."""
+    import random
+
+    template = bytes(Ether(src=CLIENT, dst="ff:ff:ff:ff:ff:ff")
+                     / IP(src="0.0.0.0", dst="255.255.255.255")
+                     / UDP(sport=68, dport=67, chksum=0)
+                     / BOOTP(chaddr=bytes.fromhex(CLIENT.replace(":", "")))
+                     / DHCP(options=[("message-type", "discover"), "end"]))
+    chaddr = 14 + 20 + 8 + 28
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        mac = b"\x02" + rng.getrandbits(40).to_bytes(5, "big")
+        raw = bytearray(template)
+        raw[6:12] = raw[chaddr:chaddr + 6] = mac
+        out.append(bytes(raw))
+    return out
+
+
+def prog_cost(bpf_dir: Path | None, repeat: int = 1_000_000,
+              singles: int = 20_000) -> dict[str, float | None]:
+    """ns per run. Rows with repeat: the kernel's mean over `repeat` runs of one frame,
+    best of 3. A new client exists only once per MAC, so its rows are single runs of
+    `singles` distinct MACs, each paired with a run of a known MAC (paired_extra): what
+    a new client costs on top of the known-client row."""
+    prog = CostProgram(bpf_dir)
     empty = load_pass()
-    out: dict[str, float] = {}
+    big = 4_000_000  # RATE_LIMIT_MAX_BURST: no limit is reached in these rows
+    out: dict[str, float | None] = {}
+
+    def best(fd: int, frame: bytes) -> float:
+        return min(run(fd, frame, repeat=repeat).duration_ns for _ in range(3))
+
     try:
-        out["empty XDP_PASS program"] = min(
-            run(empty, OTHER_UDP, repeat=repeat).duration_ns for _ in range(3))
-        for name, frame, active, pps in (
-                ("ARP", ARP_REQ, False, 0),
-                ("UDP to 9999 (not DHCP)", OTHER_UDP, False, 0),
-                ("DISCOVER, standby (drop)", DISCOVER, False, 0),
-                ("DISCOVER, active (pass)", DISCOVER, True, 0),
-                ("DISCOVER, active, rate limit on", DISCOVER, True, 1_000_000)):
-            b.dp.set_rate_limit(pps, 4_000_000 if pps else 0)
-            b.dp.set_role(active)
-            out[name] = min(run(prog.fd, frame, repeat=repeat).duration_ns for _ in range(3))
+        out["empty XDP_PASS program"] = best(empty, OTHER_UDP)
+        for name, frame, active, limits in (
+                ("ARP", ARP_REQ, False, (0, 0, 0, 0)),
+                ("UDP to 9999 (not DHCP)", OTHER_UDP, False, (0, 0, 0, 0)),
+                ("DISCOVER, standby (drop)", DISCOVER, False, (0, 0, 0, 0)),
+                ("DISCOVER, active, limits off", DISCOVER, True, (0, 0, 0, 0)),
+                ("known client, rate limit on", DISCOVER, True, (1_000_000, big, 0, 0)),
+                ("known client, rate limit + budget on", DISCOVER, True,
+                 (1_000_000, big, 1_000_000, big))):
+            if limits[2] and prog.budget is None:
+                out[name] = None
+                continue
+            prog.set(active, *limits)
+            out[name] = best(prog.fd, frame)
+        # New clients: one run per MAC. Budget deep enough to admit all of them.
+        frames = distinct_discovers(singles)
+        for what, limits in (("rate limit on", (1_000_000, big, 0, 0)),
+                             ("rate limit + budget on", (1_000_000, big, 1_000_000, big))):
+            row = f"new client, {what} (over known)"
+            if limits[2] and prog.budget is None:
+                out[row] = None
+                continue
+            prog.set(True, *limits)
+            run(prog.fd, DISCOVER)  # CLIENT is known from here on
+            out[row] = paired_extra(prog.fd, frames, DISCOVER)
+        # The flood's frame: unknown MAC, budget empty (1/s, spent by another MAC).
+        if prog.budget is None:
+            out["new client refused, budget empty"] = None
+        else:
+            prog.set(True, 1_000_000, big, 1, 1)
+            run(prog.fd, frames[0])
+            out["new client refused, budget empty"] = best(prog.fd, frames[1])
     finally:
         os.close(empty)
-        b.dp.set_role(False)
-        b.dp.set_rate_limit(0, 0)
-        prog.clear_buckets()
+        prog.close()
     return out
+
+
+def paired_extra(fd: int, new: list[bytes], known: bytes) -> float:
+    """Median of (run of a new MAC's frame - run of a known MAC's frame), interleaved one
+    to one. A single test run carries about 400 ns of harness and drifts with the load of
+    a shared box; pairing cancels both, leaving what a new client costs over a known one
+    (bucket lookup miss, budget, bucket insert, cold memory)."""
+    diffs = []
+    for frame in new:
+        a = run(fd, frame).duration_ns
+        b = run(fd, known).duration_ns
+        diffs.append(a - b)
+    return statistics.median(diffs)
+
+
+def baseline_dir(ref: str, tmp: Path) -> Path:
+    """bpf/ as it is at git `ref` (e.g. main), extracted under `tmp`."""
+    import io
+    import subprocess
+    import tarfile
+
+    repo = Path(__file__).resolve().parents[1]
+    tar = subprocess.run(["git", "-C", str(repo), "archive", ref, "bpf"], check=True,
+                         capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        t.extractall(tmp)  # our own repository's archive
+    return tmp / "bpf"
 
 
 # -- 4. datapath cost with real frames -------------------------------------------------------
@@ -337,6 +449,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--flips", type=int, default=1000)
     ap.add_argument("--frames", type=int, default=2_000_000)
+    ap.add_argument("--baseline", metavar="GITREF",
+                    help="also measure the program cost of bpf/ at this ref (e.g. main)")
+    ap.add_argument("--prog-cost-only", action="store_true",
+                    help="only the BPF_PROG_TEST_RUN section (no namespaces, no traffic)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -344,21 +460,34 @@ def main() -> int:
         return 2
     logging.basicConfig(level=logging.WARNING)
     results: dict[str, object] = {"loadavg_before": os.getloadavg()[0]}
-    with Topology("bn") as t:
-        srv, cli = t.host("srv"), t.host("cli")
-        t.veth(srv, "eth1", cli, "eth0")
-        t.addr(srv, "eth1", f"{SRV_IP}/24")
-        t.addr(cli, "eth0", f"{CLI_IP}/24")
-        b = Bench(t, srv, cli)
-        try:
-            results["attach_mode"] = b.dp.attach_mode
-            results["map_update"] = map_update(b)
-            results["takeover"] = takeover(b, args.flips)
-            results["prog_cost_ns"] = prog_cost(b)
-            results["dhcp_flood"] = dhcp_flood(b, args.frames)
-            results["non_dhcp"] = non_dhcp_cost(b, args.frames // 2)
-        finally:
-            b.close()
+    if not args.prog_cost_only:
+        with Topology("bn") as t:
+            srv, cli = t.host("srv"), t.host("cli")
+            t.veth(srv, "eth1", cli, "eth0")
+            t.addr(srv, "eth1", f"{SRV_IP}/24")
+            t.addr(cli, "eth0", f"{CLI_IP}/24")
+            b = Bench(t, srv, cli)
+            try:
+                results["attach_mode"] = b.dp.attach_mode
+                results["map_update"] = map_update(b)
+                results["takeover"] = takeover(b, args.flips)
+                results["dhcp_flood"] = dhcp_flood(b, args.frames)
+                results["non_dhcp"] = non_dhcp_cost(b, args.frames // 2)
+            finally:
+                b.close()
+    # The two builds alternate, twice, so load on the shared box hits both alike.
+    costs: dict[str, list[dict[str, float | None]]] = {"this checkout": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        base = baseline_dir(args.baseline, Path(tmp)) if args.baseline else None
+        if base is not None:
+            costs[args.baseline] = []
+        for _ in range(2):
+            costs["this checkout"].append(prog_cost(None))
+            if base is not None:
+                costs[args.baseline].append(prog_cost(base))
+    results["prog_cost_ns"] = {
+        build: {row: (None if runs[0][row] is None else min(r[row] for r in runs))  # type: ignore[type-var]
+                for row in runs[0]} for build, runs in costs.items()}
     results["loadavg_after"] = os.getloadavg()[0]
     if args.json:
         print(json.dumps(results, indent=2))
@@ -367,7 +496,33 @@ def main() -> int:
     return 0
 
 
+def print_prog_cost(pc: dict[str, dict[str, float | None]]) -> None:
+    builds = list(pc)
+    print("Program cost under BPF_PROG_TEST_RUN (ns per run, harness included; "
+          "+ over the empty program)")
+    print(f"  {'':48s}" + "".join(f"{b:>22s}" for b in builds))
+    base = {b: pc[b]["empty XDP_PASS program"] for b in builds}
+    for row in pc[builds[0]]:
+        cells = []
+        for b in builds:
+            ns = pc[b].get(row)
+            if ns is None:
+                cells.append(f"{'-':>22s}")
+            elif row.startswith("empty") or "(over known)" in row:
+                cells.append(f"{ns:>12.0f} ns{'':7s}")
+            else:
+                cells.append(f"{ns:>12.0f} ns (+{ns - base[b]:>3.0f})")
+        print(f"  {row:48s}" + "".join(cells))
+
+
 def print_table(r: dict) -> None:
+    if "map_update" not in r:
+        print(f"dhcp-hotbackup datapath benchmark (program cost only): {os.cpu_count()} CPUs, "
+              f"kernel {os.uname().release}, load average {r['loadavg_before']:.2f} before / "
+              f"{r['loadavg_after']:.2f} after")
+        print()
+        print_prog_cost(r["prog_cost_ns"])
+        return
     mu, tk = r["map_update"], r["takeover"]
     pc, fl, nd = r["prog_cost_ns"], r["dhcp_flood"], r["non_dhcp"]
     print(f"dhcp-hotbackup datapath benchmark: veth, {r['attach_mode']} XDP, "
@@ -385,11 +540,7 @@ def print_table(r: dict) -> None:
     print(f"{'  set_role(True) -> recvmsg() returns':48s}{tk['user_p50_us']:7.1f} us"
           f"{tk['user_p99_us']:7.1f} us  max {tk['user_max_us']:.1f} us")
     print()
-    print("Program cost under BPF_PROG_TEST_RUN (ns per run, harness included)")
-    base = pc["empty XDP_PASS program"]
-    for name, ns in pc.items():
-        extra = "" if name.startswith("empty") else f"  (+{ns - base:.0f} over empty)"
-        print(f"  {name:40s}{ns:6.0f} ns{extra}")
+    print_prog_cost(pc)
     print()
     ratio_read = fl["xdp_drop_pps"] / max(fl["userspace_read_pps"], 1)
     ratio_kernel = fl["xdp_drop_pps"] / fl["userspace_kernel_pps"]
