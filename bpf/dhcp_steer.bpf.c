@@ -5,8 +5,9 @@
  * This file contains the program attached to client/interface and the map
  * glue it needs. It is kept thin: parse (parse.h), look up the role and the
  * client's token bucket or else spend the new-client budget (rate_limit.h),
- * count (maps.h `stats`), return a verdict. Map accesses live here because bcc rewrites `map.lookup()` only
- * in the main source file; the headers hold the logic.
+ * count (maps.h `stats`), return a verdict. Map accesses live here because
+ * bcc rewrites `map.lookup()` only in the main source file; the headers hold
+ * the logic.
  *
  *  - not IPv4 / UDP / port 67 (ARP, VRRP, ICMP, TCP, other UDP, ...): XDP_PASS
  *    untouched and uncounted;

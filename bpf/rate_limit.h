@@ -31,7 +31,7 @@
  *    verifier refuses the program), no helper may run under the lock, and
  *    user space needs BPF_F_LOCK to read it consistently;
  *  - one 64-bit word updated with compare-and-swap (chosen): GCRA, the
- *    virtual-scheduling form of the token bucket (ITU-T I.371 annex A), keeps
+ *    virtual-scheduling form of the token bucket (ITU-T I.371), keeps
  *    its whole state in one number, the theoretical arrival time (TAT) of the
  *    next new client. bcc 0.26 / LLVM 14 emit BPF_CMPXCHG for
  *    __sync_val_compare_and_swap (BPF atomics, kernel >= 5.12). No lock, no
