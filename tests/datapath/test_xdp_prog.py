@@ -24,6 +24,7 @@ from scapy.packet import Packet
 
 from appliance.datapath import layout, plan
 from appliance.testing.netns import wait_for
+from appliance.testing.require import missing
 from appliance.testing.xdp_run import ETH_HLEN, Verdict
 
 pytestmark = pytest.mark.bpf
@@ -362,7 +363,7 @@ def test_budget_holds_with_two_cpus_at_once(fresh):
     compare-and-swap is argued in bpf/rate_limit.h."""
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
-        pytest.skip("needs two CPUs")
+        missing("one CPU only: the shared budget needs two to be tested")
     pps, burst, per_thread = 1, 3000, 6000
     fresh.set_state(True, pps=1000, burst=1000, new_pps=pps, new_burst=burst)
     frames = f.flood(f.random_macs(2 * per_thread, seed=5))
