@@ -76,9 +76,12 @@ def _requirements() -> None:
 _MSG = {2: "offer", 5: "ack", 6: "nak"}
 
 
-def replies(cap: Capture, after_wall: float = 0.0) -> list[dict]:
-    """DHCP replies captured in a client's namespace after `after_wall` (epoch): time,
-    Ethernet source, type, server identifier, yiaddr."""
+def replies(cap: Capture, after_wall: float = 0.0, chaddr: str | None = None) -> list[dict]:
+    """DHCP replies captured in a client's namespace after `after_wall` (epoch) for the
+    client `chaddr` (a bridge that lost its FDB in a link flap floods other clients'
+    unicast replies to every port): time, Ethernet source, type, server identifier,
+    yiaddr."""
+    want = bytes.fromhex(chaddr.replace(":", "")) if chaddr else None
     from scapy.layers.dhcp import BOOTP, DHCP
     from scapy.layers.inet import UDP
     from scapy.layers.l2 import Ether
@@ -88,6 +91,8 @@ def replies(cap: Capture, after_wall: float = 0.0) -> list[dict]:
         if not (UDP in p and p[UDP].sport == 67 and BOOTP in p and p[BOOTP].op == 2):
             continue
         if float(p.time) <= after_wall:
+            continue
+        if want is not None and bytes(p[BOOTP].chaddr)[:6] != want:
             continue
         opts = {o[0]: o[1] for o in p[DHCP].options if isinstance(o, tuple)} \
             if DHCP in p else {}
@@ -105,6 +110,9 @@ class Client:
         self.name, self.ns, self.mac, self.proc, self.cap = name, ns, mac, proc, cap
         self.relay_mac = relay_mac  # a relayed client's replies come from its router
         self.address = ""
+
+    def replies(self, after_wall: float = 0.0) -> list[dict]:
+        return replies(self.cap, after_wall, self.mac)
 
     def source(self, device_mac: str) -> str:
         """The Ethernet source this client sees on a reply from that device."""
@@ -135,8 +143,8 @@ class Client:
         self.renew_now()
         self.proc.wait_event(self.renew_event(), n + 1, timeout=timeout)
         # tcpdump hands packets over in blocks (up to a second late).
-        got = wait_for(lambda: [r for r in replies(self.cap, after_wall) if r["type"] == "ack"]
-                       and replies(self.cap, after_wall), 10,
+        got = wait_for(lambda: [r for r in self.replies(after_wall) if r["type"] == "ack"]
+                       and self.replies(after_wall), 10,
                        what=f"{self.name}: an ACK captured")
         assert all(r["type"] == "ack" for r in got), f"{self.name}: {got}"
         return got[-1]
@@ -151,7 +159,7 @@ class Client:
                  if e and e[0] in ("bound", "renew", "BOUND", "RENEW", "REBOOT", "REBIND")}
         if len(addrs) > 1:
             out.append(f"{self.name}: addresses changed: {sorted(addrs)}")
-        naks = [r for r in replies(self.cap) if r["type"] == "nak"]
+        naks = [r for r in self.replies() if r["type"] == "nak"]
         if naks:
             out.append(f"{self.name}: NAKs captured: {naks}")
         return out
@@ -243,8 +251,8 @@ class TestScenario:
         ha, w = world.ha, world
         settle(w, ha.a)
         for c in w.clients:
-            rs = wait_for(lambda c=c: [r for r in replies(c.cap) if r["type"] == "ack"]
-                          and replies(c.cap), 10, what=f"{c.name}: its ACK captured")
+            rs = wait_for(lambda c=c: [r for r in c.replies() if r["type"] == "ack"]
+                          and c.replies(), 10, what=f"{c.name}: its ACK captured")
             assert rs and all(r["src"] == c.source(A_MAC) and r["server_id"] == VIP
                               for r in rs), f"{c.name}: replies not all from A, VIP: {rs}"
         dh, ud, rel = w.clients
