@@ -471,11 +471,12 @@ def read_store(state_dir: str | os.PathLike[str], origin: str = "",
     """The durable state, read-only (no lock, nothing cut), rebuilt exactly as the daemon
     rebuilds it at start (a client moved to a new address frees its old one; bad bytes
     are passed over the same way), so `dhcp-hotbackup leases` shows what the daemon
-    holds, whether or not it runs. Files with bad bytes are added to `damage`."""
+    holds, whether or not it runs. Damaged files are added to `damage`."""
     d = Path(state_dir)
     table = LeaseTable(origin)
     for name in _FILES:
         scan = scan_records(d / name, table.load)
-        if damage is not None and scan.bad_bytes:
+        # As replay() sees it; the live journal's tail may be a write in progress.
+        if damage is not None and (scan.damaged or (scan.tail and name != "leases.journal")):
             damage.append(scan)
     return table.by_ip
