@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from appliance.testing.daemonfiles import REPO
-from appliance.testing.netns import Topology
+from appliance.testing.netns import Topology, wait_for
 from lab.hapair import LOAD_RELAY, VIP, HaPair
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
@@ -190,3 +190,58 @@ def test_failing_disk_hands_over_and_acks_nothing_undurable(tmp_path: Path):
         print(f"failing disk: {ha.a.stat('dropped_store_failed')} replies withheld by A, "
               f"B served {ha.b.stat('ack')} ACKs; load {summary}")
         ha.stop()
+
+
+def test_standalone_keeps_trying_and_acks_only_what_is_durable(tmp_path: Path):
+    """No peer to hand over to: the device stays active, withholds every reply it cannot
+    make durable, and serves again as soon as the disk takes writes."""
+    from appliance.testing.daemonfiles import CLI, runtime_stat, runtime_value
+    from appliance.testing.trees import standalone_tree
+    from lab.loadnet import LOAD_POOL, server_and_relay
+
+    etc = standalone_tree(tmp_path, extra=LOAD_POOL)
+    run, state = tmp_path / "run", tmp_path / "state"
+    with Topology("dsa") as t:
+        srv, rel = server_and_relay(t)
+        fs = t.loopfs(state, size_mb=32)
+        with open(tmp_path / "daemon.log", "ab") as log:
+            daemon = t.popen(srv, [CLI, "run", "--config", str(etc)], stdout=log,
+                             stderr=subprocess.STDOUT)
+
+        def value(rel_path: str) -> str | None:
+            assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()
+            return runtime_value(run, rel_path)
+
+        wait_for(lambda: value("role") == "active", 30, what="daemon active")
+
+        def load(name: str, *args: object) -> tuple[dict[str, str], dict]:
+            out = tmp_path / f"{name}.json"
+            r = t.run(rel, [sys.executable, "-m", "lab.dhcpload", "--relay", "198.18.0.1",
+                            "--server", "192.0.2.2", "--out", str(out), *map(str, args)],
+                      timeout=120, cwd=str(REPO))
+            return json.loads(out.read_text())["acks"], json.loads(r.stdout.splitlines()[-1])
+
+        before, _ = load("before", "--clients", 300)
+        assert len(before) == 300
+        filler = fill(fs)
+        during, _ = load("during", "--clients", 200, "--seed", 5, "--timeout", 0.3,
+                         "--retries", 2)
+        wait_for(lambda: value("store/state") == "failed", 10, what="store failed")
+        assert value("role") == "active"  # nobody to hand over to
+        wait_for(lambda: runtime_stat(run, "dropped_store_failed") > 0, 10, what="withheld")
+        assert len(during) < 200  # most were not answered: their leases could not be written
+        for p in filler:
+            p.unlink()
+        wait_for(lambda: value("store/state") == "ok", 30, what="store ok again")
+        after, summary = load("after", "--clients", 200, "--seed", 6)
+        assert len(after) == 200, summary
+        assert t.stop(daemon, timeout=30) == 0, (tmp_path / "daemon.log").read_text()
+        store = {x["mac"]: x["ip"] for x in json.loads(subprocess.run(
+            [CLI, "leases", "--json", "--config", str(etc)], capture_output=True, text=True,
+            check=True).stdout)}
+        acked = {**before, **during, **after}
+        lost = {m: ip for m, ip in acked.items() if store.get(m) != ip}
+        assert not lost, f"{len(lost)} ACKed leases not in the store: {list(lost.items())[:5]}"
+        assert len(set(acked.values())) == len(acked)
+        print(f"standalone disk full: {len(during)} of 200 ACKed while filling, "
+              f"{runtime_stat(run, 'dropped_store_failed')} replies withheld")
