@@ -226,6 +226,7 @@ class Daemon:
         self.store_error: str | None = None
         self.store_damage = ""
         self.store_damage_pending = False  # waiting for the peer's snapshot after damage
+        self._store_task: asyncio.Task[None] | None = None
         self._store_job: asyncio.Future[None] | None = None
         self._link_closing: asyncio.Task[None] | None = None
         self._link_task: asyncio.Task[None] | None = None
@@ -336,7 +337,7 @@ class Daemon:
         finally:
             log.info("D003 stopping")
             self._notify("STOPPING=1")
-            for t in (*tasks, self._link_task):
+            for t in (*tasks, self._link_task, self._store_task):
                 if t is not None:
                     t.cancel()
             # Standby first (no more answers), then priority 0 so the peer takes over
@@ -578,7 +579,7 @@ class Daemon:
                 # sync/ack_timeout_ms, serving alone). OFFERs and NAKs need not wait.
                 parked = [r for r in replies if r[0].commit is not None]
                 self._send([r for r in replies if r[0].commit is None])
-                waiter.add_done_callback(lambda _f, r=parked: self._send(r))
+                waiter.add_done_callback(lambda f, r=parked: self._send_parked(f, r))
                 return
         self._send(replies)
 
@@ -614,6 +615,16 @@ class Daemon:
             self._store_failed(e)
             return False
         return True
+
+    def _send_parked(self, acked: asyncio.Future[bool], replies: list) -> None:
+        """`sync` mode: the peer confirmed (True) or did not (False: timeout, link gone).
+        Unconfirmed ACKs go out alone, as usual, unless our store failed meanwhile: then
+        the peer serves our clients next and may not hold those leases, so they are
+        withheld and the clients ask the peer."""
+        if self.store_error is not None and not acked.result():
+            self._withhold(replies)
+            return
+        self._send(replies)
 
     def _withhold(self, replies: list) -> None:
         """A batch whose leases are not durable: none of its replies leaves. The clients
@@ -697,7 +708,7 @@ class Daemon:
                     self.cursor_file.reset()
                 else:
                     self.cursor_file.store(*self.cursor_file.load())
-        except OSError as e:
+        except Exception as e:  # OSError: the disk still fails; anything else: logged too
             self._store_job = None
             self._ratelog.warning(self.clock.mono(), "D063", "lease store still failing: %s",
                                   e)
@@ -767,8 +778,10 @@ class Daemon:
                         self.journal.compact(list(self.table.leases()))
                     except OSError as e:
                         self._store_failed(e)
-            else:
-                await self._store_retry()
+            elif self._store_task is None or self._store_task.done():
+                # Not awaited: a rebuild of a big table, or a disk that hangs, must not
+                # hold up the runtime tree and the watchdog.
+                self._store_task = asyncio.create_task(self._store_retry(), name="store-retry")
             self._publish()
             mono = self.clock.mono()
             if wd and mono - last_wd >= wd:

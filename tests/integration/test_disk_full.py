@@ -25,6 +25,7 @@ import struct
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,17 @@ def _load(ha: HaPair, out: Path, *args: object) -> subprocess.Popen[bytes]:
                       stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
 
 
+def _logged_at(log: str, marker: str) -> float:
+    """The wall-clock time of the first log line containing `marker` (asctime, ms)."""
+    line = next(x for x in log.splitlines() if marker in x)
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def _takeover_ms(ha: HaPair) -> float:
+    """A's store failure (D060) to B's transition to master, in ms."""
+    return (ha.b.transition()["time"] - _logged_at(ha.a.log_text(), "D060")) * 1000
+
+
 def _acks(p: subprocess.Popen[bytes], out: Path) -> tuple[dict[str, str], dict]:
     assert p.wait(120) == 0, out.with_suffix(".log").read_text()
     res = json.loads(out.read_text())
@@ -108,6 +120,7 @@ def test_disk_full_hands_over_then_comes_back(tmp_path: Path):
         # B took over on A's notice (or on its priority-1 advert, whichever came first).
         assert ha.b.transition().get("reason") in ("peer_down", "preempt")
         assert "the peer's lease store failed" in ha.b.log_text()
+        took_ms = _takeover_ms(ha)
         ha.b.wait(lambda: ha.b.stat("ack") >= 200, "B serves: 200 ACKs", 30)
         withheld = ha.a.wait(lambda: ha.a.stat("dropped_store_failed"), "withheld", 5)
         acked, summary = _acks(load, first)
@@ -126,9 +139,9 @@ def test_disk_full_hands_over_then_comes_back(tmp_path: Path):
         for p in filler:
             p.unlink()
         ha.a.wait(lambda: ha.a.value("store/state") == "ok", "store ok again", 30)
-        t_ok = time.monotonic()
         ha.steady(ha.a, START_TIMEOUT)  # synced from B, then preempted
         assert ha.a.transition().get("reason") == "preempt", ha.a.transition()
+        back_s = ha.a.transition()["time"] - _logged_at(ha.a.log_text(), "D061")
         run = ha.a.log_text()
         recovered = run.find("D061 lease store writes again")
         synced = run.find("D040 sync connected", recovered)
@@ -149,9 +162,10 @@ def test_disk_full_hands_over_then_comes_back(tmp_path: Path):
                 f"{list(lost.items())[:5]}"
         assert not set(more.values()) & set(acked.values())
         print(f"disk full: A failed {(t_failed - t_fill) * 1000:.0f} ms after the fill "
-              f"({acked_by_a} ACKs before, {withheld} replies withheld), B took over "
-              f"({ha.b.stat('ack')} ACKs); A back {time.monotonic() - t_ok:.2f} s after "
-              f"its store: {ha.a.stat('store_recoveries')} recovery; load {summary}")
+              f"({acked_by_a} ACKs before, {withheld} replies withheld), B master "
+              f"{took_ms:.1f} ms after A's D060 ({ha.b.stat('ack')} ACKs); A back "
+              f"{back_s * 1000:.0f} ms after its store was back (D061 to preempt): "
+              f"{ha.a.stat('store_recoveries')} recovery; load {summary}")
         ha.stop()
 
 
@@ -179,6 +193,7 @@ def test_failing_disk_hands_over_and_acks_nothing_undurable(tmp_path: Path):
         ha.b.wait(lambda: ha.b.is_("active", "master"), "B active", 5)
         assert ha.a.is_("standby") and ha.a.value("vrrp/priority") == "1"
         assert "Input/output error" in (ha.a.value("store/error") or "")
+        took_ms = _takeover_ms(ha)
         acked, summary = _acks(load, out)
         assert len(acked) >= 600, summary
         on_b = ha.b.bindings()
@@ -187,8 +202,9 @@ def test_failing_disk_hands_over_and_acks_nothing_undurable(tmp_path: Path):
         # The disk does not come back: A keeps probing and stays out of the way.
         ha.a.wait(lambda: "D063 lease store still failing" in ha.a.log_text(), "probe", 10)
         assert ha.a.value("store/state") == "failed" and ha.a.is_("standby", "backup")
-        print(f"failing disk: {ha.a.stat('dropped_store_failed')} replies withheld by A, "
-              f"B served {ha.b.stat('ack')} ACKs; load {summary}")
+        print(f"failing disk: B master {took_ms:.1f} ms after A's D060, "
+              f"{ha.a.stat('dropped_store_failed')} replies withheld by A, B served "
+              f"{ha.b.stat('ack')} ACKs; load {summary}")
         ha.stop()
 
 
