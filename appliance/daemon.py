@@ -746,8 +746,8 @@ class Daemon:
         pair = self.cfg.sync is not None
         log.error("D067 lease store damaged: %s; %d leases recovered; %s", what,
                   len(self.table), "a full snapshot is pulled from the peer before this "
-                  "device may serve" if pair else "standalone: serving what was recovered "
-                  "(addresses of the lost records may be handed out again)")
+                  "device may serve" if pair else "no sync/ peer to rebuild from: serving what "
+                  "was recovered (addresses of the lost records may be handed out again)")
         self.store_damage = what + ("; waiting for the peer's snapshot" if pair else "")
         try:
             if pair:

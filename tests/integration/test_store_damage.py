@@ -30,7 +30,7 @@ from appliance.testing.daemonfiles import CLI, REPO
 from appliance.testing.netns import Topology, wait_for
 from lab.hapair import LOAD_RELAY, VIP, HaPair
 
-pytestmark = [pytest.mark.netns]
+pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 SESSIONS = 40
 START_TIMEOUT = 90
@@ -138,3 +138,54 @@ def test_flipped_byte_then_every_session_back_from_the_peer(tmp_path: Path, targ
         for d in ha.devices:
             d.bindings()
         ha.stop()
+
+
+def test_standalone_serves_what_it_recovered(tmp_path: Path):
+    """No peer to pull from: the device says so (D067, store/damage), keeps the damaged
+    file aside and serves the sessions it could read."""
+    from appliance.testing.daemonfiles import runtime_value
+    from appliance.testing.trees import standalone_tree
+    from lab.loadnet import LOAD_POOL, server_and_relay
+
+    etc = standalone_tree(tmp_path, extra=LOAD_POOL)
+    run, state, log = tmp_path / "run", tmp_path / "state", tmp_path / "daemon.log"
+    with Topology("sds") as t:
+        srv, rel = server_and_relay(t)
+
+        def start():
+            with open(log, "ab") as f:
+                p = t.popen(srv, [CLI, "run", "--config", str(etc)], stdout=f,
+                            stderr=subprocess.STDOUT)
+            wait_for(lambda: p.poll() is None and runtime_value(run, "pid") == str(p.pid)
+                     and runtime_value(run, "role") == "active", 30, what="daemon active")
+            return p
+
+        def load(name: str, *args: str) -> dict[str, str]:
+            out = tmp_path / f"{name}.json"
+            t.run(rel, [sys.executable, "-m", "lab.dhcpload", "--relay", "198.18.0.1",
+                        "--server", "192.0.2.2", "--out", str(out), *args],
+                  timeout=120, cwd=str(REPO))
+            return json.loads(out.read_text())["acks"]
+
+        daemon = start()
+        acked = load("first", "--clients", str(SESSIONS))
+        assert len(acked) == SESSIONS
+        assert t.stop(daemon, timeout=30) == 0
+        path = state / "leases.journal"
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+        recovered = _bound(state)
+        assert len(recovered) == SESSIONS - 1
+
+        daemon = start()
+        text = log.read_text()
+        assert "D067 lease store damaged" in text and "serving what was recovered" in text
+        assert "damaged-" in (runtime_value(run, "store/damage") or "")
+        assert len(list(state.glob("leases.journal.damaged-*"))) == 1
+        assert _bound(state) == recovered  # rewritten from what was read
+        # It serves: the survivors keep their addresses.
+        renew = tmp_path / "renew.json"
+        renew.write_text(json.dumps({"acks": recovered}))
+        assert load("renewed", "--renew", str(renew)) == recovered
+        assert t.stop(daemon, timeout=30) == 0
