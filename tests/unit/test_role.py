@@ -10,8 +10,8 @@ from appliance.role import STORE_FAILED_PRIORITY, Role, decide
 
 
 @pytest.mark.parametrize(("vrrp", "link", "store"),
-                         itertools.product(["initialize", "backup", "master", None],
-                                           [True, False], [True, False]))
+                         list(itertools.product(["initialize", "backup", "master", None],
+                                                [True, False], [True, False])))
 def test_matrix(vrrp, link, store) -> None:
     # Standalone: always active (a failed store withholds replies, it does not hand over).
     assert decide(True, vrrp, link, store) is Role.ACTIVE
