@@ -181,7 +181,8 @@ def test_standalone_serves_what_it_recovered(tmp_path: Path):
         daemon = start()
         text = log.read_text()
         assert "D067 lease store damaged" in text and "serving what was recovered" in text
-        assert "damaged-" in (runtime_value(run, "store/damage") or "")
+        wait_for(lambda: "damaged-" in (runtime_value(run, "store/damage") or ""), 10,
+                 what="store/damage names the file kept aside")
         assert len(list(state.glob("leases.journal.damaged-*"))) == 1
         assert _bound(state) == recovered  # rewritten from what was read
         # It serves: the survivors keep their addresses.
