@@ -158,6 +158,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     if "datapath/attach_mode" in run:
         print(f"  datapath  {g('datapath/attach_mode')}")
     print(f"  leases    {g('leases/active', '0')} active")
+    if "store/state" in run:
+        err = g("store/error")
+        print(f"  store     {g('store/state')}" + (f"  {err}" if err else ""))
+        if g("store/damage"):
+            print(f"  DAMAGE    {g('store/damage')}")
     stats = {k[6:]: v for k, v in run.items() if k.startswith("stats/")}
     # DHCP counters always; the sync, VRRP and XDP ones when they are not zero (all of
     # them are in `status --json` and under stats/ in the runtime tree).
@@ -214,7 +219,12 @@ def cmd_leases(args: argparse.Namespace) -> int:
 
     cfg = _load(args.config)
     now = time.time()
-    leases = sorted(read_store(cfg.node.state_dir).values(), key=lambda x: x.ip)
+    damage: list = []
+    leases = sorted(read_store(cfg.node.state_dir, damage=damage).values(),
+                    key=lambda x: x.ip)
+    for scan in damage:  # read through, as the daemon does at start (journal.py)
+        print(f"dhcp-hotbackup: warning: {cfg.node.state_dir}: {scan.describe()} damaged; "
+              "the records in those bytes are not shown", file=sys.stderr)
     if not args.all:
         leases = [x for x in leases if x.state == LeaseState.BOUND and x.expires > now]
     if args.json:

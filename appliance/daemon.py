@@ -36,7 +36,7 @@ from appliance.leases.pool import Pools
 from appliance.leases.syncstate import CursorFile, load_epoch
 from appliance.leases.table import LeaseTable
 from appliance.ratelog import RateLimitedLog
-from appliance.role import Role, decide
+from appliance.role import STORE_FAILED_PRIORITY, Role, decide
 from appliance.runtime.tree import RuntimeTree
 from appliance.sync.changelog import Cursor, RingLog
 from appliance.sync.frames import NoticeCode
@@ -70,6 +70,9 @@ STAT_NAMES = (
     "discover", "offer", "request", "ack", "nak", "release", "decline", "inform",
     "dropped_malformed", "dropped_standby", "dropped_ratelimit", "dropped_overload",
     "dropped_pool_exhausted", "send_errors",
+    # The lease store (docs/operations.md): replies withheld because their lease could
+    # not be made durable; write/fdatasync failures; recoveries; damaged files found.
+    "dropped_store_failed", "store_failures", "store_recoveries", "store_damaged_files",
 )
 
 
@@ -91,9 +94,15 @@ class _Replication(SyncHandler):
         """Merge now, in stream order; make durable once per loop iteration: every frame
         that arrived together shares one fdatasync of the journal and of the cursor."""
         d = self.d
+        assert d.loop is not None
+        if d.store_error is not None:
+            # Nothing can be made durable here, so nothing is ACKed: the future never
+            # completes. The link is closing (the peer was told); the next one starts
+            # from the durable cursor once the store writes again.
+            return d.loop.create_future()
         report = self.merger.apply(leases, d.table, settle)
-        if report.writes:
-            d.journal.append(report.writes)
+        if report.writes and not d._store_write(report.writes):
+            return d.loop.create_future()
         if cursor is not None:
             self._cursor = cursor
         for name, n in report.counts.items():
@@ -104,7 +113,6 @@ class _Replication(SyncHandler):
                                loser.mac.hex(":"), loser.address)
         if settle and cursor is not None and leases:
             self._live.extend(x.start for x in leases if x.state == LeaseState.BOUND)
-        assert d.loop is not None
         fut = d.loop.create_future()
         self._waiting.append(fut)
         if len(self._waiting) == 1:
@@ -120,8 +128,11 @@ class _Replication(SyncHandler):
                 d.cursor_file.store(self._cursor.epoch, self._cursor.seq)
                 self._cursor = None
         except OSError as e:
-            for f in waiting:
-                f.set_exception(e)
+            # Not durable: these batches are never ACKed (their futures stay pending);
+            # the peer sends them again from our durable cursor after the store recovers.
+            self._cursor = None
+            self._live.clear()
+            d._store_failed(e)
             return
         now = d.clock.wall()
         self.delays.extend((now - start) * 1000 for start in self._live)
@@ -139,7 +150,12 @@ class _Replication(SyncHandler):
         # comes back (and syncs before it may serve).
         d.allocator.owner = None if d.peer_dead and not link.in_sync else link.pool_owner
         if d.vrrp is not None:
-            d.vrrp.set_gate(link.ready_to_serve)
+            d.vrrp.set_gate(link.ready_to_serve and d.store_error is None)
+        if d.store_damage_pending and link.ready_to_serve:
+            d.store_damage_pending = False
+            d.store_damage += "; the peer's snapshot is in"
+            log.warning("D064 lease store rebuilt: the peer's full snapshot is durable here "
+                        "(%d leases); this device may serve again", len(d.table))
         log.info("D040 sync %s (ready to serve: %s, allocating from %s)", state.tree_value,
                  link.ready_to_serve, "the whole pool" if link.pool_owner is None else
                  f"our half (parity {link.pool_owner})")
@@ -163,6 +179,13 @@ class _Replication(SyncHandler):
         elif code == NoticeCode.CLIENT_LINK_DOWN:
             d.peer_active = False
             d._takeover("the peer's client link is down (its notice on the sync link)")
+        elif code == NoticeCode.STORE_FAILED:
+            # Its store cannot hold a lease, so it serves nobody (and makes no change) until
+            # it is back and in sync: the whole pool is ours meanwhile (on_state).
+            d.peer_active = False
+            d.peer_dead = True
+            d._takeover(f"the peer's lease store failed ({detail}; its notice on the sync "
+                        "link)")
 
     def on_peer_lost(self, how: Loss, detail: str) -> None:
         d = self.d
@@ -198,6 +221,15 @@ class Daemon:
         self.peer_active = False  # the peer's last word on the sync link: it serves
         self.peer_dead = False  # the sync link proved the peer's daemon gone
         self.client_link_up = True
+        # The lease store (journal, snapshot, cursor): the error while writes fail (None:
+        # they work); the damage replay found at start, if any (runtime store/damage).
+        self.store_error: str | None = None
+        self.store_damage = ""
+        self.store_damage_pending = False  # waiting for the peer's snapshot after damage
+        self._store_task: asyncio.Task[None] | None = None
+        self._store_job: asyncio.Future[None] | None = None
+        self._link_closing: asyncio.Task[None] | None = None
+        self._link_task: asyncio.Task[None] | None = None
         self.changelog: RingLog | None = None
         self._last_transition: dict[str, object] = {}
         self.runtime = RuntimeTree(cfg.node.run_dir)
@@ -223,13 +255,16 @@ class Daemon:
         log.info("D001 lease store %s: %d records replayed in %.2fs, %d leases, %d active",
                  cfg.node.state_dir, n, self.clock.mono() - t0, len(self.table),
                  self.table.active_count(now))
-        if self.journal.records_since_snapshot:
+        if cfg.sync is not None:
+            self.cursor_file = CursorFile(cfg.node.state_dir)
+        if self.journal.damage:
+            self._store_damaged()
+        elif self.journal.records_since_snapshot:
             self.journal.compact(list(self.table.leases()), background=True)
         if cfg.sync is not None:
             # A store without a change of our own (new, or node/name changed) starts a new
             # epoch: the peer then takes a snapshot instead of trusting old numbers.
             self.epoch = load_epoch(cfg.node.state_dir, empty=self.table.own_seq == 0)
-            self.cursor_file = CursorFile(cfg.node.state_dir)
             # Our own changes from now on. A peer that held our log up to our last own
             # change before this start gets a delta; an older one a snapshot.
             self.changelog = RingLog(self.epoch, self.table, base=self.table.own_seq)
@@ -289,6 +324,8 @@ class Daemon:
                 # Not in sync yet: never preempt a healthy master with stale sessions.
                 self.vrrp.set_gate(self.link.ready_to_serve)
             await self.vrrp.start()
+        if self.store_error is not None:
+            self._enforce_store_state("lease store failed at start")
         self._publish()
         tasks = [asyncio.create_task(self._housekeeping(), name="housekeeping")]
         log.info("D002 serving DHCP on %s as %s, server identifier %s, role %s",
@@ -300,13 +337,16 @@ class Daemon:
         finally:
             log.info("D003 stopping")
             self._notify("STOPPING=1")
-            for t in tasks:
-                t.cancel()
+            for t in (*tasks, self._link_task, self._store_task):
+                if t is not None:
+                    t.cancel()
             # Standby first (no more answers), then priority 0 so the peer takes over
             # at once (RFC 5798 §6.4.3), then the program leaves the interface.
             self._set_role(Role.STANDBY, "stopping")
             if self.vrrp is not None:
                 await self.vrrp.stop()
+            if self._link_closing is not None:
+                await self._link_closing
             if self.link is not None:
                 await self.link.close()
             self.loop.remove_reader(self.transport.fileno())
@@ -316,6 +356,8 @@ class Daemon:
             self.transport.close()
             self.datapath.close()
             self.datapath = None
+            if self._store_job is not None:
+                await asyncio.wait({self._store_job})  # a rebuild in its thread
             self.journal.close()
             if cfg.sync is not None:
                 self.cursor_file.close()
@@ -327,6 +369,12 @@ class Daemon:
         assert cfg.sync is not None and self.changelog is not None
         self.replication = _Replication(self)
         self.table.on_displace = self.replication.merger.remember
+        if self.store_error is None:  # else the link opens when the store recovers
+            await self._open_link()
+
+    async def _open_link(self) -> None:
+        cfg = self.cfg
+        assert cfg.sync is not None and self.changelog is not None
         epoch, seq = self.cursor_file.load()
         self.link = SyncLink(node=cfg.node.name, sync=cfg.sync, log=self.changelog,
                              handler=self.replication, held=Cursor(epoch, seq),
@@ -386,7 +434,8 @@ class Daemon:
 
     def _on_vrrp(self, state: str, info: dict[str, object]) -> None:
         """VRRP transition: called synchronously, before VIPs and gratuitous ARPs."""
-        self._set_role(decide(self.cfg.standalone, state, self.client_link_up),
+        self._set_role(decide(self.cfg.standalone, state, self.client_link_up,
+                              self.store_error is None),
                        f"vrrp {info.get('previous', '?')} -> {state}: {info.get('reason', '')}")
         log.info("D031 vrrp %s (priority %s, master %s)", state, info.get("priority"),
                  info.get("master"))
@@ -403,7 +452,7 @@ class Daemon:
         self.client_link_up = up
         was_active = self.role is Role.ACTIVE
         state = self.vrrp.state if self.vrrp is not None else None
-        self._set_role(decide(self.cfg.standalone, state, up),
+        self._set_role(decide(self.cfg.standalone, state, up, self.store_error is None),
                        f"client link {ifname} {'up' if up else 'down'}")
         if not up and was_active and self.link is not None:
             # The LAN cannot hear our adverts any more; the sync link can carry the news.
@@ -419,6 +468,9 @@ class Daemon:
             return
         if not self.client_link_up:
             log.warning("D048 %s, but our own client link is down: not taking over", why)
+            return
+        if self.store_error is not None:
+            log.warning("D065 %s, but our own lease store has failed: not taking over", why)
             return
         log.warning("D049 %s: taking over now", why)
         self.vrrp.takeover(why)
@@ -515,17 +567,19 @@ class Daemon:
             # Group commit: one write and one fdatasync for the whole batch. The batch
             # goes to the peer first, so that its fdatasync runs while ours does; no
             # reply leaves before both (below: after ours; the waiter: after the peer's).
-            self.journal.append(commits)
+            stored = self._store_write(commits)
             waiter = self._committed(commits)
             if self.link is not None:
                 self.link.flush()
-            self.journal.sync()
+            if not (stored and self._store_sync()):
+                self._withhold(replies)
+                return
             if waiter is not None:
                 # `sync` mode: an ACK leaves once the peer holds its lease too (or after
                 # sync/ack_timeout_ms, serving alone). OFFERs and NAKs need not wait.
                 parked = [r for r in replies if r[0].commit is not None]
                 self._send([r for r in replies if r[0].commit is None])
-                waiter.add_done_callback(lambda _f, r=parked: self._send(r))
+                waiter.add_done_callback(lambda f, r=parked: self._send_parked(f, r))
                 return
         self._send(replies)
 
@@ -539,19 +593,195 @@ class Daemon:
                 self._ratelog.warning(self.clock.mono(), "D012", "reply to %s not sent: %s",
                               msg.mac.hex(":"), e)
 
+    # -- the lease store: failure, recovery, damage (docs/operations.md) ---------------
+    def _store_write(self, leases: list[Lease]) -> bool:
+        """Append to the journal; False (and the store failed) if that did not work."""
+        if self.store_error is not None:
+            return False
+        try:
+            self.journal.append(leases)
+        except OSError as e:
+            self._store_failed(e)
+            return False
+        return True
+
+    def _store_sync(self) -> bool:
+        """fdatasync the journal; False (and the store failed) if that did not work."""
+        if self.store_error is not None:
+            return False
+        try:
+            self.journal.sync()
+        except OSError as e:
+            self._store_failed(e)
+            return False
+        return True
+
+    def _send_parked(self, acked: asyncio.Future[bool], replies: list) -> None:
+        """`sync` mode: the peer confirmed (True) or did not (False: timeout, link gone).
+        Unconfirmed ACKs go out alone, as usual, unless our store failed meanwhile: then
+        the peer serves our clients next and may not hold those leases, so they are
+        withheld and the clients ask the peer."""
+        if self.store_error is not None and not acked.result():
+            self._withhold(replies)
+            return
+        self._send(replies)
+
+    def _withhold(self, replies: list) -> None:
+        """A batch whose leases are not durable: none of its replies leaves. The clients
+        retransmit; in a pair the peer, which serves by then, answers them."""
+        if replies:
+            self.stats["dropped_store_failed"] += len(replies)
+            self._ratelog.warning(self.clock.mono(), "D062", "%d replies withheld: their "
+                                  "leases could not be made durable (%s)", len(replies),
+                                  self.store_error)
+
+    def _store_failed(self, e: OSError) -> None:
+        """A write or fdatasync of the store failed: nothing more is ACKed until the disk
+        takes writes again (housekeeping probes every second). In a pair the role goes
+        to the peer at once: standby here, the peer told over the sync link, the lowest
+        VRRP priority advertised, the link closed until the store is back."""
+        if self.store_error is not None:
+            return
+        self.store_error = str(e)
+        self.stats["store_failures"] += 1
+        pair = not self.cfg.standalone
+        log.error("D060 lease store failed: %s; %s", e,
+                  "this device stops serving and hands over to its peer" if pair else
+                  "answering only what can be made durable, retrying every second")
+        # Standby first, then the notice (as for a client link down: docs/failover.md),
+        # then priority 1, which keeps the peer master when the link is down too.
+        self._store_role("lease store failed")
+        link = self.link
+        if link is not None and self._link_closing is None:
+            detail = self.store_error.encode()[:200].decode(errors="ignore")  # a u8 length
+            sent = link.notice(NoticeCode.STORE_FAILED, detail)
+            log.warning("D066 %s; sync link closed until the store writes again",
+                        "peer told to take over now" if sent else
+                        "no sync connection to tell the peer: its VRRP decides")
+            assert self.loop is not None
+            self._link_closing = self.loop.create_task(link.close(), name="sync-close")
+        self._store_vrrp()
+        self._publish_soon()
+
+    def _enforce_store_state(self, why: str) -> None:
+        """Role, VRRP priority and preempt gate as the store's health says."""
+        self._store_role(why)
+        self._store_vrrp()
+
+    def _store_role(self, why: str) -> None:
+        state = self.vrrp.state if self.vrrp is not None else None
+        self._set_role(decide(self.cfg.standalone, state, self.client_link_up,
+                              self.store_error is None), why)
+
+    def _store_vrrp(self) -> None:
+        """Priority 1 and the gate closed while the store is failed; the configured
+        priority back when it writes again (the gate follows the new link's catch-up)."""
+        if self.vrrp is None or self.cfg.vrrp is None:
+            return
+        if self.store_error is not None:
+            self.vrrp.set_gate(False)
+            self.vrrp.set_priority(STORE_FAILED_PRIORITY)
+        elif self.cfg.vrrp.priority == 255:
+            # The owner's 255 cannot be set live (fsm._reconfigure): a new instance.
+            assert self.loop is not None
+            self.loop.create_task(self._restart_vrrp(), name="vrrp-restart")
+        else:
+            self.vrrp.set_priority(self.cfg.vrrp.priority)
+
+    async def _store_retry(self) -> None:
+        """Housekeeping while the store is failed: a probe write, and if the disk takes
+        it, the whole table rewritten (snapshot + empty journal: what the failed writes
+        left behind is not trusted) and the cursor made durable again (reset instead,
+        if damage is still waiting for the peer's snapshot)."""
+        assert self.loop is not None
+        # The thread keeps running if the daemon stops meanwhile: run() waits for it.
+        try:
+            self._store_job = asyncio.ensure_future(asyncio.to_thread(self.journal.probe))
+            await asyncio.shield(self._store_job)
+            leases = list(self.table.leases())
+            self._store_job = asyncio.ensure_future(asyncio.to_thread(
+                self.journal.rebuild, leases, self.clock.wall()))
+            await asyncio.shield(self._store_job)
+            self._store_job = None
+            if self.cfg.sync is not None:
+                if self.store_damage_pending:
+                    self.cursor_file.reset()
+                else:
+                    self.cursor_file.store(*self.cursor_file.load())
+        except Exception as e:  # OSError: the disk still fails; anything else: logged too
+            self._store_job = None
+            self._ratelog.warning(self.clock.mono(), "D063", "lease store still failing: %s",
+                                  e)
+            return
+        was, self.store_error = self.store_error, None
+        self.stats["store_recoveries"] += 1
+        pair = self.cfg.sync is not None
+        log.warning("D061 lease store writes again (it failed with: %s); %d leases rewritten; "
+                    "%s", was, len(leases), "syncing with the peer before this device may "
+                    "serve again" if pair else "serving")
+        if pair:
+            self._link_task = self.loop.create_task(self._reopen_link(), name="sync-reopen")
+        self._enforce_store_state("lease store writes again")
+        self._publish_soon()
+
+    async def _reopen_link(self) -> None:
+        """A new sync link after the store recovered: the peer sends what we missed from
+        our durable cursor; VRRP may preempt again once that catch-up is done."""
+        if self._link_closing is not None:
+            await self._link_closing
+            self._link_closing = None
+        if self.store_error is not None:
+            return  # failed again meanwhile: the next recovery reopens it
+        await self._open_link()
+        if self.vrrp is not None and self.link is not None:
+            self.vrrp.set_gate(self.link.ready_to_serve)
+
+    def _store_damaged(self) -> None:
+        """Replay found damage (journal.py): keep the damaged files aside and rewrite
+        the store from what was recovered. In a pair the sync cursor is reset first, so
+        the peer answers with a full snapshot (also after a restart in between), and the
+        VRRP gate stays closed until it is durable here (SyncLink.ready_to_serve)."""
+        what = "; ".join(s.describe() for s in self.journal.damage)
+        self.stats["store_damaged_files"] += len(self.journal.damage)
+        pair = self.cfg.sync is not None
+        log.error("D067 lease store damaged: %s; %d leases recovered; %s", what,
+                  len(self.table), "a full snapshot is pulled from the peer before this "
+                  "device may serve" if pair else "no sync/ peer to rebuild from: serving what "
+                  "was recovered (addresses of the lost records may be handed out again)")
+        self.store_damage = what + ("; waiting for the peer's snapshot" if pair else "")
+        try:
+            if pair:
+                self.store_damage_pending = True
+                self.cursor_file.reset()
+            kept = self.journal.rebuild(list(self.table.leases()), self.clock.wall())
+        except OSError as e:
+            self._store_failed(e)
+            return
+        self.store_damage += f" (kept as {', '.join(p.name for p in kept)})"
+
     # -- timers ------------------------------------------------------------------------
     async def _housekeeping(self) -> None:
         wd = _watchdog_interval()
         last_wd = 0.0
         while True:
             now = self.clock.wall()
-            expired = self.table.reclaim(now)
-            if expired:
-                self.journal.append(expired)
-                self.journal.sync()
-                self._committed(expired)
-            if self.journal.needs_compaction(len(self.table)):
-                self.journal.compact(list(self.table.leases()))
+            if self.store_error is None:
+                expired = self.table.reclaim(now)
+                if expired:
+                    if self._store_write(expired):
+                        self._store_sync()
+                    self._committed(expired)
+                if self.journal.error is not None:  # the compaction thread's write failed
+                    self._store_failed(self.journal.error)
+                elif self.journal.needs_compaction(len(self.table)):
+                    try:
+                        self.journal.compact(list(self.table.leases()))
+                    except OSError as e:
+                        self._store_failed(e)
+            elif self._store_task is None or self._store_task.done():
+                # Not awaited: a rebuild of a big table, or a disk that hangs, must not
+                # hold up the runtime tree and the watchdog.
+                self._store_task = asyncio.create_task(self._store_retry(), name="store-retry")
             self._publish()
             mono = self.clock.mono()
             if wd and mono - last_wd >= wd:
@@ -588,6 +818,9 @@ class Daemon:
         rt.set("node", self.cfg.node.name)
         rt.set("role", self.role.value)
         rt.set("leases/active", self.table.bound if hasattr(self, "table") else 0)
+        rt.set("store/state", "ok" if self.store_error is None else "failed")
+        rt.set("store/error", self.store_error or "")
+        rt.set("store/damage", self.store_damage)
         stats = dict(self.stats)
         if self.datapath is not None:
             rt.set("datapath/attach_mode", self.datapath.attach_mode)
@@ -683,7 +916,8 @@ class Daemon:
         vrrp_changes = [c for c in live if c.startswith("vrrp/")]
         if vrrp_changes and self.vrrp is not None and new.vrrp is not None:
             if vrrp_changes == ["vrrp/priority"]:
-                self.vrrp.set_priority(new.vrrp.priority)
+                if self.store_error is None:  # else it is applied when the store recovers
+                    self.vrrp.set_priority(new.vrrp.priority)
             else:
                 assert self.loop is not None
                 self.loop.create_task(self._restart_vrrp(), name="vrrp-restart")
@@ -702,12 +936,15 @@ class Daemon:
         assert cfg.vrrp is not None and self.vrrp is not None
         log.warning("D024 reload: restarting VRRP with the new vrrp/ settings")
         await self.vrrp.stop()
-        self._set_role(decide(cfg.standalone, "initialize", self.client_link_up), "vrrp restart")
+        self._set_role(decide(cfg.standalone, "initialize", self.client_link_up,
+                              self.store_error is None), "vrrp restart")
         self.vrrp = VrrpService(cfg.vrrp, cfg.client_interface, self._on_vrrp, self.loop,
                                 on_link=self._on_link, watch=(cfg.client_interface,))
         if self.link is not None:
             self.vrrp.set_gate(self.link.ready_to_serve)
         await self.vrrp.start()
+        if self.store_error is not None:
+            self._enforce_store_state("lease store still failed")
 
 
 def _watchdog_interval() -> float:

@@ -117,6 +117,7 @@ class NoticeCode(IntEnum):
     STEPPING_DOWN = 3  # leaving master on purpose (shutdown, maintenance)
     ROLE_ACTIVE = 4  # the sender now serves DHCP (sent on every role change and connect)
     ROLE_STANDBY = 5  # the sender no longer serves DHCP
+    STORE_FAILED = 6  # "my lease store cannot write (disk full, I/O error): take over now"
 
 
 class ByeReason(IntEnum):

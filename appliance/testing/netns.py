@@ -47,6 +47,7 @@ class Topology:
         self.namespaces: list[Netns] = []
         self.procs: list[subprocess.Popen[bytes]] = []
         self.mounts: list[Path] = []
+        self.images: list[Path] = []  # loopfs() image files, removed after the unmounts
         self._veth = itertools.count()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -67,6 +68,10 @@ class Topology:
         for path in reversed(self.mounts):
             subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
         self.mounts.clear()
+        for image in reversed(self.images):
+            # `mount -o loop` set autoclear: the loop device goes with the last reference.
+            image.unlink(missing_ok=True)
+        self.images.clear()
 
     def tmpfs(self, path: Path) -> Path:
         """A small tmpfs at `path` (made if missing), unmounted at close(): a daemon's
@@ -75,6 +80,29 @@ class Topology:
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs",
                         str(path)], check=True, capture_output=True)
         self.mounts.append(path)
+        return path
+
+    def loopfs(self, path: Path, size_mb: int = 32) -> Path:
+        """A small ext4 file system of its own at `path` (made if missing): an image file
+        beside it, mkfs'd and loop-mounted; unmounted and the image removed at close(),
+        even after a failure. A disk a test can fill up (fallocate) and free again."""
+        path.mkdir(parents=True, exist_ok=True)
+        image = path.with_name(f".{path.name}.img")
+        self.images.append(image)  # registered first: removed even if mkfs or mount fails
+        with open(image, "wb") as f:
+            f.truncate(size_mb << 20)
+        # -m 0: no blocks reserved for root (the daemon runs as root and would use them);
+        # no lazy init: no background writes by the kernel into the test's disk.
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-E",
+                        "lazy_itable_init=0,lazy_journal_init=0", str(image)],
+                       check=True, capture_output=True)
+        subprocess.run(["mount", "-o", "loop", str(image), str(path)], check=True,
+                       capture_output=True)
+        self.mounts.append(path)
+        # Shared: every `ip netns exec` (ours or another test's) copies the mount table,
+        # and only a shared mount's copies (slaves there) see our unmount at close().
+        subprocess.run(["mount", "--make-shared", str(path)], check=True,
+                       capture_output=True)
         return path
 
     # -- building --------------------------------------------------------------------
