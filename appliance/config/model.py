@@ -6,7 +6,7 @@ parses each file; this module only holds the result and compares two results.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 
@@ -47,6 +47,9 @@ class VrrpConfig:
     garp_count: int = 5
     garp_interval_ms: int = 0
     garp_repeat_s: int = 5
+    # vrrp/peer: adverts from any other source are dropped (None: any source). Each
+    # device names the other, so it is not in the sync drift summary.
+    peer: IPv4Address | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +102,7 @@ def diff(old: Config, new: Config) -> list[str]:
     def walk(prefix: str, a: object, b: object) -> None:
         if a == b:
             return
-        if a is None or b is None or type(a) is not type(b) or not hasattr(a, "__slots__"):
+        if a is None or b is None or type(a) is not type(b) or not is_dataclass(a):
             out.append(prefix)
             return
         for f in fields(a):  # type: ignore[arg-type]

@@ -107,6 +107,13 @@ def ip_one(lines: list[str]) -> IPv4Address:
     return ipv4(_one(lines))
 
 
+def unicast_ip(lines: list[str]) -> IPv4Address:
+    a = ip_one(lines)
+    if a.is_multicast or a.is_unspecified or a.is_loopback or a == IPv4Address("255.255.255.255"):
+        raise Invalid(f"'{a}' is not a unicast address of a device on the LAN")
+    return a
+
+
 def subnet(lines: list[str]) -> IPv4Network:
     s = _one(lines)
     try:
@@ -214,6 +221,9 @@ KEYS: tuple[Key, ...] = (
     Key("vrrp/garp_interval_ms", integer(0, 10000), 0, "spacing between gratuitous ARPs"),
     Key("vrrp/garp_repeat_s", integer(0, 3600), 5,
         "a second batch of gratuitous ARPs this long after the first (0: none)"),
+    Key("vrrp/peer", unicast_ip, "(any source)",
+        "optional: the other device's address on the VRRP interface; adverts from any "
+        "other source are dropped and counted (stats/vrrp_rx_not_peer)", "192.0.2.3"),
     Key("vrrp/track/<ifname>", integer(1, 254), REQUIRED,
         "priority decrement while <ifname> is down", "30"),
     Key("sync/interface", ifname, REQUIRED, "the dedicated sync link", "eth2"),

@@ -335,8 +335,14 @@ def _vrrp(r: _Reader) -> VrrpConfig | None:
             track.append((f, dec))
     vals = {k: r.get(f"vrrp/{k}") for k in (
         "vrid", "priority", "advert_interval_ms", "preempt", "preempt_delay_ms", "virtual_ip",
-        "use_vmac", "accept", "garp_count", "garp_interval_ms", "garp_repeat_s")}
+        "use_vmac", "accept", "garp_count", "garp_interval_ms", "garp_repeat_s", "peer")}
     if any(v is None for v in vals.values()):
+        return None
+    # vrrp/peer absent: the schema's "(any source)", i.e. no filter
+    peer = vals["peer"] if isinstance(vals["peer"], IPv4Address) else None
+    if peer is not None and peer in {v.ip for v in vals["virtual_ip"]}:
+        r.fail("vrrp/peer", str(peer), "must be the other device's own address, not a "
+               "virtual IP (adverts are sent from the interface's own address)")
         return None
     return VrrpConfig(
         vrid=vals["vrid"], priority=vals["priority"],
@@ -344,7 +350,7 @@ def _vrrp(r: _Reader) -> VrrpConfig | None:
         virtual_ips=vals["virtual_ip"], preempt_delay_ms=vals["preempt_delay_ms"],
         track=tuple(track), use_vmac=vals["use_vmac"], accept=vals["accept"],
         garp_count=vals["garp_count"], garp_interval_ms=vals["garp_interval_ms"],
-        garp_repeat_s=vals["garp_repeat_s"],
+        garp_repeat_s=vals["garp_repeat_s"], peer=peer,
     )
 
 
