@@ -4,7 +4,7 @@ VrrpService alone on an asyncio loop.
 
     python -m lab.vrrp_node --interface eth1 --vrid 51 --priority 150 \\
         --advert-ms 100 --vip 192.0.2.1/24 [--track eth2=30] [--preempt 0|1] \\
-        [--state-file F] [--gate 0|1] [--vmac 0|1]
+        [--state-file F] [--gate 0|1] [--vmac 0|1] [--peer 192.0.2.11]
 
 Prints every transition as one JSON line on stdout (flushed), and keeps `--state-file`
 (JSON: state, priority, master, gate, counters, transitions) current: rewritten by
@@ -33,7 +33,7 @@ import subprocess
 import sys
 import threading
 import time
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
 
 from appliance.config.model import VrrpConfig
@@ -76,6 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--preempt-delay-ms", type=int, default=0)
     p.add_argument("--gate", type=_flag, default=True, help="initial sync gate")
     p.add_argument("--vmac", type=_flag, default=False)
+    p.add_argument("--peer", type=IPv4Address, help="vrrp/peer: drop other sources")
     p.add_argument("--garp-count", type=int, default=5)
     p.add_argument("--garp-interval-ms", type=int, default=0)
     p.add_argument("--garp-repeat-s", type=int, default=5)
@@ -99,6 +100,7 @@ class Node:
             garp_count=args.garp_count,
             garp_interval_ms=args.garp_interval_ms,
             garp_repeat_s=args.garp_repeat_s,
+            peer=args.peer,
         )
         self.transitions: list[dict[str, Any]] = []
         self.service: VrrpService | None = None
@@ -282,6 +284,17 @@ class LanWatch:
             lambda: next((t for t, s, _ in self.adverts if s == src and t > after), None),
             f"advert from {src} after {after}", timeout)
 
+    def wait_advert_any(self, srcs: set[str], after: float,
+                        timeout: float = 10.0) -> tuple[float, str, int]:
+        """The first advert (time, src, priority) from any of `srcs` later than `after`."""
+        return self._wait(
+            lambda: next((a for a in self.adverts if a[1] in srcs and a[0] > after), None),
+            f"advert from {sorted(srcs)} after {after}", timeout)
+
+    def count_adverts(self, src: str, after: float, before: float = float("inf")) -> int:
+        with self._cond:
+            return sum(1 for t, s, _ in self.adverts if s == src and after < t < before)
+
     def last_advert(self, src: str, before: float) -> float | None:
         """Capture time of the last advert from `src` earlier than `before`."""
         with self._cond:
@@ -431,12 +444,14 @@ class VrrpLab:
 
     # -- keepalived --------------------------------------------------------------------
     def start_keepalived(self, name: str, priority: int, *, preempt: bool = True,
-                         garp_repeat_s: int = 5) -> subprocess.Popen[bytes]:
+                         garp_repeat_s: int = 5,
+                         advert_ms: int | None = None) -> subprocess.Popen[bytes]:
+        """keepalived on host `name`; `advert_ms` overrides the lab's advert interval."""
         log = self._log(name, ".ka")
         base = log[:-len(".log")]
         with open(f"{base}.conf", "w") as f:
             f.write(keepalived_conf(interface="eth1", vrid=self.vrid, priority=priority,
-                                    advert_ms=self.advert_ms, vips=[self.vip],
+                                    advert_ms=advert_ms or self.advert_ms, vips=[self.vip],
                                     preempt=preempt, router_id=name,
                                     garp_repeat_s=garp_repeat_s))
         with open(log, "wb") as out:

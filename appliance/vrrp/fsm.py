@@ -3,7 +3,7 @@
 Rules for this file: no sockets, no clock, no asyncio, no logging of packets. The caller
 passes `now` (seconds, any monotonic origin) with every event, executes the returned
 actions in order and feeds timer expiries back as `TimerFired`. Bad input from the
-network comes back as a `Discard(reason)` action and changes nothing; an event that
+network comes back as a `Discard(reason, src)` action and changes nothing; an event that
 cannot happen in the current state (our bug, e.g. a second `Startup`) raises
 `VrrpStateError`.
 
@@ -15,6 +15,7 @@ One instance is one virtual router (VRID) on one interface. The RFC's variables 
                                 of tracked links that are down, floored at 1)
     Advertisement_Interval   -> Params.advert_interval_cs
     Master_Adver_Interval    -> `master_adver_interval_cs`, learned from adverts (§6.4.2)
+                                within a bound (see "Forged adverts" below)
     Skew_Time, Master_Down_Interval -> timers.py, from the two above (§6.1)
     Preempt_Mode             -> Params.preempt, further held back by the preempt delay
                                 after start-up and by the sync gate (see below)
@@ -31,12 +32,18 @@ in the table is an illegal event for that state):
     Initialize  Startup            Master        Priority 255 and gate open (§6.4.1)
                                    Backup        otherwise: Master_Down_Timer armed (§6.4.1)
     Initialize  Shutdown/Advert/Link/Gate        stays; adverts are not looked at
-    Backup      Advert             Backup        prio 0: Master_Down_Timer = Skew_Time;
-                                                 else learn the interval, re-arm (§6.4.2)
-                                   Master        lower priority and preemption allowed:
-                                                 take over at once (keepalived does the
-                                                 same; the RFC discards the advert and
-                                                 lets Master_Down_Timer expire)
+    Backup      Advert             Backup        prio 0 from a trusted router:
+                                                 Master_Down_Timer = Skew_Time (§6.4.2);
+                                                 prio 0 from anyone else: discarded;
+                                                 lower priority, preemption allowed, from
+                                                 anyone else: discarded, the timer runs
+                                                 on (§6.4.2); otherwise follow the sender:
+                                                 learn its interval within the bound,
+                                                 re-arm (§6.4.2)
+                                   Master        lower priority, preemption allowed, from a
+                                                 trusted router: take over at once (the
+                                                 RFC and keepalived wait for the
+                                                 Master_Down_Timer)
     Backup      Master_Down timer  Master        advert, VIPs, gratuitous ARP (§6.4.2)
     Backup      Shutdown           Initialize    cancel Master_Down_Timer (§6.4.2)
     Backup      Link/Gate          Backup        priority or gate recomputed
@@ -62,6 +69,29 @@ Master_Down_Timer expires -- no master is heard at all -- because a stale server
 no server, and who actually serves is decided from the VRRP state *and* the sync state
 by the daemon. A Master whose gate closes stays Master: closing the gate never causes a
 switchover by itself.
+
+Forged adverts. VRRPv3 has no authentication (RFC 5798 §9): any host on the LAN can send
+a well-formed advert. Three rules keep one such packet from doing more than the
+configured Master_Down_Interval of harm (docs/vrrp.md has the reasoning and how this
+differs from the RFC and from keepalived):
+
+- Trusted routers. An advert that would make a Backup take over sooner -- a lower
+  priority it may preempt, or priority 0 -- is acted on only when it comes from the
+  master the Backup follows (the source of the last advert it accepted) or from the
+  configured peer (Params.peer, vrrp/peer). From anyone else a lower priority is
+  discarded as §6.4.2 says (the Master_Down_Timer runs on, and when it expires the
+  takeover is a preemption) and priority 0 is discarded. Either is a `Discard`.
+- The interval bound. The Master_Down_Interval is computed from our own
+  Advertisement_Interval unless the last two adverts accepted came from the same router
+  with the same interval; then from that interval, as §6.4.2 says. One advert with the
+  largest interval (40.95 s) can therefore hold a Backup, or a Master it makes step down
+  (§6.4.3), for one configured Master_Down_Interval at most, not for 3 x 40.95 s; one
+  advert with a tiny interval cannot make a Backup time out between the real master's
+  adverts. A real master with another interval is followed from its second advert on.
+  An accepted advert whose interval differs from ours comes with an `IntervalMismatch`
+  action (counted and logged by the caller).
+- The configured peer filter (vrrp/peer) is applied before this machine: with a peer
+  configured, no advert from another source reaches it (packet.check_source).
 
 Every state change is the first action of its list (BecomeMaster / BecomeBackup /
 BecomeInitialize), so the caller can flip its datapath before the advert goes out, the
@@ -104,6 +134,7 @@ class Reason(enum.Enum):
     MASTER_DOWN = "master_down"  # §6.4.2: no advert within Master_Down_Interval
     MASTER_STOPPED = "master_stopped"  # §6.4.2: the master sent priority 0, Skew_Time passed
     PREEMPT = "preempt"  # a lower-priority master was heard and preemption is allowed
+    # (at once from a trusted router; else when the Master_Down_Timer expires)
     HIGHER_PRIORITY = "higher_priority"  # §6.4.3: a better master was heard
     SHUTDOWN = "shutdown"  # §6.4.2/§6.4.3 Shutdown event
     PEER_DOWN = "peer_down"  # the sync link proved the master gone (not in RFC 5798)
@@ -269,11 +300,24 @@ class Discard:
     """Drop the received advert and count `reason` (its value is the counter name)."""
 
     reason: Reject
+    src: IPv4Address  # who sent it, for the log line
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalMismatch:
+    """An accepted advert announced another interval than ours (keepalived logs
+    "advertisement interval mismatch"): count it and log it. `used_cs` is the interval
+    the Master_Down_Interval now comes from: ours until the same router has said the same
+    twice in a row, then its own."""
+
+    src: IPv4Address
+    advertised_cs: int
+    used_cs: int
 
 
 Action = (
     StartTimer | CancelTimer | SendAdvert | AddVips | DelVips | SendGarp | BecomeMaster
-    | BecomeBackup | BecomeInitialize | PriorityChanged | Discard
+    | BecomeBackup | BecomeInitialize | PriorityChanged | Discard | IntervalMismatch
 )
 
 
@@ -347,6 +391,9 @@ class Params:
     accept: bool = True  # §6.1 Accept_Mode
     track: tuple[tuple[str, int], ...] = ()  # (ifname, decrement while down)
     garp_repeat_s: float = 0.0  # 0: no second batch of gratuitous ARPs
+    # vrrp/peer: the other device's address. Trusted like the master we follow (see
+    # "Forged adverts"); adverts from other sources never get here (the service drops them).
+    peer: IPv4Address | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.vrid <= 255:
@@ -371,6 +418,9 @@ class _Vars:
     master_priority: int | None = None
     down_reason: Reason = Reason.MASTER_DOWN  # what the armed Master_Down_Timer means
     iface_down: bool = False  # our VRRP interface has no link (Initialize until it returns)
+    # (source, interval) of the last advert accepted from a master: a second advert that
+    # repeats both confirms the interval (the bound of "Forged adverts")
+    last_heard: tuple[IPv4Address, int] | None = None
 
 
 class VrrpMachine:
@@ -467,6 +517,7 @@ class VrrpMachine:
             # §6.4.1: Master_Adver_Interval = Advertisement_Interval, Master_Down_Timer
             # = Master_Down_Interval, transition to Backup.
             self._v.master_adver_interval_cs = self.params.advert_interval_cs
+            self._v.last_heard = None
             return self._to_backup(Reason.STARTUP, None, now)
         if isinstance(event, LinkChanged):
             return self._link(event)
@@ -476,8 +527,9 @@ class VrrpMachine:
 
     def _backup(self, event: Event, now: float) -> list[Action]:
         """Backup: monitoring the master (§6.4.2). Left for Master when the
-        Master_Down_Timer fires or, with preemption allowed, when a lower-priority master
-        is heard; for Initialize on Shutdown."""
+        Master_Down_Timer fires or, with preemption allowed, when a trusted router (the
+        master we follow, or vrrp/peer) advertises a lower priority; for Initialize on
+        Shutdown."""
         if isinstance(event, AdvertReceived):
             return self._backup_advert(event, now)
         if isinstance(event, TimerFired):  # only Master_Down_Timer is armed in Backup
@@ -497,7 +549,12 @@ class VrrpMachine:
         if rejected:
             return rejected
         adv = event.advert
+        trusted = self._trusted(event.src)
         if adv.priority == PRIORITY_STOP:
+            if not trusted:
+                # Not the master we follow: a stray or forged "master stops" would make
+                # us take over after Skew_Time while the real master is alive.
+                return [Discard(Reject.STOP_NOT_MASTER, event.src)]
             # §6.4.2: "If the Priority in the ADVERTISEMENT is zero, then: Set the
             # Master_Down_Timer to Skew_Time".
             self._v.master = None
@@ -505,18 +562,23 @@ class VrrpMachine:
             self._v.down_reason = Reason.MASTER_STOPPED
             return [self._start(Timer.MASTER_DOWN, now + self.skew_time_s)]
         if adv.priority < self.priority and self._may_preempt(now):
-            # §6.4.2 says discard, and the Master_Down_Timer makes us master within
-            # Master_Down_Interval; like keepalived ("forcing new election") we take over
-            # at once: the outcome is the same, minus up to 3.6 intervals of waiting.
-            return self._to_master(Reason.PREEMPT, now)
+            if trusted:
+                # The master we follow (or our configured peer) is now worse than us:
+                # take over at once rather than wait up to a Master_Down_Interval, as
+                # §6.4.2 would (and keepalived does).
+                return self._to_master(Reason.PREEMPT, now)
+            # §6.4.2: "Otherwise: Discard the ADVERTISEMENT". The Master_Down_Timer runs
+            # on; if it expires, no better master spoke and we preempt.
+            self._v.down_reason = Reason.PREEMPT
+            return [Discard(Reject.LOWER_PRIORITY, event.src)]
         # §6.4.2: "Set Master_Adver_Interval to Adver Interval contained in the
         # ADVERTISEMENT; Recompute the Master_Down_Interval; Reset the Master_Down_Timer
-        # to Master_Down_Interval".
-        self._v.master_adver_interval_cs = adv.max_adver_int_cs
+        # to Master_Down_Interval" -- with the interval bounded (_learn).
+        noted = self._learn(event)
         self._v.master = event.src
         self._v.master_priority = adv.priority
         self._v.down_reason = Reason.MASTER_DOWN
-        return [self._start(Timer.MASTER_DOWN, now + self.master_down_interval_s)]
+        return [self._start(Timer.MASTER_DOWN, now + self.master_down_interval_s), *noted]
 
     def _master(self, event: Event, now: float) -> list[Action]:
         """Master: forwarding for the virtual router and advertising every
@@ -564,10 +626,11 @@ class VrrpMachine:
             # §6.4.3: "Cancel Adver_Timer; Set Master_Adver_Interval to Adver Interval
             # contained in the ADVERTISEMENT; Recompute the Skew_Time; Recompute the
             # Master_Down_Interval; Set Master_Down_Timer to Master_Down_Interval;
-            # Transition to the Backup state".
-            self._v.master_adver_interval_cs = adv.max_adver_int_cs
+            # Transition to the Backup state" -- with the interval bounded (_learn), so
+            # one forged advert cannot keep us down for 3 x 40.95 s.
+            noted = self._learn(event)
             self._v.master_priority = adv.priority
-            return self._to_backup(Reason.HIGHER_PRIORITY, event.src, now)
+            return [*self._to_backup(Reason.HIGHER_PRIORITY, event.src, now), *noted]
         # §6.4.3: "Otherwise (i.e., lower priority ...): Discard the ADVERTISEMENT".
         return []
 
@@ -617,7 +680,27 @@ class VrrpMachine:
         reason = check_group(event.advert, self.params.vrid, self.params.addresses)
         if reason is None and event.src == self.params.primary_address:
             reason = Reject.OWN
-        return [Discard(reason)] if reason is not None else []
+        return [Discard(reason, event.src)] if reason is not None else []
+
+    def _trusted(self, src: IPv4Address) -> bool:
+        """The master we follow, or the configured peer: whose lower priority or priority
+        0 we act on at once (see "Forged adverts")."""
+        return src == self._v.master or (self.params.peer is not None
+                                         and src == self.params.peer)
+
+    def _learn(self, event: AdvertReceived) -> list[Action]:
+        """Master_Adver_Interval from an accepted advert, within the bound: the
+        advertised interval when the previous accepted advert came from the same router
+        with the same interval, else our own Advertisement_Interval (see "Forged
+        adverts"). Returns the IntervalMismatch to report, if any."""
+        ours = self.params.advert_interval_cs
+        heard = (event.src, event.advert.max_adver_int_cs)
+        confirmed = heard == self._v.last_heard
+        self._v.last_heard = heard
+        self._v.master_adver_interval_cs = heard[1] if confirmed else ours
+        if heard[1] == ours:
+            return []
+        return [IntervalMismatch(event.src, heard[1], self._v.master_adver_interval_cs)]
 
     def _may_preempt(self, now: float) -> bool:
         return self.params.preempt and self._v.gate_ready and now >= self._v.preempt_after
@@ -636,6 +719,7 @@ class VrrpMachine:
             if self.priority == PRIORITY_OWNER and self._v.gate_ready:
                 return self._to_master(Reason.INTERFACE_UP, now)
             self._v.master_adver_interval_cs = self.params.advert_interval_cs
+            self._v.last_heard = None
             return self._to_backup(Reason.INTERFACE_UP, None, now)
         return []
 

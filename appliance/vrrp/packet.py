@@ -11,6 +11,8 @@ Two layers, matching what a receiver gets from a raw socket and what it hands on
   length, checksum, interval) and returns `Advert` or a `Reject`.
 - `check_group(advert, vrid, addresses)` is the per-instance check (VRID configured,
   address list identical, §7.1) that the state machine applies.
+- `check_source(src, peer)` is the configured-peer filter (vrrp/peer), applied before the
+  state machine sees an advert.
 
 Every way a packet can be refused is a `Reject` member whose value is the counter name
 in the runtime tree (keepalived's rlflags idea). Decoders never raise on bad input; only
@@ -81,6 +83,17 @@ class Reject(enum.Enum):
     ADDR_MISMATCH = "rx_addr_mismatch"
     # Our own advert came back (multicast loop, or a second socket on the host).
     OWN = "rx_own"
+    # vrrp/peer is set and the advert came from another address (keepalived's
+    # check_unicast_src, without the unicast transport). Checked before the state machine.
+    NOT_PEER = "rx_not_peer"
+    # A Backup that may preempt heard a lower priority from a router it does not follow
+    # (neither its current master nor vrrp/peer): §6.4.2 "Otherwise: Discard the
+    # ADVERTISEMENT", the Master_Down_Timer keeps running. See fsm.py.
+    LOWER_PRIORITY = "rx_lower_priority"
+    # A priority-0 advert ("the master stops", §5.2.4) from a router that is not the
+    # master we follow (nor vrrp/peer): ignored rather than cutting our wait to
+    # Skew_Time. See fsm.py.
+    STOP_NOT_MASTER = "rx_stop_not_master"
 
     @property
     def counter(self) -> str:
@@ -212,4 +225,16 @@ def check_group(
         return Reject.OTHER_VRID
     if set(advert.addresses) != set(addresses) or len(advert.addresses) != len(addresses):
         return Reject.ADDR_MISMATCH
+    return None
+
+
+def check_source(src: IPv4Address, peer: IPv4Address | None) -> Reject | None:
+    """The vrrp/peer filter: with a configured peer, an advert from any other address is
+    refused before the state machine sees it. Not in RFC 5798, which has no notion of a
+    peer (any router on the LAN may join a virtual router, §6.4); keepalived's
+    `unicast_peer` with `check_unicast_src` refuses the same way. VRRPv3 has no
+    authentication (§9), so this stops strays and naive forgeries, not an attacker who
+    spoofs the peer's address."""
+    if peer is not None and src != peer:
+        return Reject.NOT_PEER
     return None

@@ -9,7 +9,11 @@ into events, and executes the actions that come back, in order:
     AddVips/DelVips          netlink (on the VMAC macvlan when use_vmac)
     SendGarp                 garp_count rounds, garp_interval_ms apart
     BecomeMaster/Backup/Initialize   on_transition(state, info), synchronously
-    Discard                  counters[reason.value] += 1
+    Discard                  counters[reason.value] += 1, rate-limited VRRP_RX_REJECT
+    IntervalMismatch         counters["rx_interval_mismatch"] += 1, rate-limited log
+
+With vrrp/peer set, adverts from any other source are counted (rx_not_peer) and dropped
+here, before the state machine (packet.check_source).
 
 The state machine puts the transition first in every list, so `on_transition` runs
 before the advert, the VIPs and the gratuitous ARPs when becoming master, and before
@@ -48,6 +52,7 @@ from appliance.vrrp.fsm import (
     Event,
     GateChanged,
     InterfaceChanged,
+    IntervalMismatch,
     LinkChanged,
     Params,
     PeerDown,
@@ -63,7 +68,7 @@ from appliance.vrrp.fsm import (
     TimerFired,
     VrrpMachine,
 )
-from appliance.vrrp.packet import Received, Reject
+from appliance.vrrp.packet import Received, Reject, check_source
 from appliance.vrrp.timers import ms_to_cs
 from appliance.vrrp.transport import VrrpTransport
 
@@ -73,6 +78,7 @@ log = logging.getLogger("appliance.vrrp")
 COUNTERS = (
     "rx_packets",  # every datagram read from the VRRP socket
     "rx_adverts",  # adverts for our group that reached the state machine unrejected
+    "rx_interval_mismatch",  # accepted adverts whose interval is not ours (fsm.py)
     "tx_adverts",
     "tx_errors",  # adverts the kernel refused to send
     "tx_garps",  # gratuitous ARP frames sent
@@ -84,6 +90,10 @@ COUNTERS = (
 )
 
 _REJECT_LOG_S = 10.0
+# Refusals that happen in normal operation too: logged at info, not warning. A Backup
+# that (re)starts with a higher priority than the master refuses that master's adverts
+# until its Master_Down_Timer makes it preempt (fsm.py, "Forged adverts").
+_INFO_REJECTS = frozenset({Reject.LOWER_PRIORITY})
 
 # asyncio wakes up to ~1 ms late (the epoll selector rounds its timeout up to whole
 # milliseconds), and for the Master_Down_Timer that lateness is failover time: it is
@@ -110,6 +120,7 @@ def params_from_config(cfg: VrrpConfig, primary: IPv4Address) -> Params:
         accept=cfg.accept,
         track=tuple(cfg.track),
         garp_repeat_s=float(cfg.garp_repeat_s),
+        peer=cfg.peer,
     )
 
 
@@ -146,7 +157,7 @@ class VrrpService:
         self._before = State.INITIALIZE  # the state the event being handled found
         self._busy = False
         self._pending: deque[Event] = deque()
-        self._reject_log: dict[Reject, tuple[float, int]] = {}
+        self._rate_log: dict[object, tuple[float, int]] = {}
 
     # -- observation ----------------------------------------------------------------
     @property
@@ -230,6 +241,12 @@ class VrrpService:
             raise VrrpStartError(
                 f"{self.interface} has no IPv4 address (other than the VIPs) to send "
                 "VRRP adverts from")
+        if self.cfg.peer is not None and self.cfg.peer == self._primary:
+            # Our own adverts are never heard (rx_own), so every other advert would be
+            # dropped: a device that names itself would never follow its real peer.
+            raise VrrpStartError(
+                f"vrrp/peer {self.cfg.peer} is this device's own address on "
+                f"{self.interface}: name the other device's")
         send_ifname = self.interface
         mac = netlink.link_mac(index)
         self._vip_index = index
@@ -281,7 +298,11 @@ class VrrpService:
     def _datagram(self, result: Received | Reject, now: float) -> None:
         self._counters["rx_packets"] += 1
         if isinstance(result, Reject):
-            self._count_reject(result)
+            self._count_reject(result, None, now)
+            return
+        refused = check_source(result.src, self.cfg.peer)
+        if refused is not None:
+            self._count_reject(refused, result.src, now)
             return
         actions = self._feed(AdvertReceived(result.src, result.advert), now)
         if not any(isinstance(a, Discard) for a in actions):
@@ -370,7 +391,9 @@ class VrrpService:
             self._counters["priority_changes"] += 1
             log.info("VRRP_PRIORITY effective priority %d -> %d", action.old, action.new)
         elif isinstance(action, Discard):
-            self._count_reject(action.reason)
+            self._count_reject(action.reason, action.src)
+        elif isinstance(action, IntervalMismatch):
+            self._interval_mismatch(action)
 
     def _transition(self, state: str, reason: str, **extra: Any) -> None:
         assert self._machine is not None
@@ -441,19 +464,38 @@ class VrrpService:
             handle.cancel()
         self._garp_handles = []
 
-    def _count_reject(self, reason: Reject) -> None:
+    def _count_reject(self, reason: Reject, src: IPv4Address | None,
+                      now: float | None = None) -> None:
         self._counters[reason.value] += 1
-        # Rate-limited (keepalived logs every bogus packet; a flood would fill the log):
-        # the first of each reason, then one line per _REJECT_LOG_S with the count.
+        suppressed = self._may_log(reason, now)
+        if suppressed is not None:
+            log.log(logging.INFO if reason in _INFO_REJECTS else logging.WARNING,
+                    "VRRP_RX_REJECT dropped an advert on %s%s: %s (%d more since last "
+                    "report)", self.interface, f" from {src}" if src else "",
+                    reason.value, suppressed)
+
+    def _interval_mismatch(self, m: IntervalMismatch) -> None:
+        self._counters["rx_interval_mismatch"] += 1
+        suppressed = self._may_log("interval", None)
+        if suppressed is not None:
+            log.warning("VRRP_INTERVAL_MISMATCH advert from %s on %s says %d cs, ours is "
+                        "%d cs; Master_Down_Interval from %d cs (%d more since last report)"
+                        ": set the same vrrp/advert_interval_ms on both devices",
+                        m.src, self.interface, m.advertised_cs,
+                        ms_to_cs(self.cfg.advert_interval_ms), m.used_cs, suppressed)
+
+    def _may_log(self, key: object, now: float | None) -> int | None:
+        """Rate limit for repeated lines (keepalived logs every bogus packet; a flood
+        would fill the log): the first of each kind, then one per _REJECT_LOG_S. Returns
+        how many were suppressed since the last line when one is due, else None."""
         assert self._loop is not None
-        now = self._loop.time()
-        last, suppressed = self._reject_log.get(reason, (-_REJECT_LOG_S, 0))
+        now = self._loop.time() if now is None else now
+        last, suppressed = self._rate_log.get(key, (-_REJECT_LOG_S, 0))
         if now - last >= _REJECT_LOG_S:
-            log.warning("VRRP_RX_REJECT dropped an advert on %s: %s (%d more since last "
-                        "report)", self.interface, reason.value, suppressed)
-            self._reject_log[reason] = (now, 0)
-        else:
-            self._reject_log[reason] = (last, suppressed + 1)
+            self._rate_log[key] = (now, 0)
+            return suppressed
+        self._rate_log[key] = (last, suppressed + 1)
+        return None
 
     @staticmethod
     def _safe(fn: Callable[..., object], *args: object) -> None:

@@ -1,6 +1,7 @@
 """VRRPv3 state machine and timers against RFC 5798 §6: the transition matrix (every state
-x every event), timer arithmetic, preemption, priority 0, tracking, the sync gate, and a
-two-router election run on a simulated clock."""
+x every event), the advert rules (state x priority x sender), timer arithmetic,
+preemption, priority 0, tracking, the sync gate, forged adverts (the interval bound,
+trusted routers), and two-router elections run on a simulated clock."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from appliance.vrrp.fsm import (
     Event,
     GateChanged,
     InterfaceChanged,
+    IntervalMismatch,
     LinkChanged,
     Params,
     PeerDown,
@@ -57,6 +59,7 @@ from appliance.vrrp.timers import (
 ME = IPv4Address("192.0.2.2")
 LOWER_IP = IPv4Address("192.0.2.1")
 HIGHER_IP = IPv4Address("192.0.2.3")
+STRANGER = IPv4Address("192.0.2.250")  # a third host on the LAN: never heard before
 VIP = IPv4Address("192.0.2.100")
 VIPS = (VIP,)
 
@@ -82,6 +85,16 @@ def backup(now: float = 0.0, **kw: object) -> VrrpMachine:
     m = VrrpMachine(params(**kw))
     m.handle(Startup(), now)
     assert m.state is State.BACKUP
+    return m
+
+
+def following(master: IPv4Address = LOWER_IP, prio: int = 200, now: float = 0.0,
+              **kw: object) -> VrrpMachine:
+    """A Backup that has accepted one advert (at its own interval) from `master`."""
+    m = backup(now, **kw)
+    m.handle(AdvertReceived(master, advert(prio, interval_cs=m.params.advert_interval_cs)),
+             now)
+    assert m.master == master
     return m
 
 
@@ -140,6 +153,8 @@ SAMPLE_EVENTS: list[Event] = [
     Startup(),
     Shutdown(),
     rx(0), rx(50), rx(100, LOWER_IP), rx(100, HIGHER_IP), rx(200),
+    rx(0, STRANGER), rx(50, STRANGER), rx(255, STRANGER, interval_cs=4095),
+    rx(255, STRANGER, interval_cs=1), rx(200, interval_cs=50),
     rx(200, vrid=52), rx(200, addresses=(HIGHER_IP,)), rx(200, src=ME),
     TimerFired(Timer.MASTER_DOWN), TimerFired(Timer.ADVER), TimerFired(Timer.GARP),
     LinkChanged("eth2", False), LinkChanged("eth2", True), LinkChanged("other", False),
@@ -178,6 +193,17 @@ def test_transition_matrix(state: State, event: Event) -> None:
     else:
         assert not any(isinstance(a, BecomeMaster | BecomeBackup | BecomeInitialize)
                        for a in actions)
+
+
+@pytest.mark.parametrize("event", [e for e in SAMPLE_EVENTS if isinstance(e, AdvertReceived)],
+                         ids=repr)
+def test_transition_matrix_backup_following_a_master(event: AdvertReceived) -> None:
+    """The adverts again, for a Backup that already follows LOWER_IP (trusted)."""
+    m = following(LOWER_IP)
+    actions = m.handle(event, 1.0)
+    assert m.state in TRANSITIONS[(State.BACKUP, Trigger.ADVERT)]
+    if m.state is State.MASTER:
+        assert isinstance(actions[0], BecomeMaster)
 
 
 def test_table_matches_armed_timers() -> None:
@@ -300,13 +326,23 @@ def test_master_down_timer_makes_master() -> None:
     assert m.master == ME
 
 
-def test_backup_learns_master_adver_interval() -> None:
-    """§6.4.2: Master_Adver_Interval comes from the advert, Master_Down_Interval follows."""
+def test_backup_learns_master_adver_interval_from_the_second_advert() -> None:
+    """§6.4.2: Master_Adver_Interval comes from the advert and Master_Down_Interval
+    follows -- once the same master has said it twice in a row; the first advert arms the
+    timer from our own interval (the bound against forged adverts)."""
     m = backup(0.0, advert_interval_cs=100)
     actions = m.handle(rx(200, interval_cs=10), 1.0)
-    assert m.master_adver_interval_cs == 10
-    assert actions == [StartTimer(Timer.MASTER_DOWN, pytest.approx(1.0 + 0.3609375))]
+    assert m.master_adver_interval_cs == 100
+    assert actions == [StartTimer(Timer.MASTER_DOWN, 1.0 + 3.609375),
+                       IntervalMismatch(LOWER_IP, 10, 100)]
     assert m.master == LOWER_IP
+    actions = m.handle(rx(200, interval_cs=10), 1.1)
+    assert m.master_adver_interval_cs == 10
+    assert actions == [StartTimer(Timer.MASTER_DOWN, pytest.approx(1.1 + 0.3609375)),
+                       IntervalMismatch(LOWER_IP, 10, 10)]
+    # the same interval as ours: nothing to report
+    assert m.handle(rx(200, interval_cs=100), 1.2) == [
+        StartTimer(Timer.MASTER_DOWN, 1.2 + 3.609375)]
 
 
 def test_backup_resets_master_down_on_each_advert() -> None:
@@ -326,19 +362,68 @@ def test_backup_priority_zero_sets_master_down_to_skew() -> None:
     assert actions[0] == BecomeMaster(Reason.MASTER_STOPPED, 100, True)
 
 
+def test_priority_zero_from_a_router_we_do_not_follow_is_discarded() -> None:
+    """A stray or forged "master stops" must not make us take over after Skew_Time
+    while the master we follow is alive."""
+    m = following(LOWER_IP)
+    timers = m.timers
+    assert m.handle(rx(0, STRANGER), 1.0) == [Discard(Reject.STOP_NOT_MASTER, STRANGER)]
+    assert m.timers == timers and m.master == LOWER_IP
+    m = backup(0.0)  # nobody followed yet: nobody's "stop" is believed
+    assert m.handle(rx(0), 1.0) == [Discard(Reject.STOP_NOT_MASTER, LOWER_IP)]
+
+
 def test_backup_equal_priority_never_preempts() -> None:
     m = backup(0.0)
     assert m.handle(rx(100, LOWER_IP), 1.0) == [StartTimer(Timer.MASTER_DOWN, 4.609375)]
     assert m.state is State.BACKUP
 
 
-def test_preempt_lower_priority_master() -> None:
-    m = backup(0.0, priority=150)
+def test_preempt_lower_priority_master_we_follow_at_once() -> None:
+    """The master we follow advertises a priority below ours (its tracked link went
+    down, or ours came back): we take over at once."""
+    m = following(LOWER_IP, 200, priority=150)
     actions = m.handle(rx(100), 1.0)
     assert m.state is State.MASTER
     assert actions[0] == BecomeMaster(Reason.PREEMPT, 150, True)
     assert CancelTimer(Timer.MASTER_DOWN) in actions
     assert sent_priorities(actions) == [150]
+
+
+def test_lower_priority_from_a_router_we_do_not_follow_waits_for_the_timer() -> None:
+    """§6.4.2: "Otherwise: Discard the ADVERTISEMENT" -- the Master_Down_Timer runs on,
+    and when it expires we take over as a preemption."""
+    m = backup(0.0, priority=150)
+    deadline = m.timers[Timer.MASTER_DOWN]
+    assert m.handle(rx(100), 1.0) == [Discard(Reject.LOWER_PRIORITY, LOWER_IP)]
+    assert m.handle(rx(100), 2.0) == [Discard(Reject.LOWER_PRIORITY, LOWER_IP)]
+    assert m.state is State.BACKUP and m.timers == {Timer.MASTER_DOWN: deadline}
+    assert m.master is None
+    actions = m.handle(TimerFired(Timer.MASTER_DOWN), deadline)
+    assert actions[0] == BecomeMaster(Reason.PREEMPT, 150, True)
+
+
+def test_forged_lower_priority_does_not_move_a_backup() -> None:
+    m = following(LOWER_IP, 200, priority=150)
+    timers = m.timers
+    assert m.handle(rx(1, STRANGER), 1.0) == [Discard(Reject.LOWER_PRIORITY, STRANGER)]
+    assert m.state is State.BACKUP and m.timers == timers and m.master == LOWER_IP
+    # the real master's next advert: followed as before, and the timer means master down
+    m.handle(rx(200), 1.5)
+    assert m.handle(TimerFired(Timer.MASTER_DOWN), m.timers[Timer.MASTER_DOWN])[0] == \
+        BecomeMaster(Reason.MASTER_DOWN, 150, True)
+
+
+def test_configured_peer_is_trusted_before_it_is_followed() -> None:
+    """vrrp/peer: the peer's lower priority preempts at once and its priority 0 cuts the
+    wait to Skew_Time, even before we have followed it (after a restart)."""
+    m = backup(0.0, priority=150, peer=LOWER_IP)
+    assert m.handle(rx(100), 1.0)[0] == BecomeMaster(Reason.PREEMPT, 150, True)
+    m = backup(0.0, priority=100, peer=LOWER_IP)
+    assert m.handle(rx(0), 1.0) == [StartTimer(Timer.MASTER_DOWN, 1.0 + 0.609375)]
+    # anyone else is still untrusted (the service drops them before; this is the rule)
+    m = backup(0.0, priority=150, peer=LOWER_IP)
+    assert m.handle(rx(100, HIGHER_IP), 1.0) == [Discard(Reject.LOWER_PRIORITY, HIGHER_IP)]
 
 
 def test_no_preempt_follows_lower_priority_master() -> None:
@@ -374,8 +459,161 @@ def test_bad_adverts_are_discarded_without_state_change(
         bad: AdvertReceived, reason: Reject, state: State) -> None:
     m = _in_state(state)
     timers, prio, mst = m.timers, m.priority, m.master
-    assert m.handle(bad, 1.0) == [Discard(reason)]
+    assert m.handle(bad, 1.0) == [Discard(reason, bad.src)]
     assert (m.state, m.timers, m.priority, m.master) == (state, timers, prio, mst)
+
+
+# -- the advert rules: state x sender x priority x preemption -----------------------------
+
+PEER_IP = IPv4Address("192.0.2.4")  # vrrp/peer in this table
+
+# (state, sender, advert priority (ours is 150), preemption allowed, expected outcome)
+# sender: "followed" = the master this Backup follows (LOWER_IP, heard at 200 first),
+# "peer" = vrrp/peer, "stranger" = a third host. Outcomes: "skew" (Master_Down_Timer =
+# Skew_Time), "preempt" (Master at once), "follow" (sender becomes our master, timer
+# re-armed), "advert" (a Master answers at once), "ignore" (nothing), "step down"
+# (Master -> Backup), or the Reject of the Discard.
+ADVERT_RULES = [
+    (State.BACKUP, "followed", 0, True, "skew"),
+    (State.BACKUP, "peer", 0, True, "skew"),
+    (State.BACKUP, "stranger", 0, True, Reject.STOP_NOT_MASTER),
+    (State.BACKUP, "followed", 100, True, "preempt"),
+    (State.BACKUP, "peer", 100, True, "preempt"),
+    (State.BACKUP, "stranger", 100, True, Reject.LOWER_PRIORITY),
+    (State.BACKUP, "followed", 100, False, "follow"),
+    (State.BACKUP, "stranger", 100, False, "follow"),
+    (State.BACKUP, "stranger", 150, True, "follow"),
+    (State.BACKUP, "stranger", 255, True, "follow"),
+    (State.BACKUP, "followed", 255, True, "follow"),
+    (State.MASTER, "stranger", 0, True, "advert"),
+    (State.MASTER, "stranger", 100, True, "ignore"),
+    (State.MASTER, "peer", 100, True, "ignore"),
+    (State.MASTER, "stranger", 255, True, "step down"),
+    (State.MASTER, "peer", 255, True, "step down"),
+]
+
+
+@pytest.mark.parametrize("state,sender,prio,preempt,expect", ADVERT_RULES, ids=str)
+def test_advert_rules(state: State, sender: str, prio: int, preempt: bool,
+                      expect: object) -> None:
+    kw = dict(priority=150, preempt=preempt, peer=PEER_IP)
+    m = following(LOWER_IP, 200, **kw) if state is State.BACKUP else master(**kw)
+    src = {"followed": LOWER_IP, "peer": PEER_IP, "stranger": STRANGER}[sender]
+    timers = m.timers
+    actions = m.handle(rx(prio, src), 1.0)
+    if isinstance(expect, Reject):
+        assert actions == [Discard(expect, src)]
+        assert m.state is state and m.timers == timers
+    elif expect == "skew":
+        assert actions == [StartTimer(Timer.MASTER_DOWN, 1.0 + skew_time_s(150, 100))]
+    elif expect == "preempt":
+        assert actions[0] == BecomeMaster(Reason.PREEMPT, 150, True)
+    elif expect == "follow":
+        assert actions == [StartTimer(Timer.MASTER_DOWN,
+                                      1.0 + master_down_interval_s(150, 100))]
+        assert m.state is State.BACKUP and m.master == src
+    elif expect == "advert":
+        assert actions == [SendAdvert(advert(150)), StartTimer(Timer.ADVER, 2.0)]
+    elif expect == "ignore":
+        assert actions == [] and m.state is State.MASTER and m.timers == timers
+    else:
+        assert actions[0] == BecomeBackup(Reason.HIGHER_PRIORITY, src)
+        assert m.timers[Timer.MASTER_DOWN] == 1.0 + master_down_interval_s(150, 100)
+
+
+def test_advert_rules_cover_every_backup_branch() -> None:
+    outcomes = {e for st, _, _, _, e in ADVERT_RULES if st is State.BACKUP}
+    assert outcomes == {"skew", "preempt", "follow", Reject.STOP_NOT_MASTER,
+                        Reject.LOWER_PRIORITY}
+
+
+# -- forged adverts: the interval bound ---------------------------------------------------
+
+
+def test_one_forged_max_interval_advert_holds_a_backup_one_master_down_interval() -> None:
+    """The attack of issue 11: priority 255, Max Adver Int 40.95 s. RFC 5798 §6.4.2 would
+    hold this Backup for 3 x 40.95 s + skew; the bound holds it for its own
+    Master_Down_Interval."""
+    m = following(LOWER_IP)
+    actions = m.handle(rx(255, STRANGER, interval_cs=4095), 1.0)
+    assert actions == [StartTimer(Timer.MASTER_DOWN, 1.0 + master_down_interval_s(100, 100)),
+                       IntervalMismatch(STRANGER, 4095, 100)]
+    assert m.master == STRANGER and m.master_adver_interval_cs == 100
+
+
+def test_one_forged_tiny_interval_advert_does_not_make_a_backup_time_out_early() -> None:
+    m = following(LOWER_IP)
+    m.handle(rx(255, STRANGER, interval_cs=1), 1.0)
+    assert m.timers[Timer.MASTER_DOWN] == 1.0 + master_down_interval_s(100, 100)
+
+
+def test_interval_confirmation_needs_two_in_a_row_from_the_same_router() -> None:
+    m = backup(0.0)
+    m.handle(rx(200, LOWER_IP, interval_cs=50), 1.0)
+    m.handle(rx(200, STRANGER, interval_cs=50), 1.1)  # another router in between
+    m.handle(rx(200, LOWER_IP, interval_cs=50), 1.2)
+    assert m.master_adver_interval_cs == 100
+    m.handle(rx(200, LOWER_IP, interval_cs=60), 1.3)  # the same router, a new interval
+    assert m.master_adver_interval_cs == 100
+    m.handle(rx(200, LOWER_IP, interval_cs=60), 1.4)
+    assert m.master_adver_interval_cs == 60
+    # a restart forgets what was confirmed
+    m.handle(Shutdown(), 2.0)
+    m.handle(Startup(), 2.0)
+    m.handle(rx(200, LOWER_IP, interval_cs=60), 2.1)
+    assert m.master_adver_interval_cs == 100
+
+
+forged = st.builds(lambda p, i: AdvertReceived(STRANGER, advert(p, interval_cs=i)),
+                   st.integers(0, 255), st.integers(1, 4095))
+
+
+@settings(max_examples=300, deadline=None)
+@given(forged, st.floats(0.0, 0.999), st.integers(100, 255), st.integers(1, 254),
+       st.booleans())
+def test_one_forged_advert_never_moves_a_backup_whose_master_is_alive(
+        fake: AdvertReceived, phase: float, master_prio: int, prio: int,
+        preempt: bool) -> None:
+    """A Backup follows a live master that advertises every second (our interval); one
+    forged advert of any priority and interval, at any point of the cycle, never makes
+    it Master. (RFC 5798 as written fails this: a forged interval of 10 ms makes the
+    Backup time out before the real master's next advert.)"""
+    master_prio = max(master_prio, prio)  # a master we follow, not one we preempt
+    m = following(LOWER_IP, master_prio, priority=prio, preempt=preempt)
+    t = 0.0
+    for k in range(1, 6):
+        if k == 2:
+            t_fake = k - 1 + phase
+            _fire_until(m, t_fake)
+            m.handle(fake, t_fake)
+        _fire_until(m, float(k))
+        assert m.state is State.BACKUP
+        m.handle(rx(master_prio, LOWER_IP), float(k))
+        t = float(k)
+    _fire_until(m, t + 0.999)
+    assert m.state is State.BACKUP
+
+
+@settings(max_examples=300, deadline=None)
+@given(forged.filter(lambda e: e.advert.priority > 0), st.integers(1, 254),
+       st.sampled_from([State.BACKUP, State.MASTER]), st.sampled_from([1, 10, 100, 4095]))
+def test_one_forged_advert_silences_for_at_most_the_master_down_interval(
+        fake: AdvertReceived, prio: int, state: State, ours_cs: int) -> None:
+    """After one forged advert and silence, the device is Master within its configured
+    Master_Down_Interval (3 x its own interval + skew), whatever the advert said."""
+    m = following(LOWER_IP, 255, priority=prio, advert_interval_cs=ours_cs) \
+        if state is State.BACKUP else master(priority=prio, advert_interval_cs=ours_cs)
+    t = 50.0
+    m.handle(fake, t)  # the real master (if any) is dead: nothing more is heard
+    _fire_until(m, t + master_down_interval_s(prio, ours_cs))
+    assert m.state is State.MASTER
+
+
+def _fire_until(m: VrrpMachine, t: float) -> None:
+    """Fire the machine's timers due by `t`, in order, as the event loop would."""
+    while m.timers and min(m.timers.values()) <= t:
+        timer, deadline = min(m.timers.items(), key=lambda kv: kv[1])
+        m.handle(TimerFired(timer), deadline)
 
 
 # -- Master (§6.4.3) -------------------------------------------------------------------
@@ -410,16 +648,29 @@ def test_master_answers_priority_zero_with_an_advert() -> None:
 
 def test_master_steps_down_for_higher_priority() -> None:
     m = master(0.0)
-    actions = m.handle(rx(200, interval_cs=50), 5.0)
+    actions = m.handle(rx(200, interval_cs=100), 5.0)
     assert m.state is State.BACKUP and m.master == LOWER_IP
     assert actions == [
         BecomeBackup(Reason.HIGHER_PRIORITY, LOWER_IP),
         CancelTimer(Timer.ADVER),
         CancelTimer(Timer.GARP),
         DelVips(VIPS),
-        StartTimer(Timer.MASTER_DOWN, pytest.approx(5.0 + 1.5 + 0.5 * 156 / 256)),
+        StartTimer(Timer.MASTER_DOWN, 5.0 + 3.609375),
     ]
-    assert m.master_adver_interval_cs == 50
+
+
+def test_master_steps_down_with_the_interval_bounded() -> None:
+    """§6.4.3 learns the new master's interval; one advert does not make it ours: the
+    Master_Down_Interval stays our own until the same master says it again."""
+    m = master(0.0)
+    actions = m.handle(rx(200, interval_cs=4095), 5.0)
+    assert m.state is State.BACKUP and m.master_adver_interval_cs == 100
+    assert actions[-2:] == [StartTimer(Timer.MASTER_DOWN, 5.0 + 3.609375),
+                            IntervalMismatch(LOWER_IP, 4095, 100)]
+    m.handle(rx(200, interval_cs=4095), 45.0)  # a real slow master's second advert
+    assert m.master_adver_interval_cs == 4095
+    assert m.timers[Timer.MASTER_DOWN] == pytest.approx(
+        45.0 + master_down_interval_s(100, 4095))
 
 
 def test_master_equal_priority_tie_break_on_primary_address() -> None:
@@ -585,6 +836,7 @@ class Lan:
         self.queue: list[tuple[float, int, int, Timer]] = []
         self.seq = 0
         self.log: list[tuple[float, IPv4Address, str]] = []
+        self.sent: list[tuple[float, IPv4Address, int]] = []  # adverts: (t, src, prio)
 
     def start(self, m: VrrpMachine) -> None:
         self.alive[id(m)] = True
@@ -603,11 +855,21 @@ class Lan:
                 self.seq += 1
                 heapq.heappush(self.queue, (a.deadline, self.seq, id(m), a.timer))
             elif isinstance(a, SendAdvert):
+                self.sent.append((self.now, m.params.primary_address, a.advert.priority))
                 for other in self.machines:
                     if other is not m and self.alive[id(other)]:
                         self.feed(other, AdvertReceived(m.params.primary_address, a.advert))
             elif isinstance(a, BecomeMaster | BecomeBackup | BecomeInitialize):
                 self.log.append((self.now, m.params.primary_address, m.state.value))
+
+    def forge(self, src: IPv4Address, adv: Advert) -> None:
+        """A third host's advert, heard by every live machine."""
+        for m in self.machines:
+            if self.alive[id(m)]:
+                self.feed(m, AdvertReceived(src, adv))
+
+    def transitions_after(self, t: float) -> list[tuple[float, IPv4Address, str]]:
+        return [x for x in self.log if x[0] >= t]
 
     def run_until(self, t: float) -> None:
         by_id = {id(m): m for m in self.machines}
@@ -677,11 +939,30 @@ def test_priority_zero_hands_over_after_skew_time() -> None:
 
 
 def test_preemption_back_after_restart() -> None:
+    """A restarted a (150) hears b (100), a router it does not follow yet: it discards
+    b's adverts (§6.4.2) and preempts when its Master_Down_Timer expires."""
     lan, a, b = _pair(150, 100)
     lan.kill(a)
     lan.run_until(20.0)
     assert b.state is State.MASTER
     a.handle(Shutdown(), lan.now)  # reset the dead one's memory, as a fresh process
+    lan.start(a)
+    lan.run_until(20.0 + master_down_interval_s(150, 100) - 0.01)
+    assert a.state is State.BACKUP and b.state is State.MASTER
+    lan.run_until(20.0 + master_down_interval_s(150, 100) + 0.01)
+    assert a.state is State.MASTER and b.state is State.BACKUP
+    assert lan.log[-2:] == [(pytest.approx(20 + master_down_interval_s(150, 100)),
+                             LOWER_IP, "master"),
+                            (pytest.approx(20 + master_down_interval_s(150, 100)),
+                             HIGHER_IP, "backup")]
+
+
+def test_preemption_back_after_restart_with_configured_peer_is_at_once() -> None:
+    lan, a, b = _pair(150, 100)
+    lan.kill(a)
+    lan.run_until(20.0)
+    a.params = replace(a.params, peer=HIGHER_IP)
+    a.handle(Shutdown(), lan.now)
     lan.start(a)
     lan.run_until(20.0 + 1.01)  # b's next advert triggers a's preemption
     assert a.state is State.MASTER and b.state is State.BACKUP
@@ -696,6 +977,82 @@ def test_tracking_moves_mastership_and_back() -> None:
     lan.feed(a, LinkChanged("eth2", True))
     lan.run_until(16.01)
     assert a.state is State.MASTER and b.state is State.BACKUP
+
+
+def test_forged_advert_silences_a_pair_for_at_most_the_master_down_interval() -> None:
+    """Issue 11: one advert of priority 255 and interval 40.95 s from a third host. The
+    master steps down (§6.4.3), the backup follows the forger; with the RFC's
+    Master_Down_Interval from the advert both would wait 3 x 40.95 s + skew (~140 s).
+    Bounded, the master is back after its own Master_Down_Interval."""
+    lan, a, b = _pair(150, 120)
+    assert a.state is State.MASTER
+    lan.run_until(10.05)
+    t0 = lan.now
+    lan.forge(STRANGER, advert(255, interval_cs=4095))
+    assert a.state is State.BACKUP and b.state is State.BACKUP
+    lan.run_until(t0 + 200)
+    first = min(t for t, src, _ in lan.sent if t > t0)
+    assert first - t0 == pytest.approx(master_down_interval_s(150, 100))
+    assert first - t0 <= master_down_interval_s(120, 100)  # the pair's longest
+    assert a.state is State.MASTER and b.state is State.BACKUP and b.master == LOWER_IP
+    # the one takeover, and b never moved
+    assert [(who, s) for _, who, s in lan.transitions_after(t0)] == [
+        (LOWER_IP, "backup"), (LOWER_IP, "master")]
+
+
+def test_forged_lower_priority_and_stop_adverts_move_nobody() -> None:
+    lan, a, b = _pair(150, 120)
+    lan.run_until(10.05)
+    t0 = lan.now
+    lan.forge(STRANGER, advert(1))
+    lan.forge(STRANGER, advert(0))
+    lan.run_until(t0 + 30)
+    assert lan.transitions_after(t0) == []
+    assert a.state is State.MASTER and b.master == LOWER_IP
+
+
+def _lan(*specs: tuple[int, int, IPv4Address]) -> tuple[Lan, list[VrrpMachine]]:
+    ms = [VrrpMachine(params(priority=p, advert_interval_cs=cs, primary_address=ip))
+          for p, cs, ip in specs]
+    lan = Lan(*ms)
+    for m in ms:
+        lan.start(m)
+    return lan, ms
+
+
+def test_a_master_with_a_longer_interval_is_followed_without_flapping() -> None:
+    """A legitimate peer advertising every second while we advertise every 100 ms (a
+    keepalived with advert_int 1). Its first advert is not believed (it could be a
+    forged one); from its second on we follow its interval and never time out between
+    its adverts. The cost: at most one takeover when it is first heard."""
+    lan, (slow, fast) = _lan((200, 100, LOWER_IP), (100, 10, HIGHER_IP))
+    lan.run_until(10.0)
+    assert slow.state is State.MASTER and fast.state is State.BACKUP
+    assert fast.master_adver_interval_cs == 100
+    spurious = [x for x in lan.log if x[1] == HIGHER_IP and x[2] == "master" and x[0] > 0.5]
+    assert len(spurious) <= 1, lan.log
+    t = lan.now
+    lan.run_until(t + 120.0)
+    assert lan.transitions_after(t + 1e-9) == []
+    # and when it dies, we take over within its (confirmed) Master_Down_Interval
+    lan.kill(slow)
+    t_kill = lan.now
+    lan.run_until(t_kill + 10)
+    took = next(x[0] for x in lan.transitions_after(t_kill)) - t_kill
+    assert took <= master_down_interval_s(100, 100)
+
+
+def test_a_master_with_a_shorter_interval_is_followed_from_its_second_advert() -> None:
+    lan, (quick, slow) = _lan((200, 10, LOWER_IP), (100, 100, HIGHER_IP))
+    lan.run_until(10.0)
+    assert quick.state is State.MASTER and slow.state is State.BACKUP
+    assert slow.master_adver_interval_cs == 10
+    assert [x for x in lan.log if x[1] == HIGHER_IP and x[2] == "master"] == []
+    lan.kill(quick)
+    t_kill = lan.now
+    lan.run_until(t_kill + 10)
+    took = next(x[0] for x in lan.transitions_after(t_kill)) - t_kill
+    assert took <= master_down_interval_s(100, 10)  # fast, as the RFC means it
 
 
 def test_peer_down_makes_a_backup_master_at_once() -> None:

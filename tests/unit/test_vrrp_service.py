@@ -237,3 +237,112 @@ def test_start_errors(world: World) -> None:
         assert s.state == "initialize"
 
     asyncio.run(run())
+
+
+# -- intruders: vrrp/peer, the interval bound ------------------------------------------
+
+STRANGER = IPv4Address("192.0.2.250")
+
+
+def forged(priority: int, interval_cs: int, src: IPv4Address = STRANGER) -> Received:
+    return Received(src, IPv4Address("224.0.0.18"),
+                    Advert(51, priority, interval_cs, (VIP.ip,)))
+
+
+def test_peer_filter_drops_other_sources_before_the_state_machine(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """vrrp/peer set: an advert from any other address is counted as rx_not_peer and
+    logged (rate-limited, with its source); the state machine never sees it, so even a
+    priority-255 advert changes nothing. The peer's own adverts are followed."""
+    async def run() -> None:
+        seen: list[str] = []
+        s = VrrpService(cfg(peer=PEER), "eth1", lambda st, info: seen.append(st))
+        await s.start()
+        await _until(lambda: s.state == "master")
+        now = asyncio.get_running_loop().time()
+        caplog.set_level("INFO", logger="appliance.vrrp")
+        for _ in range(5):
+            world.on_datagram(forged(255, 4095), now)
+        c = s.counters()
+        assert c["rx_not_peer"] == 5 and c["rx_adverts"] == 0 and c["rx_packets"] == 5
+        assert s.state == "master" and seen == ["backup", "master"]
+        lines = [r.getMessage() for r in caplog.records if "VRRP_RX_REJECT" in r.getMessage()]
+        assert lines == [f"VRRP_RX_REJECT dropped an advert on eth1 from {STRANGER}: "
+                         "rx_not_peer (0 more since last report)"]
+        world.on_datagram(forged(255, 1, PEER), now)  # the peer: a better master
+        assert s.state == "backup" and s.master == str(PEER)
+        assert s.counters()["rx_adverts"] == 1
+        await s.stop()
+
+    asyncio.run(run())
+
+
+def test_without_peer_a_forged_max_interval_advert_costs_one_master_down_interval(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """No vrrp/peer: the forged advert is followed (the master steps down, §6.4.3), but
+    with our own interval: the service is master again after its own
+    Master_Down_Interval (36 ms here), not 3 x 40.95 s. The mismatch is counted and
+    logged."""
+    async def run() -> None:
+        caplog.set_level("INFO", logger="appliance.vrrp")
+        s = VrrpService(cfg(), "eth1", lambda st, info: None)
+        await s.start()
+        await _until(lambda: s.state == "master")
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        world.on_datagram(forged(255, 4095), t0)
+        assert s.state == "backup" and s.master == str(STRANGER)
+        await _until(lambda: s.state == "master", timeout=2.0)
+        took = loop.time() - t0
+        assert took < 0.5, took
+        c = s.counters()
+        assert c["rx_interval_mismatch"] == 1 and c["became_master"] == 2
+        assert any("VRRP_INTERVAL_MISMATCH advert from 192.0.2.250 on eth1 says 4095 cs, "
+                   "ours is 1 cs; Master_Down_Interval from 1 cs" in r.getMessage()
+                   for r in caplog.records)
+        await s.stop()
+
+    asyncio.run(run())
+
+
+def test_lower_priority_refusals_are_logged_at_info(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
+    async def run() -> None:
+        caplog.set_level("INFO", logger="appliance.vrrp")
+        s = VrrpService(cfg(advert_interval_ms=1000), "eth1", lambda st, info: None)
+        await s.start()
+        now = asyncio.get_running_loop().time()
+        world.on_datagram(forged(50, 100), now)
+        world.on_datagram(forged(0, 100), now)
+        c = s.counters()
+        assert c["rx_lower_priority"] == 1 and c["rx_stop_not_master"] == 1
+        assert s.state == "backup" and s.master is None
+        levels = {r.getMessage().split(": ")[-1].split()[0]: r.levelname
+                  for r in caplog.records if "VRRP_RX_REJECT" in r.getMessage()}
+        assert levels == {"rx_lower_priority": "INFO", "rx_stop_not_master": "WARNING"}
+        await s.stop()
+
+    asyncio.run(run())
+
+
+def test_peer_naming_this_device_is_a_start_error(world: World) -> None:
+    async def run() -> None:
+        s = VrrpService(cfg(peer=ME), "eth1", lambda st, info: None)
+        with pytest.raises(VrrpStartError, match="own address"):
+            await s.start()
+
+    asyncio.run(run())
+
+
+def test_every_reject_and_counter_is_present_from_start(world: World) -> None:
+    async def run() -> None:
+        s = VrrpService(cfg(), "eth1", lambda st, info: None)
+        await s.start()
+        c = s.counters()
+        assert {r.value for r in Reject} <= set(c)
+        assert {"rx_not_peer", "rx_lower_priority", "rx_stop_not_master",
+                "rx_interval_mismatch"} <= set(c)
+        assert all(v == 0 for k, v in c.items() if k.startswith("rx_"))
+        await s.stop()
+
+    asyncio.run(run())
