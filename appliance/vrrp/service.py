@@ -300,7 +300,9 @@ class VrrpService:
         if isinstance(result, Reject):
             self._count_reject(result, None, now)
             return
-        refused = check_source(result.src, self.cfg.peer)
+        # our own advert looping back is the state machine's rx_own, not rx_not_peer
+        refused = None if result.src == self._primary else check_source(result.src,
+                                                                          self.cfg.peer)
         if refused is not None:
             self._count_reject(refused, result.src, now)
             return

@@ -225,7 +225,7 @@ def test_second_startup_is_our_bug() -> None:
 events = st.one_of(
     st.just(Shutdown()),
     st.builds(rx, st.sampled_from([0, 1, 99, 100, 101, 254, 255]),
-              st.sampled_from([LOWER_IP, ME, HIGHER_IP]),
+              st.sampled_from([LOWER_IP, ME, HIGHER_IP, STRANGER]),
               interval_cs=st.sampled_from([1, 10, 100, 4095]),
               vrid=st.sampled_from([51, 51, 51, 52])),
     st.builds(LinkChanged, st.sampled_from(["eth2", "eth3", "eth9"]), st.booleans()),
@@ -249,11 +249,14 @@ def _check_invariants(m: VrrpMachine, now: float) -> None:
 
 @settings(max_examples=500, deadline=None)
 @given(st.lists(st.tuples(events, st.floats(0, 5)), max_size=40),
-       st.integers(1, 255), st.booleans(), st.floats(0, 3))
+       st.integers(1, 255), st.booleans(), st.floats(0, 3),
+       st.sampled_from([None, LOWER_IP]))
 def test_random_event_sequences_keep_invariants(
-        seq: list[tuple[Event, float]], prio: int, preempt: bool, delay: float) -> None:
+        seq: list[tuple[Event, float]], prio: int, preempt: bool, delay: float,
+        peer: IPv4Address | None) -> None:
     """Random traffic, link and gate changes, with timers firing as an event loop would."""
-    m = VrrpMachine(params(priority=prio, preempt=preempt, preempt_delay_s=delay))
+    m = VrrpMachine(params(priority=prio, preempt=preempt, preempt_delay_s=delay,
+                           peer=peer))
     now = 0.0
     m.handle(Startup(), now)
     for event, dt in seq:

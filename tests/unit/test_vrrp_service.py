@@ -269,6 +269,8 @@ def test_peer_filter_drops_other_sources_before_the_state_machine(
         lines = [r.getMessage() for r in caplog.records if "VRRP_RX_REJECT" in r.getMessage()]
         assert lines == [f"VRRP_RX_REJECT dropped an advert on eth1 from {STRANGER}: "
                          "rx_not_peer (0 more since last report)"]
+        world.on_datagram(forged(255, 1, ME), now)  # our own advert looped back
+        assert s.counters()["rx_own"] == 1 and s.counters()["rx_not_peer"] == 5
         world.on_datagram(forged(255, 1, PEER), now)  # the peer: a better master
         assert s.state == "backup" and s.master == str(PEER)
         assert s.counters()["rx_adverts"] == 1
