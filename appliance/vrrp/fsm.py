@@ -77,7 +77,8 @@ differs from the RFC and from keepalived):
 
 - Trusted routers. An advert that would make a Backup take over sooner -- a lower
   priority it may preempt, or priority 0 -- is acted on only when it comes from the
-  master the Backup follows (the source of the last advert it accepted) or from the
+  master the Backup follows (the source of the last advert it accepted), from anyone
+  while it follows none (just started, or its master said it stops), or from the
   configured peer (Params.peer, vrrp/peer). From anyone else a lower priority is
   discarded as §6.4.2 says (the Master_Down_Timer runs on, and when it expires the
   takeover is a preemption) and priority 0 is discarded. Either is a `Discard`.
@@ -528,8 +529,8 @@ class VrrpMachine:
     def _backup(self, event: Event, now: float) -> list[Action]:
         """Backup: monitoring the master (§6.4.2). Left for Master when the
         Master_Down_Timer fires or, with preemption allowed, when a trusted router (the
-        master we follow, or vrrp/peer) advertises a lower priority; for Initialize on
-        Shutdown."""
+        master we follow, anyone while we follow none, vrrp/peer) advertises a lower
+        priority; for Initialize on Shutdown."""
         if isinstance(event, AdvertReceived):
             return self._backup_advert(event, now)
         if isinstance(event, TimerFired):  # only Master_Down_Timer is armed in Backup
@@ -563,9 +564,9 @@ class VrrpMachine:
             return [self._start(Timer.MASTER_DOWN, now + self.skew_time_s)]
         if adv.priority < self.priority and self._may_preempt(now):
             if trusted:
-                # The master we follow (or our configured peer) is now worse than us:
-                # take over at once rather than wait up to a Master_Down_Interval, as
-                # §6.4.2 would (and keepalived does).
+                # The master we follow (or our configured peer, or a master when we
+                # follow none) is worse than us: take over at once rather than wait up
+                # to a Master_Down_Interval, as §6.4.2 would (and keepalived does).
                 return self._to_master(Reason.PREEMPT, now)
             # §6.4.2: "Otherwise: Discard the ADVERTISEMENT". The Master_Down_Timer runs
             # on; if it expires, no better master spoke and we preempt.
@@ -683,10 +684,11 @@ class VrrpMachine:
         return [Discard(reason, event.src)] if reason is not None else []
 
     def _trusted(self, src: IPv4Address) -> bool:
-        """The master we follow, or the configured peer: whose lower priority or priority
-        0 we act on at once (see "Forged adverts")."""
-        return src == self._v.master or (self.params.peer is not None
-                                         and src == self.params.peer)
+        """Whose lower priority or priority 0 we act on at once (see "Forged adverts"):
+        the master we follow, anyone while we follow none (just started, or our master
+        said it stops: we are about to take over anyway), and the configured peer."""
+        return self._v.master is None or src == self._v.master or (
+            self.params.peer is not None and src == self.params.peer)
 
     def _learn(self, event: AdvertReceived) -> list[Action]:
         """Master_Adver_Interval from an accepted advert, within the bound: the

@@ -86,9 +86,9 @@ class Reject(enum.Enum):
     # vrrp/peer is set and the advert came from another address (keepalived's
     # check_unicast_src, without the unicast transport). Checked before the state machine.
     NOT_PEER = "rx_not_peer"
-    # A Backup that may preempt heard a lower priority from a router it does not follow
-    # (neither its current master nor vrrp/peer): §6.4.2 "Otherwise: Discard the
-    # ADVERTISEMENT", the Master_Down_Timer keeps running. See fsm.py.
+    # A Backup that may preempt and follows a master heard a lower priority from another
+    # router (not vrrp/peer either): §6.4.2 "Otherwise: Discard the ADVERTISEMENT", the
+    # Master_Down_Timer keeps running. See fsm.py, "Forged adverts".
     LOWER_PRIORITY = "rx_lower_priority"
     # A priority-0 advert ("the master stops", §5.2.4) from a router that is not the
     # master we follow (nor vrrp/peer): ignored rather than cutting our wait to

@@ -90,10 +90,6 @@ COUNTERS = (
 )
 
 _REJECT_LOG_S = 10.0
-# Refusals that happen in normal operation too: logged at info, not warning. A Backup
-# that (re)starts with a higher priority than the master refuses that master's adverts
-# until its Master_Down_Timer makes it preempt (fsm.py, "Forged adverts").
-_INFO_REJECTS = frozenset({Reject.LOWER_PRIORITY})
 
 # asyncio wakes up to ~1 ms late (the epoll selector rounds its timeout up to whole
 # milliseconds), and for the Master_Down_Timer that lateness is failover time: it is
@@ -471,10 +467,9 @@ class VrrpService:
         self._counters[reason.value] += 1
         suppressed = self._may_log(reason, now)
         if suppressed is not None:
-            log.log(logging.INFO if reason in _INFO_REJECTS else logging.WARNING,
-                    "VRRP_RX_REJECT dropped an advert on %s%s: %s (%d more since last "
-                    "report)", self.interface, f" from {src}" if src else "",
-                    reason.value, suppressed)
+            log.warning("VRRP_RX_REJECT dropped an advert on %s%s: %s (%d more since "
+                        "last report)", self.interface, f" from {src}" if src else "",
+                        reason.value, suppressed)
 
     def _interval_mismatch(self, m: IntervalMismatch) -> None:
         self._counters["rx_interval_mismatch"] += 1

@@ -1,8 +1,8 @@
 """Forged VRRP adverts from a third namespace on the client LAN (issue 11, "VRRP
 intruders"), against the real daemons (namespaces, root).
 
-    lan bridge ── a   (eth1 192.0.2.10)  dhcp-hotbackup run, vrrp/ priority 200
-               ├─ b   (eth1 192.0.2.11)  dhcp-hotbackup run, vrrp/ priority 100
+    lan bridge ── a   (eth1 192.0.2.10)  dhcp-hotbackup run, vrrp/ priority 250
+               ├─ b   (eth1 192.0.2.11)  dhcp-hotbackup run, vrrp/ priority 50
                │                         (keepalived in the last test)
                ├─ obs (eth1 192.0.2.250) the intruder: scapy; tcpdump (LanWatch)
                └─ cl  (eth0, no address) udhcpc, a real DHCP client
@@ -35,7 +35,7 @@ from lab.vrrp_node import LanWatch, VrrpLab
 pytestmark = pytest.mark.netns
 
 ADVERT_MS = 100
-PRIO_A, PRIO_B = 200, 100
+PRIO_A, PRIO_B = 250, 50  # far apart: a times out 78 ms before b (the bound)
 START_S = 30  # a daemon start on a loaded machine
 INTRUDER = "192.0.2.250"  # the observer namespace
 MAX_INTERVAL_CS = 4095  # RFC 5798 §5.2.7: 12 bits of centiseconds
@@ -95,7 +95,7 @@ def forge(lab: VrrpLab, priority: int, interval_cs: int, count: int = 1) -> None
 
 
 def start_pair(lab: VrrpLab, **extra: dict[str, str]) -> dict[str, dict]:
-    """a (200) master, b (100) backup following it, the election counted (counters are
+    """a (250) master, b (50) backup following it, the election counted (counters are
     published about once a second); returns each one's published state."""
     lab.start_daemon("a", PRIO_A, extra=extra.get("a"))
     lab.start_daemon("b", PRIO_B, extra=extra.get("b"))

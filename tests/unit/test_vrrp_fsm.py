@@ -372,8 +372,8 @@ def test_priority_zero_from_a_router_we_do_not_follow_is_discarded() -> None:
     timers = m.timers
     assert m.handle(rx(0, STRANGER), 1.0) == [Discard(Reject.STOP_NOT_MASTER, STRANGER)]
     assert m.timers == timers and m.master == LOWER_IP
-    m = backup(0.0)  # nobody followed yet: nobody's "stop" is believed
-    assert m.handle(rx(0), 1.0) == [Discard(Reject.STOP_NOT_MASTER, LOWER_IP)]
+    m = backup(0.0)  # nobody followed yet: we are waiting for a master anyway
+    assert m.handle(rx(0), 1.0) == [StartTimer(Timer.MASTER_DOWN, 1.0 + 0.609375)]
 
 
 def test_backup_equal_priority_never_preempts() -> None:
@@ -395,15 +395,23 @@ def test_preempt_lower_priority_master_we_follow_at_once() -> None:
 
 def test_lower_priority_from_a_router_we_do_not_follow_waits_for_the_timer() -> None:
     """§6.4.2: "Otherwise: Discard the ADVERTISEMENT" -- the Master_Down_Timer runs on,
-    and when it expires we take over as a preemption."""
-    m = backup(0.0, priority=150)
+    and when it expires (the master we followed said nothing more) we take over as a
+    preemption of the lower one."""
+    m = following(LOWER_IP, 200, priority=150)
     deadline = m.timers[Timer.MASTER_DOWN]
-    assert m.handle(rx(100), 1.0) == [Discard(Reject.LOWER_PRIORITY, LOWER_IP)]
-    assert m.handle(rx(100), 2.0) == [Discard(Reject.LOWER_PRIORITY, LOWER_IP)]
+    assert m.handle(rx(100, STRANGER), 1.0) == [Discard(Reject.LOWER_PRIORITY, STRANGER)]
+    assert m.handle(rx(100, STRANGER), 2.0) == [Discard(Reject.LOWER_PRIORITY, STRANGER)]
     assert m.state is State.BACKUP and m.timers == {Timer.MASTER_DOWN: deadline}
-    assert m.master is None
+    assert m.master == LOWER_IP
     actions = m.handle(TimerFired(Timer.MASTER_DOWN), deadline)
     assert actions[0] == BecomeMaster(Reason.PREEMPT, 150, True)
+
+
+def test_a_backup_that_follows_nobody_preempts_the_first_lower_master_it_hears() -> None:
+    """Just started (or its master said it stops): nobody is followed, so a lower
+    priority is a master worse than us, and we take the role at once."""
+    m = backup(0.0, priority=150)
+    assert m.handle(rx(100, STRANGER), 1.0)[0] == BecomeMaster(Reason.PREEMPT, 150, True)
 
 
 def test_forged_lower_priority_does_not_move_a_backup() -> None:
@@ -417,16 +425,17 @@ def test_forged_lower_priority_does_not_move_a_backup() -> None:
         BecomeMaster(Reason.MASTER_DOWN, 150, True)
 
 
-def test_configured_peer_is_trusted_before_it_is_followed() -> None:
+def test_configured_peer_is_trusted_while_another_router_is_followed() -> None:
     """vrrp/peer: the peer's lower priority preempts at once and its priority 0 cuts the
-    wait to Skew_Time, even before we have followed it (after a restart)."""
-    m = backup(0.0, priority=150, peer=LOWER_IP)
+    wait to Skew_Time, though we follow another master (a third router, or the peer
+    behind a spoofed address); anyone else is not trusted (the service drops them
+    before the machine sees them; this is the rule behind it)."""
+    m = following(HIGHER_IP, 200, priority=150, peer=LOWER_IP)
     assert m.handle(rx(100), 1.0)[0] == BecomeMaster(Reason.PREEMPT, 150, True)
-    m = backup(0.0, priority=100, peer=LOWER_IP)
+    m = following(HIGHER_IP, 200, priority=100, peer=LOWER_IP)
     assert m.handle(rx(0), 1.0) == [StartTimer(Timer.MASTER_DOWN, 1.0 + 0.609375)]
-    # anyone else is still untrusted (the service drops them before; this is the rule)
-    m = backup(0.0, priority=150, peer=LOWER_IP)
-    assert m.handle(rx(100, HIGHER_IP), 1.0) == [Discard(Reject.LOWER_PRIORITY, HIGHER_IP)]
+    m = following(HIGHER_IP, 200, priority=150, peer=LOWER_IP)
+    assert m.handle(rx(100, STRANGER), 1.0) == [Discard(Reject.LOWER_PRIORITY, STRANGER)]
 
 
 def test_no_preempt_follows_lower_priority_master() -> None:
@@ -472,7 +481,8 @@ PEER_IP = IPv4Address("192.0.2.4")  # vrrp/peer in this table
 
 # (state, sender, advert priority (ours is 150), preemption allowed, expected outcome)
 # sender: "followed" = the master this Backup follows (LOWER_IP, heard at 200 first),
-# "peer" = vrrp/peer, "stranger" = a third host. Outcomes: "skew" (Master_Down_Timer =
+# "peer" = vrrp/peer, "stranger" = a third host, "first" = a third host heard by a
+# Backup that follows nobody yet (just started). Outcomes: "skew" (Master_Down_Timer =
 # Skew_Time), "preempt" (Master at once), "follow" (sender becomes our master, timer
 # re-armed), "advert" (a Master answers at once), "ignore" (nothing), "step down"
 # (Master -> Backup), or the Reject of the Discard.
@@ -480,9 +490,11 @@ ADVERT_RULES = [
     (State.BACKUP, "followed", 0, True, "skew"),
     (State.BACKUP, "peer", 0, True, "skew"),
     (State.BACKUP, "stranger", 0, True, Reject.STOP_NOT_MASTER),
+    (State.BACKUP, "first", 0, True, "skew"),
     (State.BACKUP, "followed", 100, True, "preempt"),
     (State.BACKUP, "peer", 100, True, "preempt"),
     (State.BACKUP, "stranger", 100, True, Reject.LOWER_PRIORITY),
+    (State.BACKUP, "first", 100, True, "preempt"),
     (State.BACKUP, "followed", 100, False, "follow"),
     (State.BACKUP, "stranger", 100, False, "follow"),
     (State.BACKUP, "stranger", 150, True, "follow"),
@@ -500,8 +512,12 @@ ADVERT_RULES = [
 def test_advert_rules(state: State, sender: str, prio: int, preempt: bool,
                       expect: object) -> None:
     kw = dict(priority=150, preempt=preempt, peer=PEER_IP)
-    m = following(LOWER_IP, 200, **kw) if state is State.BACKUP else master(**kw)
-    src = {"followed": LOWER_IP, "peer": PEER_IP, "stranger": STRANGER}[sender]
+    if state is State.MASTER:
+        m = master(**kw)
+    else:
+        m = backup(**kw) if sender == "first" else following(LOWER_IP, 200, **kw)
+    src = {"followed": LOWER_IP, "peer": PEER_IP, "stranger": STRANGER,
+           "first": STRANGER}[sender]
     timers = m.timers
     actions = m.handle(rx(prio, src), 1.0)
     if isinstance(expect, Reject):
@@ -942,30 +958,11 @@ def test_priority_zero_hands_over_after_skew_time() -> None:
 
 
 def test_preemption_back_after_restart() -> None:
-    """A restarted a (150) hears b (100), a router it does not follow yet: it discards
-    b's adverts (§6.4.2) and preempts when its Master_Down_Timer expires."""
     lan, a, b = _pair(150, 100)
     lan.kill(a)
     lan.run_until(20.0)
     assert b.state is State.MASTER
     a.handle(Shutdown(), lan.now)  # reset the dead one's memory, as a fresh process
-    lan.start(a)
-    lan.run_until(20.0 + master_down_interval_s(150, 100) - 0.01)
-    assert a.state is State.BACKUP and b.state is State.MASTER
-    lan.run_until(20.0 + master_down_interval_s(150, 100) + 0.01)
-    assert a.state is State.MASTER and b.state is State.BACKUP
-    assert lan.log[-2:] == [(pytest.approx(20 + master_down_interval_s(150, 100)),
-                             LOWER_IP, "master"),
-                            (pytest.approx(20 + master_down_interval_s(150, 100)),
-                             HIGHER_IP, "backup")]
-
-
-def test_preemption_back_after_restart_with_configured_peer_is_at_once() -> None:
-    lan, a, b = _pair(150, 100)
-    lan.kill(a)
-    lan.run_until(20.0)
-    a.params = replace(a.params, peer=HIGHER_IP)
-    a.handle(Shutdown(), lan.now)
     lan.start(a)
     lan.run_until(20.0 + 1.01)  # b's next advert triggers a's preemption
     assert a.state is State.MASTER and b.state is State.BACKUP

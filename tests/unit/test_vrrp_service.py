@@ -307,21 +307,24 @@ def test_without_peer_a_forged_max_interval_advert_costs_one_master_down_interva
     asyncio.run(run())
 
 
-def test_lower_priority_refusals_are_logged_at_info(
+def test_refusals_of_the_state_machine_are_counted_and_logged_with_their_source(
         world: World, caplog: pytest.LogCaptureFixture) -> None:
     async def run() -> None:
         caplog.set_level("INFO", logger="appliance.vrrp")
         s = VrrpService(cfg(advert_interval_ms=1000), "eth1", lambda st, info: None)
         await s.start()
         now = asyncio.get_running_loop().time()
+        world.on_datagram(forged(200, 100, PEER), now)  # the master we follow
         world.on_datagram(forged(50, 100), now)
         world.on_datagram(forged(0, 100), now)
         c = s.counters()
         assert c["rx_lower_priority"] == 1 and c["rx_stop_not_master"] == 1
-        assert s.state == "backup" and s.master is None
-        levels = {r.getMessage().split(": ")[-1].split()[0]: r.levelname
-                  for r in caplog.records if "VRRP_RX_REJECT" in r.getMessage()}
-        assert levels == {"rx_lower_priority": "INFO", "rx_stop_not_master": "WARNING"}
+        assert s.state == "backup" and s.master == str(PEER)
+        lines = [(r.levelname, r.getMessage()) for r in caplog.records
+                 if "VRRP_RX_REJECT" in r.getMessage()]
+        assert lines == [("WARNING", f"VRRP_RX_REJECT dropped an advert on eth1 from "
+                          f"{STRANGER}: {reason} (0 more since last report)")
+                         for reason in ("rx_lower_priority", "rx_stop_not_master")]
         await s.stop()
 
     asyncio.run(run())
