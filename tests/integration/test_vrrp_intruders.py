@@ -17,8 +17,6 @@ from the forged advert on the wire to the first advert of the pair after it.
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import sys
 import time
@@ -28,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from appliance.testing.netns import Topology, wait_for
+from appliance.testing.require import require_tools
 from appliance.vrrp.timers import master_down_interval_s
 from lab.clients import udhcpc_oneshot
 from lab.vrrp_node import LanWatch, VrrpLab
@@ -45,20 +44,9 @@ def mdi(priority: int, interval_cs: int = ADVERT_MS // 10) -> float:
     return master_down_interval_s(priority, interval_cs)
 
 
-def _unavailable(why: str) -> None:
-    """Skip on a developer's machine; under CI (CI=true) a missing tool or root fails."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI: {why}")
-    pytest.skip(why)
-
-
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[VrrpLab]:
-    if os.geteuid() != 0:
-        _unavailable("needs root: network namespaces")
-    for tool in ("tcpdump", "udhcpc", "keepalived"):
-        if shutil.which(tool) is None:
-            _unavailable(f"{tool} not installed")
+    require_tools("tcpdump", "udhcpc", "keepalived")  # root: the netns marker
     with Topology(prefix="vi") as t:
         lab = VrrpLab(t, str(tmp_path), advert_ms=ADVERT_MS)
         lab.host("a")
