@@ -397,8 +397,8 @@ class VrrpLab:
             if again == run:
                 break
             run = again
-        if "vrrp/state" not in run:
-            return {}
+        if "vrrp/state" not in run or "vrrp/priority" not in run:
+            return {}  # the first publish is still being written (state comes first)
         last = run.get("vrrp/last_transition")
         counters, stats = {}, {}
         for k, v in run.items():
