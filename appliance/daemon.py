@@ -41,7 +41,7 @@ from appliance.runtime.tree import RuntimeTree
 from appliance.sync.changelog import Cursor, RingLog
 from appliance.sync.frames import NoticeCode
 from appliance.sync.merge import Merger
-from appliance.sync.session import Loss
+from appliance.sync.session import Evidence, Loss
 from appliance.sync.session import State as SyncState
 from appliance.sync.transport import SyncHandler, SyncLink, config_summary
 from appliance.vrrp import netlink as vrrp_netlink
@@ -100,7 +100,8 @@ class _Replication(SyncHandler):
             # completes. The link is closing (the peer was told); the next one starts
             # from the durable cursor once the store writes again.
             return d.loop.create_future()
-        report = self.merger.apply(leases, d.table, settle)
+        # Our own wall clock: a peer's expiry of a binding still live by it is not taken.
+        report = self.merger.apply(leases, d.table, settle, now=d.clock.wall())
         if report.writes and not d._store_write(report.writes):
             return d.loop.create_future()
         if cursor is not None:
@@ -169,6 +170,12 @@ class _Replication(SyncHandler):
         if paths:
             log.warning("D042 config differs from the peer's: %s", " ".join(paths))
 
+    def on_clock(self, skew_ms: float, delay_ms: float, alarm: bool,
+                 alarm_changed: bool | None) -> None:
+        # The link logs the alarm (SYNC040/SYNC041); the runtime tree shows it at once.
+        if alarm_changed is not None:
+            self.d._publish_soon()
+
     # -- the second path between the devices (docs/failover.md) ---------------------------
     def on_notice(self, code: int, detail: str) -> None:
         d = self.d
@@ -187,12 +194,13 @@ class _Replication(SyncHandler):
             d._takeover(f"the peer's lease store failed ({detail}; its notice on the sync "
                         "link)")
 
-    def on_peer_lost(self, how: Loss, detail: str) -> None:
+    def on_peer_lost(self, how: Loss, detail: str, evidence: Evidence) -> None:
         d = self.d
         was_active, d.peer_active = d.peer_active, False
-        if how in (Loss.EOF, Loss.RESET):
-            # The peer's kernel closed or reset the connection without a BYE: its daemon
-            # is gone, so it serves nobody. Silence (TIMEOUT) proves nothing: VRRP decides.
+        if evidence is Evidence.DIED:
+            # Closed or reset without a BYE, and the peer's sync port refuses connections:
+            # its daemon is gone, so it serves nobody. A reset while the port still
+            # answers (injected) and silence (TIMEOUT) prove nothing: VRRP decides.
             d.peer_dead = True
             d.allocator.owner = None
             if was_active:
@@ -378,7 +386,7 @@ class Daemon:
         epoch, seq = self.cursor_file.load()
         self.link = SyncLink(node=cfg.node.name, sync=cfg.sync, log=self.changelog,
                              handler=self.replication, held=Cursor(epoch, seq),
-                             summary=config_summary(cfg))
+                             summary=config_summary(cfg), wall=self.clock.wall)
         self.allocator.owner = self.link.pool_owner
         # sync/local may not be up yet (interface still coming up): retry, keep serving.
         for attempt in range(50):

@@ -10,7 +10,7 @@ say() { printf 'setup: %s\n' "$*"; }
 PKGS=(
   python3-venv python3-pip python3-dev
   python3-bpfcc bpfcc-tools libbpf1 linux-headers-amd64 clang llvm
-  python3-pyroute2 python3-scapy python3-sdnotify
+  python3-pyroute2 python3-scapy python3-sdnotify python3-cryptography
   isc-dhcp-client udhcpc dhcpcd-base isc-dhcp-relay
   kea-dhcp4-server kea-admin keepalived
   tcpdump iproute2 iputils-ping procps psmisc

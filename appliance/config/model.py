@@ -60,6 +60,7 @@ class SyncConfig:
     key: bytes = field(repr=False)
     mode: str = "sync"  # "sync" | "async"
     ack_timeout_ms: int = 50
+    max_clock_skew_ms: int = 1000
 
 
 @dataclass(frozen=True, slots=True)

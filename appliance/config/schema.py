@@ -174,8 +174,10 @@ def domain(lines: list[str]) -> str:
 
 def secret(lines: list[str]) -> bytes:
     s = _one(lines)
-    if len(s) < 16:
-        raise Invalid("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
+    # The AEAD keys of the sync link are derived from it (HKDF): 32 characters of
+    # `openssl rand -hex 32` carry 128 bits; the postinst writes 64.
+    if len(s) < 32:
+        raise Invalid("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
     return s.encode()
 
 
@@ -235,6 +237,9 @@ KEYS: tuple[Key, ...] = (
         "sync: the peer acks before the client gets its ACK; async: it follows within ms"),
     Key("sync/ack_timeout_ms", integer(1, 10000), 50,
         "longest a client's ACK waits for the peer before serving alone"),
+    Key("sync/max_clock_skew_ms", integer(1, 86_400_000), 1000,
+        "clock skew with the peer (measured over the sync link) beyond which an alarm is "
+        "raised (log SYNC040, runtime sync/clock_skew_alarm)"),
     Key("pools/<name>/subnet", subnet, REQUIRED, "the pool's subnet", "192.0.2.0/24"),
     Key("pools/<name>/range", ranges, REQUIRED, "FIRST-LAST, one per line",
         "192.0.2.100-192.0.2.199"),

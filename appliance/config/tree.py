@@ -363,7 +363,7 @@ def _sync(r: _Reader) -> SyncConfig | None:
             r.fail("sync/key", f"mode {mode:04o}", "the secret must not be readable by group or "
                    "others: chmod 600")
     vals = {k: r.get(f"sync/{k}") for k in (
-        "interface", "local", "peer", "key", "mode", "ack_timeout_ms")}
+        "interface", "local", "peer", "key", "mode", "ack_timeout_ms", "max_clock_skew_ms")}
     if any(v is None for v in vals.values()):
         return None
     if vals["local"] == vals["peer"]:

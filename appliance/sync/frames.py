@@ -1,25 +1,29 @@
-"""Sync wire format: typed frames, their byte layout, and the per-connection frame MAC.
+"""Sync wire format: typed frames, their byte layout, keys, and the per-connection
+sealing (HMAC for the HELLO, an AEAD for every frame after it).
 
 Pure: no sockets, no clock, no randomness. Nonces and keys come in as arguments.
 
 A frame on the TCP stream (network byte order, docs/sync-protocol.md §Framing):
 
-    version u8 | type u8 | flags u16 (0) | length u32 | counter u64 | body[length] | mac[32]
+    version u8 (2) | type u8 | flags u16 (0) | length u32 | counter u64 | body | trailer
 
-    mac = HMAC-SHA256(K_dir, header || body)
-
-`counter` counts the frames sent in one direction of one connection, from 0. It is
-inside the MAC and the receiver demands exactly the next value, so a replayed, dropped
-or reordered frame is refused even though its MAC is genuine. Frame 0 of each side is
-its HELLO, under the "hello key" derived from sync/key alone (nothing else is known
-yet); every later frame is under the direction key derived from sync/key and both
-HELLO nonces, so a frame captured on one connection is worthless on any other.
+`counter` counts the frames sent in one direction of one connection, from 0; the
+receiver demands exactly the next value, so a replayed, dropped or reordered frame is
+refused even though it is genuine. Frame 0 of each side is its HELLO, sent before any
+key exists: its trailer is HMAC-SHA256(K_hello, header || body) and its body is in clear,
+so a HELLO carries nothing secret (no subscriber data, no config). Every later frame is
+sealed with ChaCha20-Poly1305 (RFC 8439) under the direction key derived from sync/key
+and both HELLO nonces: trailer = the 16-byte tag, body encrypted, nonce = 4 zero bytes ||
+counter (a key lives for one direction of one connection and the counter never repeats
+in it, so a nonce is never reused under a key), the 16 header bytes as associated data.
 
 Rules for this module:
 - A decoder returns a typed frame or raises FrameError with a Reason; nothing else
   escapes, whatever the bytes (tests/unit/test_sync_fuzz.py asserts it).
 - The length is checked against the limit as soon as the 16 header bytes are there,
-  before anything is buffered for the body.
+  before anything is buffered for the body. Until the peer has authenticated, the
+  limit is PREAUTH_MAX_BODY: an unauthenticated peer never makes us buffer or
+  authenticate more than a few KiB.
 - Encoding is canonical: decode(encode(f)) == f and a decoder refuses trailing bytes.
 """
 
@@ -33,23 +37,42 @@ from dataclasses import dataclass
 from enum import Enum, IntEnum
 from typing import ClassVar
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from appliance.leases.codec import LeaseDecodeError, decode_lease, encode_lease
 from appliance.leases.model import Lease, LeaseState
 
-VERSION = 1
+VERSION = 2
+OLD_VERSIONS = frozenset({1})  # earlier releases: refused with their own reason
 HEADER = struct.Struct("!BBHIQ")  # version, type, flags, body length, frame counter
 HEADER_LEN = HEADER.size  # 16
-MAC_LEN = 32  # full HMAC-SHA256: truncating saves 16 bytes a frame, not worth an argument
+HELLO_MAC_LEN = 32  # HMAC-SHA256 of frame 0 (full length: it is sent once a connection)
+TAG_LEN = 16  # the AEAD tag of every later frame
+MAC_LEN = HELLO_MAC_LEN  # the proof in AUTH is an HMAC-SHA256 too
 NONCE_LEN = 32
-DIGEST_LEN = 8  # per-setting digest in HELLO's drift summary (keyed: not reversible)
-# Refused before the body is read. A HELLO carries one summary line per reservation;
-# 4 MiB leaves room for ~60k reservations while bounding what a peer can make us hold.
+KEY_LEN = 32
+DIGEST_LEN = 8  # per-setting digest in CONFIG's drift summary (keyed: not reversible)
+# After authentication. CONFIG carries one summary line per reservation; 4 MiB leaves
+# room for ~60k reservations while bounding what a peer can make us hold.
 DEFAULT_MAX_BODY = 4 << 20
+# Before it: a HELLO is about 100 bytes (a node name is at most 255), an AUTH 32.
+PREAUTH_MAX_BODY = 4096
+# Chosen by measurement (docs/sync-protocol.md §Measured): on this machine's
+# python3-cryptography 38 both cost one OpenSSL context per call (~10 us) and the same
+# for bulk; ChaCha20-Poly1305 was a little cheaper for the small frames that dominate
+# (ACK, HEARTBEAT, one-lease UPDATES), and needs no AES instructions to be constant time.
+AEAD = ChaCha20Poly1305
+AEADS = {"chacha20-poly1305": ChaCha20Poly1305, "aes-256-gcm": AESGCM}
 
-_LABEL_HELLO = b"dhcp-hotbackup sync v1 hello key"
-_LABEL_FRAME = b"dhcp-hotbackup sync v1 frame key"
-_LABEL_AUTH = b"dhcp-hotbackup sync v1 auth"
-_LABEL_DIGEST = b"dhcp-hotbackup sync v1 setting"
+_LABEL_HELLO = b"dhcp-hotbackup sync v2 hello key"
+_LABEL_FRAME = b"dhcp-hotbackup sync v2 frame key"
+_LABEL_AUTH_KEY = b"dhcp-hotbackup sync v2 auth key"
+_LABEL_AUTH = b"dhcp-hotbackup sync v2 auth"
+_LABEL_SETTING = b"dhcp-hotbackup sync v2 setting key"
+_LABEL_CONFIG = b"dhcp-hotbackup sync v2 config"
 
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
@@ -57,7 +80,12 @@ _U64 = struct.Struct("!Q")
 _2U64 = struct.Struct("!QQ")
 _ACK = struct.Struct("!QI")
 _BEGIN = struct.Struct("!BQQ")
-_HELLO_FIXED = struct.Struct("!BQQQQ")  # max_version, boot_id, epoch, last_seq, lease_count
+# max_version, boot_id, epoch, last_seq, lease_count, wall clock (us since 1970)
+_HELLO_FIXED = struct.Struct("!BQQQQq")
+# last_seq, sender's wall clock at sending (us), the peer's stamp it echoes (us, 0: none),
+# how long the sender held that stamp before this frame (us)
+_HEARTBEAT = struct.Struct("!QqqI")
+_NONCE_PAD = bytes(4)
 
 
 class FrameType(IntEnum):
@@ -72,6 +100,7 @@ class FrameType(IntEnum):
     HEARTBEAT = 9
     NOTICE = 10
     BYE = 11
+    CONFIG = 12  # the drift summary, after authentication (version 2)
 
 
 class Reason(Enum):
@@ -79,12 +108,13 @@ class Reason(Enum):
     (runtime tree stats/sync/<value>); every refusal also drops the connection."""
 
     # framing (raised by this module)
-    BAD_MAC = "refused_bad_mac"  # MAC does not verify: forged, corrupted, or a wrong key
+    BAD_MAC = "refused_bad_mac"  # MAC or AEAD tag does not verify: forged, corrupted, wrong key
     REPLAY = "refused_replay"  # genuine frame, counter already seen
     REORDERED = "refused_reordered"  # genuine frame, counter skips ahead
     TRUNCATED = "refused_truncated"  # stream ended inside a frame
     OVERSIZED = "refused_oversized"  # declared body length above the limit
     BAD_VERSION = "refused_bad_version"  # header version we do not speak
+    OLD_VERSION = "refused_old_version"  # a peer of an earlier release (wire version 1)
     BAD_TYPE = "refused_bad_type"  # authenticated frame of a type we do not know
     MALFORMED = "refused_malformed"  # body inconsistent with its type
     # protocol (raised by session.py)
@@ -93,6 +123,7 @@ class Reason(Enum):
     NAME_CLASH = "refused_name_clash"  # the peer claims our own node name
     # transport (raised by transport.py)
     UNKNOWN_PEER = "refused_unknown_peer"  # connection from an address not in sync/peer
+    PREAUTH_LIMIT = "refused_preauth_limit"  # too many unauthenticated connections at once
 
 
 class FrameError(Exception):
@@ -132,8 +163,9 @@ class ByeReason(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """First frame each side sends. Identifies the node and its change log, carries the
-    nonce for key derivation and a keyed digest of every drift-relevant setting."""
+    """First frame each side sends, in clear (authenticated, not encrypted: no key
+    exists yet). Identifies the node and its change log, carries the nonce for key
+    derivation and the sender's wall clock. Nothing in it is secret."""
 
     TYPE: ClassVar[FrameType] = FrameType.HELLO
     node: str
@@ -142,8 +174,7 @@ class Hello:
     epoch: int  # id of the sender's lease database; changes when it starts empty
     last_seq: int  # newest change in the sender's log
     lease_count: int
-    config_digest: bytes  # 32 bytes over the whole summary
-    summary: tuple[tuple[str, bytes], ...] = ()  # (config path, DIGEST_LEN digest)
+    wall_us: int = 0  # the sender's wall clock when it sent this (us since 1970; 0: unknown)
     max_version: int = VERSION  # highest wire version the sender speaks (negotiation)
 
 
@@ -202,8 +233,15 @@ class BulkEnd:
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
+    """Sent every heartbeat_s, under load too: liveness, the sender's log position, and
+    one NTP-style time sample (RFC 5905 §8: the receiver has t1 = `echo_us` it sent,
+    t2 = tx_us - dwell_us and t3 = tx_us on the sender's clock, t4 its own receive time)."""
+
     TYPE: ClassVar[FrameType] = FrameType.HEARTBEAT
     last_seq: int  # the sender's newest change: lets the receiver show how far behind it is
+    tx_us: int = 0  # the sender's wall clock when it sent this (us; 0: unknown)
+    echo_us: int = 0  # the newest wall-clock stamp the sender received from us (0: none)
+    dwell_us: int = 0  # how long the sender held `echo_us` before sending this (us)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,8 +257,18 @@ class Bye:
     reason: int  # ByeReason, or an unknown int
 
 
+@dataclass(frozen=True, slots=True)
+class ConfigSummary:
+    """The settings that must match on both devices: a keyed digest of each and one over
+    all of them. Sent after AUTH (encrypted), again after a reload."""
+
+    TYPE: ClassVar[FrameType] = FrameType.CONFIG
+    digest: bytes  # 32 bytes over the whole summary
+    summary: tuple[tuple[str, bytes], ...] = ()  # (config path, DIGEST_LEN digest)
+
+
 Frame = Hello | Auth | SyncReq | Updates | Ack | BulkBegin | BulkPage | BulkEnd | Heartbeat \
-    | Notice | Bye
+    | Notice | Bye | ConfigSummary
 
 
 # -- keys ----------------------------------------------------------------------------
@@ -228,6 +276,11 @@ Frame = Hello | Auth | SyncReq | Updates | Ack | BulkBegin | BulkPage | BulkEnd 
 
 def _h(key: bytes, msg: bytes) -> bytes:
     return hmac.digest(key, msg, "sha256")
+
+
+def _hkdf(psk: bytes, salt: bytes, info: bytes) -> bytes:
+    """RFC 5869 HKDF-SHA256, 32 bytes."""
+    return HKDF(SHA256(), KEY_LEN, salt or None, info).derive(psk)
 
 
 class FrameMac:
@@ -252,27 +305,100 @@ class FrameMac:
         return outer.digest()
 
 
+class HelloSeal:
+    """Frame 0 (HELLO): authenticated with HMAC-SHA256 under K_hello, body in clear.
+    K_hello depends on sync/key alone, the same on every connection: so it seals
+    nothing but a HELLO, which holds nothing secret, and never an AEAD nonce."""
+
+    __slots__ = ("_mac",)
+    trailer = HELLO_MAC_LEN
+
+    def __init__(self, key: bytes) -> None:
+        self._mac = FrameMac(key)
+
+    def seal(self, header: bytes, body: bytes) -> bytes:
+        msg = header + body
+        return msg + self._mac.digest(msg)
+
+    def open(self, data: bytes) -> bytes:
+        end = len(data) - HELLO_MAC_LEN
+        if not hmac.compare_digest(self._mac.digest(memoryview(data)[:end]), data[end:]):
+            raise FrameError(Reason.BAD_MAC, f"frame {_U64.unpack_from(data, 8)[0]} "
+                                             f"(type {data[1]})")
+        return data[HEADER_LEN:end]
+
+
+class AeadSeal:
+    """Every frame after HELLO: the body encrypted and, with the header as associated
+    data, authenticated (AEAD; RFC 8439 or NIST SP 800-38D). The 96-bit nonce is 4 zero
+    bytes and the frame counter from the header: one key per direction of one
+    connection, and the sender's counter only grows, so no nonce repeats under a key."""
+
+    __slots__ = ("_aead",)
+    trailer = TAG_LEN
+
+    def __init__(self, key: bytes, aead: type = AEAD) -> None:
+        if len(key) != KEY_LEN:
+            raise ValueError(f"an AEAD key is {KEY_LEN} bytes")
+        self._aead = aead(key)
+
+    def seal(self, header: bytes, body: bytes) -> bytes:
+        return header + self._aead.encrypt(_NONCE_PAD + header[8:16], body, header)
+
+    def open(self, data: bytes) -> bytes:
+        header = data[:HEADER_LEN]
+        try:
+            return self._aead.decrypt(_NONCE_PAD + header[8:16], data[HEADER_LEN:], header)
+        except InvalidTag:
+            raise FrameError(Reason.BAD_MAC, f"frame {_U64.unpack_from(data, 8)[0]} "
+                                             f"(type {data[1]})") from None
+
+
+Seal = HelloSeal | AeadSeal
+
+
 def hello_key(psk: bytes) -> bytes:
     """Key of frame 0 (HELLO): proves sync/key knowledge, not freshness (AUTH does)."""
-    return _h(psk, _LABEL_HELLO)
+    return _hkdf(psk, b"", _LABEL_HELLO)
 
 
 def direction_key(psk: bytes, sender_nonce: bytes, receiver_nonce: bytes) -> bytes:
-    """Key of every frame after HELLO from the owner of `sender_nonce`. One key per
-    direction, so a frame reflected back to its sender does not verify."""
-    return _h(psk, _LABEL_FRAME + sender_nonce + receiver_nonce)
+    """AEAD key of every frame after HELLO from the owner of `sender_nonce`: HKDF with
+    both nonces as the salt, in sending order, so each direction of each connection has
+    a key of its own and a frame reflected back to its sender does not verify."""
+    return _hkdf(psk, sender_nonce + receiver_nonce, _LABEL_FRAME)
 
 
-def auth_proof(psk: bytes, own_hello: Hello, peer_hello: Hello) -> bytes:
+def auth_key(psk: bytes) -> bytes:
+    return _hkdf(psk, b"", _LABEL_AUTH_KEY)
+
+
+def auth_proof(psk: bytes, own_hello: Hello, peer_hello: Hello, *,
+               key: bytes | None = None) -> bytes:
     """Challenge-response: a MAC over the peer's nonce (the challenge) and both HELLOs
-    as sent, so it is fresh, bound to this connection and to what each side announced."""
-    return _h(psk, _LABEL_AUTH + encode_body(own_hello) + encode_body(peer_hello))
+    as sent, so it is fresh, bound to this connection and to what each side announced.
+    `key` is auth_key(psk), when the caller keeps it."""
+    return _h(key or auth_key(psk),
+              _LABEL_AUTH + encode_body(own_hello) + encode_body(peer_hello))
 
 
-def setting_digest(psk: bytes, path: str, value: str) -> bytes:
+def setting_key(psk: bytes) -> bytes:
+    return _hkdf(psk, b"", _LABEL_SETTING)
+
+
+def setting_digest(psk: bytes, path: str, value: str, *, key: bytes | None = None) -> bytes:
     """Digest of one config value for the drift summary. Keyed, so a low-entropy value
-    (a lease time) cannot be recovered by whoever reads a HELLO."""
-    return _h(psk, _LABEL_DIGEST + path.encode() + b"\0" + value.encode())[:DIGEST_LEN]
+    (a lease time) cannot be recovered even by whoever holds the decrypted frame."""
+    return _h(key or setting_key(psk),
+              path.encode() + b"\0" + value.encode())[:DIGEST_LEN]
+
+
+def config_digest(key: bytes, summary: Sequence[tuple[str, bytes]]) -> bytes:
+    """The digest over a whole (sorted) summary; `key` is setting_key(psk)."""
+    h = hmac.new(key, _LABEL_CONFIG, "sha256")
+    for p, d in summary:
+        h.update(p.encode() + b"\0" + d)
+    return h.digest()
 
 
 # -- bodies --------------------------------------------------------------------------
@@ -306,7 +432,8 @@ def encode_body(frame: Frame) -> bytes:
     if t is FrameType.ACK:
         return _ACK.pack(frame.seq, frame.pages)  # type: ignore[union-attr]
     if t is FrameType.HEARTBEAT:
-        return _U64.pack(frame.last_seq)  # type: ignore[union-attr]
+        f0: Heartbeat = frame  # type: ignore[assignment]
+        return _HEARTBEAT.pack(f0.last_seq, f0.tx_us, f0.echo_us, f0.dwell_us)
     if t is FrameType.SYNC_REQ:
         return _2U64.pack(frame.epoch, frame.seq)  # type: ignore[union-attr]
     if t is FrameType.BULK_END:
@@ -325,16 +452,20 @@ def encode_body(frame: Frame) -> bytes:
         return _U16.pack(frame.reason)  # type: ignore[union-attr]
     if t is FrameType.HELLO:
         h: Hello = frame  # type: ignore[assignment]
-        if len(h.nonce) != NONCE_LEN or len(h.config_digest) != 32:
-            raise ValueError("HELLO nonce and config digest must be 32 bytes")
-        parts = [
-            _HELLO_FIXED.pack(h.max_version, h.boot_id, h.epoch, h.last_seq, h.lease_count),
+        if len(h.nonce) != NONCE_LEN:
+            raise ValueError("HELLO nonce must be 32 bytes")
+        return b"".join((
+            _HELLO_FIXED.pack(h.max_version, h.boot_id, h.epoch, h.last_seq, h.lease_count,
+                              h.wall_us),
             _short(h.node.encode("utf-8")),
             h.nonce,
-            h.config_digest,
-            _U32.pack(len(h.summary)),
-        ]
-        for path, digest in h.summary:
+        ))
+    if t is FrameType.CONFIG:
+        c: ConfigSummary = frame  # type: ignore[assignment]
+        if len(c.digest) != 32:
+            raise ValueError("CONFIG digest must be 32 bytes")
+        parts = [c.digest, _U32.pack(len(c.summary))]
+        for path, digest in c.summary:
             p = path.encode("utf-8")
             if len(p) > 0xFFFF or len(digest) != DIGEST_LEN:
                 raise ValueError(f"bad summary entry {path!r}")
@@ -393,42 +524,45 @@ def _parse_hello(body: bytes) -> Hello:
     pos = _HELLO_FIXED.size
     if n < pos + 1:
         raise _bad("HELLO truncated")
-    maxv, boot, epoch, last, count = _HELLO_FIXED.unpack_from(body, 0)
+    maxv, boot, epoch, last, count, wall = _HELLO_FIXED.unpack_from(body, 0)
     ln = body[pos]
     end = pos + 1 + ln
-    if end + NONCE_LEN + 32 + 4 > n:
-        raise _bad("HELLO truncated")
+    if end + NONCE_LEN != n:
+        raise _bad(f"HELLO is {n} bytes, its node name says {end + NONCE_LEN}")
     try:
         node = body[pos + 1 : end].decode("utf-8")
     except UnicodeDecodeError:
         raise _bad("HELLO node name is not UTF-8") from None
-    nonce = body[end : end + NONCE_LEN]
-    pos = end + NONCE_LEN
-    digest = body[pos : pos + 32]
-    pos += 32
-    (entries,) = _U32.unpack_from(body, pos)
-    pos += 4
+    return Hello(node=node, nonce=body[end:], boot_id=boot, epoch=epoch, last_seq=last,
+                 lease_count=count, wall_us=wall, max_version=maxv)
+
+
+def _parse_config(body: bytes) -> ConfigSummary:
+    n = len(body)
+    if n < 36:
+        raise _bad("CONFIG truncated")
+    digest = body[:32]
+    (entries,) = _U32.unpack_from(body, 32)
+    pos = 36
     if entries * (2 + DIGEST_LEN) > n - pos:
-        raise _bad(f"HELLO summary count {entries} does not fit")
+        raise _bad(f"CONFIG summary count {entries} does not fit")
     summary = []
     for _ in range(entries):
         if pos + 2 > n:
-            raise _bad("HELLO summary truncated")
+            raise _bad("CONFIG summary truncated")
         (pl,) = _U16.unpack_from(body, pos)
         pend = pos + 2 + pl
         if pend + DIGEST_LEN > n:
-            raise _bad("HELLO summary truncated")
+            raise _bad("CONFIG summary truncated")
         try:
             path = body[pos + 2 : pend].decode("utf-8")
         except UnicodeDecodeError:
-            raise _bad("HELLO summary path is not UTF-8") from None
+            raise _bad("CONFIG summary path is not UTF-8") from None
         summary.append((path, body[pend : pend + DIGEST_LEN]))
         pos = pend + DIGEST_LEN
     if pos != n:
-        raise _bad("trailing bytes after HELLO")
-    return Hello(node=node, nonce=nonce, boot_id=boot, epoch=epoch, last_seq=last,
-                 lease_count=count, config_digest=digest, summary=tuple(summary),
-                 max_version=maxv)
+        raise _bad("trailing bytes after CONFIG")
+    return ConfigSummary(digest, tuple(summary))
 
 
 def decode_body(ftype: int, body: bytes) -> Frame:
@@ -439,8 +573,8 @@ def decode_body(ftype: int, body: bytes) -> Frame:
         _exact(body, _ACK.size, "ACK")
         return Ack(*_ACK.unpack(body))
     if ftype == FrameType.HEARTBEAT:
-        _exact(body, 8, "HEARTBEAT")
-        return Heartbeat(*_U64.unpack(body))
+        _exact(body, _HEARTBEAT.size, "HEARTBEAT")
+        return Heartbeat(*_HEARTBEAT.unpack(body))
     if ftype == FrameType.BULK_PAGE:
         return BulkPage(_parse_leases(body))
     if ftype == FrameType.SYNC_REQ:
@@ -460,6 +594,8 @@ def decode_body(ftype: int, body: bytes) -> Frame:
         return Auth(body)
     if ftype == FrameType.HELLO:
         return _parse_hello(body)
+    if ftype == FrameType.CONFIG:
+        return _parse_config(body)
     if ftype == FrameType.NOTICE:
         if len(body) < 3 or len(body) != 3 + body[2]:
             raise _bad("NOTICE length mismatch")
@@ -477,71 +613,85 @@ def decode_body(ftype: int, body: bytes) -> Frame:
 # -- whole frames --------------------------------------------------------------------
 
 
-def encode_frame(frame: Frame, key: bytes | FrameMac, counter: int) -> bytes:
-    mac = key if isinstance(key, FrameMac) else FrameMac(key)
+def _seal_of(key: bytes | Seal) -> Seal:
+    """A raw 32-byte key means an AEAD key (every frame but HELLO)."""
+    return key if isinstance(key, HelloSeal | AeadSeal) else AeadSeal(key)
+
+
+def encode_frame(frame: Frame, key: bytes | Seal, counter: int) -> bytes:
     body = encode_body(frame)
-    msg = HEADER.pack(VERSION, frame.TYPE, 0, len(body), counter) + body
-    return msg + mac.digest(msg)
+    return _seal_of(key).seal(HEADER.pack(VERSION, frame.TYPE, 0, len(body), counter), body)
 
 
 def check_header(header: bytes | bytearray | memoryview, max_body: int = DEFAULT_MAX_BODY,
-                 ) -> int:
-    """Validate the 16 header bytes alone; return the bytes still to read (body + MAC).
-    This is where an oversized frame is refused, before its body is buffered."""
+                 trailer: int = TAG_LEN) -> int:
+    """Validate the 16 header bytes alone; return the bytes still to read (body +
+    trailer). This is where an oversized frame is refused, before its body is buffered."""
     version, _ftype, flags, length, _counter = HEADER.unpack_from(header, 0)
     if version != VERSION:
+        if version in OLD_VERSIONS:
+            raise FrameError(Reason.OLD_VERSION, f"version {version}, we speak {VERSION}")
         raise FrameError(Reason.BAD_VERSION, f"version {version}, we speak {VERSION}")
     if length > max_body:
         raise FrameError(Reason.OVERSIZED, f"{length} bytes, limit {max_body}")
     if flags:
-        # Checked before the MAC too: no flag is defined in version 1.
+        # Checked before the MAC too: no flag is defined in version 2.
         raise FrameError(Reason.MALFORMED, f"flags {flags:#x}")
-    return length + MAC_LEN
+    return length + trailer
 
 
-def decode_frame(data: bytes, key: bytes | FrameMac, counter: int,
+def frame_size(header: bytes | bytearray | memoryview, hello: bool) -> int:
+    """Total bytes of the frame that starts with `header` (any version-2 header):
+    `hello` says whether it is a side's first frame (HMAC trailer) or a later one."""
+    return HEADER_LEN + HEADER.unpack_from(header, 0)[3] + \
+        (HELLO_MAC_LEN if hello else TAG_LEN)
+
+
+def decode_frame(data: bytes, key: bytes | Seal, counter: int,
                  max_body: int = DEFAULT_MAX_BODY) -> Frame:
     """Decode exactly one whole frame, expected to carry `counter` under `key`."""
     if len(data) < HEADER_LEN:
         raise FrameError(Reason.TRUNCATED, f"{len(data)} bytes, header is {HEADER_LEN}")
-    need = check_header(data, max_body)
+    seal = _seal_of(key)
+    need = check_header(data, max_body, seal.trailer)
     total = HEADER_LEN + need
     if len(data) < total:
         raise FrameError(Reason.TRUNCATED, f"{len(data)} of {total} bytes")
     if len(data) > total:
         raise FrameError(Reason.MALFORMED, f"{len(data) - total} bytes after the frame")
-    return _verify(data, key if isinstance(key, FrameMac) else FrameMac(key), counter)
+    return _verify(data, seal, counter)
 
 
-def _verify(data: bytes, mac_key: FrameMac, counter: int) -> Frame:
+def _verify(data: bytes, seal: Seal, counter: int) -> Frame:
     """`data` is exactly one frame whose header passed check_header()."""
-    end = len(data) - MAC_LEN
-    mac = mac_key.digest(memoryview(data)[:end])
-    if not hmac.compare_digest(mac, data[end:]):
-        raise FrameError(Reason.BAD_MAC, f"frame {counter} (type {data[1]})")
+    body = seal.open(data)
     got = _U64.unpack_from(data, 8)[0]
     if got != counter:
         if got < counter:
             raise FrameError(Reason.REPLAY, f"counter {got}, expected {counter}")
         raise FrameError(Reason.REORDERED, f"counter {got}, expected {counter}")
-    return decode_body(data[1], data[HEADER_LEN:end])
+    return decode_body(data[1], body)
 
 
 class FrameCodec:
-    """One connection's framing state: keys, the two counters and the receive buffer.
+    """One connection's framing state: seals, the two counters and the receive buffer.
 
     Sending: encode(frame) -> bytes. Receiving: feed(data) then next_frame() until it
-    returns None. next_frame() hands out one frame at a time because the key changes
+    returns None. next_frame() hands out one frame at a time because the keys change
     after HELLO: the caller switches keys (set_session_keys) before the next frame is
-    verified. After a FrameError the codec refuses everything (the connection is dead).
+    verified, and raises `max_body` once the peer has authenticated. After a FrameError
+    the codec refuses everything (the connection is dead).
     """
 
-    __slots__ = ("_buf", "_error", "_hello_key", "_need", "_pos", "_recv_ctr",
-                 "_recv_key", "_send_ctr", "_send_key", "max_body")
+    __slots__ = ("_buf", "_error", "_need", "_pos", "_recv", "_recv_ctr", "_send",
+                 "_send_ctr", "aead", "max_body")
 
-    def __init__(self, psk: bytes, max_body: int = DEFAULT_MAX_BODY) -> None:
-        self._hello_key = FrameMac(hello_key(psk))
-        self._send_key = self._recv_key = self._hello_key
+    def __init__(self, psk: bytes, max_body: int = PREAUTH_MAX_BODY, aead: type = AEAD,
+                 ) -> None:
+        hello = HelloSeal(hello_key(psk))
+        self._send: Seal = hello
+        self._recv: Seal = hello
+        self.aead = aead
         self._send_ctr = 0
         self._recv_ctr = 0
         self._buf = bytearray()
@@ -551,8 +701,12 @@ class FrameCodec:
         self.max_body = max_body
 
     def set_session_keys(self, send_key: bytes, recv_key: bytes) -> None:
-        self._send_key = FrameMac(send_key)
-        self._recv_key = FrameMac(recv_key)
+        self._send = AeadSeal(send_key, self.aead)
+        self._recv = AeadSeal(recv_key, self.aead)
+
+    @property
+    def keyed(self) -> bool:
+        return isinstance(self._recv, AeadSeal)
 
     @property
     def frames_sent(self) -> int:
@@ -567,9 +721,11 @@ class FrameCodec:
         return len(self._buf) - self._pos
 
     def encode(self, frame: Frame) -> bytes:
-        out = encode_frame(frame, self._send_key, self._send_ctr)
-        if len(out) - HEADER_LEN - MAC_LEN > self.max_body:
-            raise ValueError(f"frame body of {len(out)} bytes over the limit")
+        body = encode_body(frame)
+        if len(body) > DEFAULT_MAX_BODY:
+            raise ValueError(f"frame body of {len(body)} bytes over the limit")
+        out = self._send.seal(HEADER.pack(VERSION, frame.TYPE, 0, len(body), self._send_ctr),
+                              body)
         self._send_ctr += 1
         return out
 
@@ -580,7 +736,7 @@ class FrameCodec:
         is encoded once, straight into its frame body."""
         if ftype is not FrameType.UPDATES and ftype is not FrameType.BULK_PAGE:
             raise ValueError(f"{ftype!r} does not carry leases")
-        budget = min(budget, self.max_body)
+        budget = min(budget, DEFAULT_MAX_BODY)
         out: list[tuple[bytes, int]] = []
         parts: list[bytes] = []
         size = 4
@@ -602,9 +758,9 @@ class FrameCodec:
     def _lease_frame(self, ftype: FrameType, parts: list[bytes]) -> tuple[bytes, int]:
         count = len(parts) // 2
         body = _U32.pack(count) + b"".join(parts)
-        msg = HEADER.pack(VERSION, ftype, 0, len(body), self._send_ctr) + body
+        out = self._send.seal(HEADER.pack(VERSION, ftype, 0, len(body), self._send_ctr), body)
         self._send_ctr += 1
-        return msg + self._send_key.digest(msg), count
+        return out, count
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self._error is None:
@@ -622,7 +778,7 @@ class FrameCodec:
                 if avail < HEADER_LEN:
                     return None
                 self._need = HEADER_LEN + check_header(buf[pos : pos + HEADER_LEN],
-                                                       self.max_body)
+                                                       self.max_body, self._recv.trailer)
             need = self._need
             if avail < need:
                 return None
@@ -636,7 +792,7 @@ class FrameCodec:
                 # Drop consumed bytes now and then, not per frame (that would be quadratic).
                 del buf[: self._pos]
                 self._pos = 0
-            frame = _verify(data, self._recv_key, self._recv_ctr)
+            frame = _verify(data, self._recv, self._recv_ctr)
         except FrameError as e:
             self._error = e
             raise

@@ -1,9 +1,16 @@
 """Merge rules for leases received from the peer, address-conflict resolution after a
 split brain, and the pool split that prevents conflicts in the first place.
 
-Pure functions of lease fields only (no clock): both devices, given the same two
+Pure functions of lease fields (no clock is read): both devices, given the same two
 leases in any order, reach the same outcome without telling each other, which is what
 lets a split brain heal without a coordinator (docs/sync-protocol.md §Merge rules).
+One rule also takes `now`, this device's own wall clock, passed in: a device never
+ends a binding because of its peer's clock. An EXPIRED version from the peer whose
+binding has not ended by our clock (the peer's clock is ahead, or ours behind) is
+applied as the binding it ends (BOUND, with the expiry's seq: newer than what we held,
+older than the expiry) and counted (`merge_early_expiry`); our own expiry sweep ends it
+when our clock gets there, with a higher seq, and the peer takes that version: the two
+tables converge on the same record.
 
 Per client (same Lease.key), the newer version wins. Versions are ordered by
 `version_key`: (start, seq, state rank, origin). `start` first because both servers
@@ -41,6 +48,9 @@ _RANK = {
     LeaseState.DECLINED: 4,
     LeaseState.DELETED: 5,
 }
+
+
+EARLY_EXPIRY = "merge_early_expiry"  # counter: a peer's expiry of a binding still live here
 
 
 class Merge(Enum):
@@ -225,13 +235,14 @@ class Merger:
         self._ghost(lease)
 
     def apply(self, leases: Iterable[Lease], table: Table, settle: bool = True,
-              ) -> MergeReport:
+              now: float | None = None) -> MergeReport:
         """Merge `leases` (one Apply action's) into `table`. `settle` is Apply.settle:
-        True for live updates and at the end of a catch-up."""
+        True for live updates and at the end of a catch-up. `now` is this device's wall
+        clock (None: the early-expiry rule is off, for tests of the ordering alone)."""
         report = MergeReport()
         deferred = self._deferred
         for lease in leases:
-            self._one(lease, table, report, first=True)
+            self._one(lease, table, report, first=True, now=now)
         while deferred:
             # Retry what lost, until nothing moves: its rival may have moved since.
             before = len(deferred)
@@ -256,13 +267,23 @@ class Merger:
             return ghost
         return local
 
-    def _one(self, lease: Lease, table: Table, report: MergeReport, first: bool) -> None:
-        m = merge(self._local(lease.key, table), lease)
+    def _one(self, lease: Lease, table: Table, report: MergeReport, first: bool,
+             now: float | None = None) -> None:
+        local = self._local(lease.key, table)
+        m = merge(local, lease)
         if first:
             report._count(m.value)
             self._deferred.pop(lease.key, None)  # superseded by this newer change
         if m is not Merge.ACCEPTED:
             return
+        if now is not None and lease.state is LeaseState.EXPIRED and lease.expires > now:
+            # The peer's sweep ended a binding our clock says is live (DESIGN.md: never
+            # expire, free or re-allocate because of the peer's clock).
+            report._count(EARLY_EXPIRY)
+            if local is not None and local.state is LeaseState.DECLINED and \
+                    local.ip == lease.ip and local.expires == lease.expires:
+                return  # a quarantine ends by our own sweep; ours is that very record
+            lease = replace(lease, state=LeaseState.BOUND)
         holder = table.get(lease.ip)
         if holder is not None and holder.key != lease.key and _holds(holder):
             if not _holds(lease):

@@ -12,8 +12,9 @@ ChangeLog) to the other, which makes them durable and acknowledges them; so whic
 device serves, the other one follows, and after a split brain both streams run at once
 and merge.rules reconcile them. A connection goes:
 
-    DISCONNECTED --Connected--> HANDSHAKE   both send HELLO; on the peer's HELLO, derive
-                                            the direction keys and send AUTH + SYNC_REQ
+    DISCONNECTED --Connected--> HANDSHAKE   both send HELLO (in clear: nothing secret);
+                                            on the peer's HELLO, derive the direction keys
+                                            and send AUTH + SYNC_REQ + CONFIG (encrypted)
     HANDSHAKE --peer AUTH verified--> SYNCING
         outbound: answer the peer's SYNC_REQ with BULK_BEGIN(DELTA) + UPDATES when the
                   change log still reaches back to its cursor, else BULK_BEGIN(SNAPSHOT)
@@ -50,6 +51,7 @@ from appliance.sync.changelog import ChangeLog, Cursor
 from appliance.sync.frames import (
     DEFAULT_MAX_BODY,
     NONCE_LEN,
+    PREAUTH_MAX_BODY,
     Ack,
     Auth,
     BulkBegin,
@@ -58,6 +60,7 @@ from appliance.sync.frames import (
     BulkPage,
     Bye,
     ByeReason,
+    ConfigSummary,
     Frame,
     FrameCodec,
     FrameError,
@@ -68,11 +71,15 @@ from appliance.sync.frames import (
     Reason,
     SyncReq,
     Updates,
+    auth_key,
     auth_proof,
+    config_digest,
     direction_key,
     setting_digest,
+    setting_key,
 )
 from appliance.sync.merge import coalesce
+from appliance.sync.skew import SkewTracker, sample
 
 
 class SessionError(RuntimeError):
@@ -126,7 +133,8 @@ class Timer(Enum):
 
 class Loss(Enum):
     """How a connection ended; the value is the counter suffix (lost_<value>).
-    EOF and RESET without a BYE are evidence that the peer's daemon died."""
+    EOF and RESET without a BYE are the peer's death only if a probe confirms it
+    (`evidence`)."""
 
     BYE = "bye"  # the peer said goodbye (clean, on purpose)
     EOF = "eof"  # closed without BYE: the peer process went away
@@ -135,6 +143,44 @@ class Loss(Enum):
     REFUSED = "refused"  # we refused its input
     LOCAL = "local"  # we closed it (shutdown, duplicate connection)
     ERROR = "error"  # any other socket error
+
+
+class Probe(Enum):
+    """What a fresh TCP connection to the peer's sync port got, right after the
+    connection ended by EOF or RESET; the value is the counter suffix (probe_<value>)."""
+
+    REFUSED = "refused"  # ECONNREFUSED: the peer's kernel says nothing listens there
+    ANSWERED = "answered"  # it connected: the peer's daemon still listens
+    SILENT = "silent"  # no answer within probe_timeout_s, or the path is down
+
+
+class Evidence(Enum):
+    """What the end of a connection proves about the peer's daemon
+    (docs/failover.md)."""
+
+    DIED = "died"  # closed or reset without BYE, and its port refuses connections
+    ALIVE = "alive"  # closed or reset without BYE, yet its port answers: an injected
+    #                  reset, a refusal of our input, a daemon already restarted
+    NONE = "none"  # BYE, silence, a refusal, our own close: VRRP's timers decide
+
+
+def needs_probe(how: Loss) -> bool:
+    """An EOF or a reset without BYE may be the peer's death: it takes a probe to tell."""
+    return how is Loss.EOF or how is Loss.RESET
+
+
+def evidence(how: Loss, probe: Probe | None) -> Evidence:
+    """The one rule: an EOF or RESET without BYE is the peer daemon's death only when a
+    fresh connection to its sync port is refused (the kernel's answer when nothing
+    listens; a spoofed RST cannot make a live listener refuse). A probe that connects
+    proves it alive; one that times out proves nothing (silence: VRRP decides)."""
+    if not needs_probe(how) or probe is None:
+        return Evidence.NONE
+    if probe is Probe.REFUSED:
+        return Evidence.DIED
+    if probe is Probe.ANSWERED:
+        return Evidence.ALIVE
+    return Evidence.NONE
 
 
 # -- events (past-tense facts) -------------------------------------------------------
@@ -187,8 +233,15 @@ class NoticeRequested:
     detail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class SummaryChanged:
+    """A reload changed the drift-relevant settings: tell the peer (CONFIG) now."""
+
+    summary: tuple[tuple[str, str], ...]
+
+
 Event = (Connected | DataReceived | ConnectionLost | TimerFired | Persisted | LocalCommitted
-         | ShutdownRequested | NoticeRequested)
+         | ShutdownRequested | NoticeRequested | SummaryChanged)
 
 
 # -- actions (imperatives) -----------------------------------------------------------
@@ -252,6 +305,18 @@ class ReportDrift:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportClock:
+    """A new clock-skew estimate (skew.SkewTracker): runtime tree sync/clock_skew_ms,
+    sync/clock_delay_ms, sync/clock_skew_alarm. `alarm_changed` is True when this
+    estimate raised the alarm, False when it cleared it, None otherwise."""
+
+    skew_ms: float
+    delay_ms: float
+    alarm: bool
+    alarm_changed: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DeliverNotice:
     code: int
     detail: str
@@ -278,7 +343,7 @@ class Log:
 
 
 Action = (Send | Apply | ReleaseAcked | StartTimer | CancelTimer | ReportState | Refuse
-          | ReportDrift | DeliverNotice | Close | ReportLoss | Log)
+          | ReportDrift | ReportClock | DeliverNotice | Close | ReportLoss | Log)
 
 
 # -- configuration, counters, progress -----------------------------------------------
@@ -286,15 +351,18 @@ Action = (Send | Apply | ReleaseAcked | StartTimer | CancelTimer | ReportState |
 
 @dataclass(frozen=True, slots=True)
 class Params:
-    heartbeat_s: float = 1.0  # send a HEARTBEAT after this much silence from us
+    heartbeat_s: float = 1.0  # send a HEARTBEAT this often, busy or not (time samples)
     dead_after_s: float = 3.0  # no frame from the peer for this long: connection dead
-    handshake_timeout_s: float = 5.0
+    # HELLO and AUTH must be done by then: an unauthenticated connection is short-lived.
+    handshake_timeout_s: float = 2.0
+    probe_timeout_s: float = 0.5  # how long the probe of the peer's port may take
     page_size: int = 1000  # leases asked of ChangeLog.snapshot_pages per page
     page_window: int = 8  # BULK_PAGE frames sent ahead of the peer's ACKs
     batch_max: int = 2000  # leases pulled from the change log per UPDATES
     inflight_max: int = 50_000  # leases sent and not yet ACKed before the stream pauses
     frame_budget: int = 256 * 1024  # body bytes per UPDATES / BULK_PAGE frame
-    max_body: int = DEFAULT_MAX_BODY
+    max_body: int = DEFAULT_MAX_BODY  # after authentication
+    preauth_max_body: int = PREAUTH_MAX_BODY  # before it
 
 
 DEFAULT_PARAMS = Params()
@@ -305,7 +373,8 @@ COUNTERS = (
     "frames_sent", "frames_received", "leases_sent", "leases_received", "acks_sent",
     "acks_received", "snapshots_sent", "snapshots_received", "deltas_sent",
     "deltas_received", "snapshot_restarts", "handshakes", "notices_sent",
-    "notices_received", *(f"lost_{h.value}" for h in Loss),
+    "notices_received", "clock_samples", *(f"lost_{h.value}" for h in Loss),
+    *(f"probe_{p.value}" for p in Probe),
     *(r.value for r in Reason),
 )
 
@@ -393,6 +462,10 @@ class _Conn:
     last_rx: float = 0.0
     last_tx: float = 0.0
     peer_last_seq: int = 0
+    # time exchange: our stamps sent (wall us -> monotonic s), the peer's newest stamp
+    sent_stamps: dict[int, float] = field(default_factory=dict)
+    peer_stamp_us: int = 0
+    peer_stamp_at: float = 0.0
     # inbound
     in_phase: int = _I_WAIT
     in_kind: BulkKind | None = None
@@ -429,7 +502,8 @@ class Session:
 
     def __init__(self, node: str, key: bytes, log: ChangeLog, *, held: Cursor = NOTHING,
                  summary: Sequence[tuple[str, str]] = (), boot_id: int = 0,
-                 params: Params = DEFAULT_PARAMS, stats: Stats | None = None) -> None:
+                 params: Params = DEFAULT_PARAMS, stats: Stats | None = None,
+                 skew: SkewTracker | None = None, aead: type | None = None) -> None:
         if not key:
             raise ValueError("sync/key is empty")
         if not node or len(node.encode()) > 255:
@@ -441,6 +515,11 @@ class Session:
         self.boot_id = boot_id
         self.params = params
         self.stats = stats if stats is not None else Stats()
+        self.skew = skew if skew is not None else SkewTracker(1.0)
+        self._aead = aead
+        self._auth_key = auth_key(key)
+        self._setting_key = setting_key(key)
+        self._wall: float | None = None
         self.state = State.DISCONNECTED
         self.ready_to_serve = False
         self.peer_name: str | None = None
@@ -459,6 +538,7 @@ class Session:
             ConnectionLost: self._on_lost,
             ShutdownRequested: self._on_shutdown,
             NoticeRequested: self._on_notice_requested,
+            SummaryChanged: self._on_summary_changed,
         }
         self._frame_handlers: dict[FrameType, Callable[..., None]] = {
             FrameType.UPDATES: self._rx_updates,
@@ -472,18 +552,17 @@ class Session:
             FrameType.BYE: self._rx_bye,
             FrameType.HELLO: self._rx_hello,
             FrameType.AUTH: self._rx_auth,
+            FrameType.CONFIG: self._rx_config,
         }
 
     # -- public --------------------------------------------------------------------------
     def set_summary(self, summary: Sequence[tuple[str, str]]) -> None:
-        """The drift-relevant settings as (config path, canonical value); used from the
-        next HELLO on (a reload takes effect at the next connection)."""
-        items = sorted({p: setting_digest(self._key, p, v) for p, v in summary}.items())
+        """The drift-relevant settings as (config path, canonical value), sent in CONFIG
+        after authentication (SummaryChanged sends them on a live connection)."""
+        key = self._setting_key
+        items = sorted({p: setting_digest(self._key, p, v, key=key) for p, v in summary}.items())
         self._summary = tuple(items)
-        h = hmac.new(self._key, b"dhcp-hotbackup sync v1 config", "sha256")
-        for p, d in items:
-            h.update(p.encode() + b"\0" + d)
-        self._config_digest = h.digest()
+        self._config_digest = config_digest(key, items)
 
     @property
     def in_sync(self) -> bool:
@@ -510,10 +589,14 @@ class Session:
             c.in_started, c.out_kind if not c.out_caught_up else None, c.out_total,
             c.out_sent, c.out_started, c.sent_seq, c.acked_seq, c.lag)
 
-    def handle(self, event: Event, now: float) -> list[Action]:
+    def handle(self, event: Event, now: float, wall: float | None = None) -> list[Action]:
+        """`now` is the monotonic clock (timers, round trips); `wall` the wall clock
+        (seconds since 1970) for the time exchange, None where the caller has none
+        (then no stamp goes out and no sample is taken)."""
         handler = self._handlers.get(type(event))
         if handler is None:
             raise SessionError(f"not an event: {event!r}")
+        self._wall = wall
         handler(event, now)
         out = self._out
         self._out = []
@@ -541,6 +624,11 @@ class Session:
         self.stats.bump(reason.value)
         peer = self.peer_name or "peer"
         self._out.append(Refuse(reason, detail))
+        if reason is Reason.OLD_VERSION:
+            self._out.append(Log("SYNC012", f"the peer speaks sync wire {detail}: it runs an "
+                                            "older dhcp-hotbackup. Upgrade both devices; "
+                                            "until then they do not replicate "
+                                            "(docs/sync-protocol.md §Versioning)", True))
         self._out.append(Log("SYNC007", f"frame from {peer} refused: {reason.value}"
                                         f"{': ' + detail if detail else ''}", True))
         self._end(Loss.REFUSED, f"{reason.value}: {detail}", close=True)
@@ -559,9 +647,12 @@ class Session:
             c.pages = None
         self._goto("lost")
         self._out.append(ReportLoss(how, detail))
+        # A connection that never authenticated is not news (junk, a probe, a peer
+        # without the key: its refusal has a line of its own).
+        authed = c is not None and c.authenticated
         self._out.append(Log("SYNC008", f"connection to {self.peer_name or 'peer'} "
                                         f"ended: {how.value}{': ' + detail if detail else ''}",
-                             how not in (Loss.LOCAL, Loss.BYE)))
+                             authed and how not in (Loss.LOCAL, Loss.BYE)))
 
     def _check_in_sync(self, now: float) -> None:
         c = self._c
@@ -584,12 +675,15 @@ class Session:
         if len(ev.nonce) != NONCE_LEN:
             raise SessionError(f"nonce must be {NONCE_LEN} bytes")
         log = self.log
+        stamp = self._stamp()
         hello = Hello(node=self.node, nonce=ev.nonce, boot_id=self.boot_id, epoch=log.epoch,
-                      last_seq=log.last_seq, lease_count=log.lease_count,
-                      config_digest=self._config_digest, summary=self._summary)
-        codec = FrameCodec(self._key, self.params.max_body)
+                      last_seq=log.last_seq, lease_count=log.lease_count, wall_us=stamp)
+        codec = FrameCodec(self._key, self.params.preauth_max_body,
+                           **({"aead": self._aead} if self._aead is not None else {}))
         self._c = _Conn(codec=codec, nonce=ev.nonce, outbound=ev.outbound, my_hello=hello,
                         last_rx=now)
+        if stamp:
+            self._c.sent_stamps[stamp] = now
         self.ready_to_serve = False
         self.peer_name = None
         self.peer_boot_id = None
@@ -622,6 +716,11 @@ class Session:
         self._send(Notice(ev.code, ev.detail), now)
         self.stats.bump("notices_sent")
 
+    def _on_summary_changed(self, ev: SummaryChanged, now: float) -> None:
+        self.set_summary(ev.summary)
+        if self.authenticated:
+            self._send(ConfigSummary(self._config_digest, self._summary), now)
+
     def _on_timer(self, ev: TimerFired, now: float) -> None:
         c = self._c
         if self.state is State.DISCONNECTED or c is None:
@@ -640,9 +739,10 @@ class Session:
             else:
                 self._out.append(StartTimer(Timer.PEER_DEAD, c.last_rx + p.dead_after_s))
         elif t is Timer.HEARTBEAT:
-            if now - c.last_tx >= p.heartbeat_s * 0.9:
-                self._send(Heartbeat(self.log.last_seq), now)
-            self._out.append(StartTimer(Timer.HEARTBEAT, c.last_tx + p.heartbeat_s))
+            # Every heartbeat_s, busy or idle: each one is a time sample, and under load
+            # the skew must stay current too.
+            self._heartbeat(c, now)
+            self._out.append(StartTimer(Timer.HEARTBEAT, now + p.heartbeat_s))
 
     def _on_committed(self, ev: LocalCommitted, now: float) -> None:
         c = self._c
@@ -732,20 +832,28 @@ class Session:
             raise FrameError(Reason.BAD_VERSION, f"peer max version {f.max_version}")
         c.peer = f
         c.peer_last_seq = f.last_seq
+        c.peer_stamp_us, c.peer_stamp_at = f.wall_us, now
+        # Names from an unauthenticated HELLO are for log lines only, until AUTH.
         self.peer_name = f.node
         self.peer_boot_id = f.boot_id
         c.codec.set_session_keys(direction_key(self._key, c.nonce, f.nonce),
                                  direction_key(self._key, f.nonce, c.nonce))
-        self._send(Auth(auth_proof(self._key, c.my_hello, f)), now)
+        self._send(Auth(auth_proof(self._key, c.my_hello, f, key=self._auth_key)), now)
         self._send(SyncReq(self.held.epoch, self.held.seq), now)
+        # The drift summary goes only under encryption, and is read only from a peer
+        # that authenticated (a replayed HELLO carries none and cannot rewrite it).
+        self._send(ConfigSummary(self._config_digest, self._summary), now)
+
+    def _rx_config(self, f: ConfigSummary, now: float) -> None:
+        self._authed()
         paths = self._drift(f)
         self._out.append(ReportDrift(paths))
         if paths:
-            self._out.append(Log("SYNC006", f"config differs from peer {f.node}: "
+            self._out.append(Log("SYNC006", f"config differs from peer {self.peer_name}: "
                                             + ", ".join(paths), True))
 
-    def _drift(self, peer: Hello) -> tuple[str, ...]:
-        if hmac.compare_digest(peer.config_digest, self._config_digest):
+    def _drift(self, peer: ConfigSummary) -> tuple[str, ...]:
+        if hmac.compare_digest(peer.digest, self._config_digest):
             return ()
         mine = dict(self._summary)
         theirs = dict(peer.summary)
@@ -757,12 +865,16 @@ class Session:
         assert c is not None
         if c.peer is None or c.authenticated:
             raise FrameError(Reason.UNEXPECTED, "AUTH out of turn")
-        if not hmac.compare_digest(f.proof, auth_proof(self._key, c.peer, c.my_hello)):
+        if not hmac.compare_digest(f.proof, auth_proof(self._key, c.peer, c.my_hello,
+                                                       key=self._auth_key)):
             raise FrameError(Reason.BAD_AUTH, "AUTH proof does not verify")
         c.authenticated = True
+        p = self.params
+        c.codec.max_body = p.max_body  # only now may frames be large (snapshot pages)
         self.stats.bump("handshakes")
         self._goto("authenticated")
-        p = self.params
+        # The first time sample at once (it echoes the peer's HELLO stamp).
+        self._heartbeat(c, now)
         self._out.append(CancelTimer(Timer.HANDSHAKE))
         self._out.append(StartTimer(Timer.HEARTBEAT, now + p.heartbeat_s))
         self._out.append(StartTimer(Timer.PEER_DEAD, now + p.dead_after_s))
@@ -787,7 +899,49 @@ class Session:
         self._end(Loss.BYE, f"peer said bye ({why})", close=True)
 
     def _rx_heartbeat(self, f: Heartbeat, now: float) -> None:
-        self._authed().peer_last_seq = f.last_seq
+        c = self._authed()
+        c.peer_last_seq = f.last_seq
+        sent_at = c.sent_stamps.get(f.echo_us) if f.echo_us else None
+        wall = self._wall
+        if sent_at is not None and f.tx_us and wall is not None:
+            s = sample(f.echo_us / 1e6, f.tx_us / 1e6, f.dwell_us / 1e6, wall, now - sent_at)
+            changed = self.skew.add(s)
+            self.stats.bump("clock_samples")
+            est = self.skew.estimate
+            assert est is not None
+            skew_ms, delay_ms = est.offset_s * 1000, est.delay_s * 1000
+            self._out.append(ReportClock(skew_ms, delay_ms, self.skew.alarm, changed))
+            bound_ms = self.skew.bound_s * 1000
+            if changed is True:
+                self._out.append(Log(
+                    "SYNC040", f"clock skew alarm: {self.peer_name}'s clock is {skew_ms:+.0f} ms "
+                               f"from ours (round trip {delay_ms:.1f} ms), beyond "
+                               f"sync/max_clock_skew_ms {bound_ms:.0f}: check NTP on both "
+                               "devices", True))
+            elif changed is False:
+                self._out.append(Log(
+                    "SYNC041", f"clock skew alarm cleared: {self.peer_name}'s clock is "
+                               f"{skew_ms:+.0f} ms from ours (round trip {delay_ms:.1f} ms), "
+                               f"within sync/max_clock_skew_ms {bound_ms:.0f}"))
+        if f.tx_us:
+            c.peer_stamp_us, c.peer_stamp_at = f.tx_us, now
+
+    def _stamp(self) -> int:
+        """Our wall clock now, in us (0: no wall clock given)."""
+        wall = self._wall
+        return 0 if wall is None else max(round(wall * 1e6), 1)
+
+    def _heartbeat(self, c: _Conn, now: float) -> None:
+        stamp = self._stamp()
+        dwell = 0
+        if c.peer_stamp_us:
+            dwell = min(max(int((now - c.peer_stamp_at) * 1e6), 0), 0xFFFFFFFF)
+        self._send(Heartbeat(self.log.last_seq, stamp, c.peer_stamp_us, dwell), now)
+        if stamp:
+            stamps = c.sent_stamps
+            stamps[stamp] = now
+            while len(stamps) > 8:
+                del stamps[next(iter(stamps))]
 
     def _rx_notice(self, f: Notice, now: float) -> None:
         self._authed()

@@ -7,13 +7,16 @@ executes the actions that come back; every decision is in session.py. Stdlib onl
 
 Theory of operation:
 - Both devices listen on sync/local and dial sync/peer (with backoff, from the sync/local
-  address) whenever they have no connection. When both dial at once, the two
-  connections are resolved when the second one authenticates: the one dialled by the
-  node whose name sorts first is kept; if the peer's boot id changed, the newer
-  connection replaces the older one (the peer restarted and the old one is a ghost).
-- Bytes are framed by FrameCodec, which refuses an oversized frame from its header,
-  before buffering the body. A connection from an address other than sync/peer is
-  refused at accept.
+  address) whenever they have no authenticated connection; every socket is bound to
+  sync/interface (SO_BINDTODEVICE). When both dial at once, the two connections are
+  resolved when the second one authenticates: the one dialled by the node of rank 0 is
+  kept; if the peer's boot id changed, the newer connection replaces the older one (the
+  peer restarted and the old one is a ghost).
+- Before authentication a connection is cheap and short: a connection from an address
+  other than sync/peer is refused at accept, so are inbound connections beyond
+  MAX_PREAUTH_INBOUND unauthenticated ones; its frames are limited to
+  PREAUTH_MAX_BODY and it must authenticate within handshake_timeout_s. Junk never
+  holds back the dialer: only an authenticated connection does.
 - The daemon's `apply()` merges and writes a batch synchronously (in stream order) and
   returns an awaitable that resolves when it is durable; only then does the session
   ACK it. Too many batches waiting for durability pause reading (TCP backpressure).
@@ -24,12 +27,15 @@ Theory of operation:
   peer left (False): the client's ACK never waits longer than that.
 - How a connection ended is reported as session.Loss: BYE (peer stopping on purpose),
   EOF (closed without BYE), RESET (TCP RST), TIMEOUT (heartbeats stopped, or the kernel
-  gave up on unacknowledged data), so a later stage can treat EOF/RESET as proof that
-  the peer's daemon is gone.
+  gave up on unacknowledged data). EOF and RESET are the peer daemon's death only if a
+  fresh connection to its sync port is then refused (session.evidence): one round
+  trip, so a kill -9 still moves the service in milliseconds, while an RST injected by
+  a third host (the port still answers) moves nothing.
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
 import errno
 import fcntl
@@ -38,7 +44,9 @@ import os
 import random
 import resource
 import socket
-from collections.abc import Awaitable, Sequence
+import struct
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from ipaddress import IPv4Address
 
 from appliance.config.model import Config, SyncConfig
@@ -59,15 +67,18 @@ from appliance.sync.session import (
     DataReceived,
     DeliverNotice,
     Event,
+    Evidence,
     LocalCommitted,
     Log,
     Loss,
     NoticeRequested,
     Params,
     Persisted,
+    Probe,
     Progress,
     Refuse,
     ReleaseAcked,
+    ReportClock,
     ReportDrift,
     ReportLoss,
     ReportState,
@@ -77,9 +88,13 @@ from appliance.sync.session import (
     StartTimer,
     State,
     Stats,
+    SummaryChanged,
     Timer,
     TimerFired,
+    evidence,
+    needs_probe,
 )
+from appliance.sync.skew import SkewTracker
 
 log = logging.getLogger("dhcp-hotbackup.sync")
 _logger = log  # SyncLink.__init__ has a parameter named `log` (the ChangeLog)
@@ -91,6 +106,10 @@ DIAL_BACKOFF_MAX_S = 2.0
 # Rank 1 therefore dials only after rank 0 had this long to do it.
 DIAL_DEFER_S = 0.15
 MAX_PENDING_APPLIES = 64  # batches waiting for durability before we stop reading
+# Unauthenticated inbound connections at once; more are closed at accept (counted). The
+# real peer needs one; a few more cover a restart racing its ghost.
+MAX_PREAUTH_INBOUND = 4
+LISTEN_BACKLOG = 16
 _RANK = {State.DISCONNECTED: 0, State.HANDSHAKE: 1, State.SYNCING: 2, State.IN_SYNC: 3}
 
 
@@ -115,8 +134,15 @@ class SyncHandler:
     def on_notice(self, code: int, detail: str) -> None:
         """A NOTICE from the peer (e.g. NoticeCode.CLIENT_LINK_DOWN)."""
 
-    def on_peer_lost(self, how: Loss, detail: str) -> None:
-        """The connection to the peer ended and no other is up."""
+    def on_peer_lost(self, how: Loss, detail: str, evidence: Evidence) -> None:
+        """The connection to the peer ended and no other is up. `evidence` says what it
+        proves: DIED (EOF/RESET without BYE and its sync port refuses connections: the
+        peer's daemon is gone), ALIVE (its port answers: not its death) or NONE."""
+
+    def on_clock(self, skew_ms: float, delay_ms: float, alarm: bool,
+                 alarm_changed: bool | None) -> None:
+        """A new clock-skew estimate (the peer's clock minus ours) and the alarm state
+        (sync/max_clock_skew_ms); `alarm_changed` True: just raised, False: just cleared."""
 
 
 def config_summary(cfg: Config) -> list[tuple[str, str]]:
@@ -158,7 +184,7 @@ def _tune(sock: socket.socket | None, params: Params) -> None:
         log.debug("sync socket option: %s", e)
 
 
-def _close_first_on_exit(sock: socket.socket | None) -> int:
+def _close_first_on_exit(sock: socket.socket | None, above: int = 0) -> int:
     """A duplicate of the connection's descriptor above every other one; -1 if none.
 
     When the process dies (kill -9), the kernel closes its descriptors in fd order but
@@ -168,15 +194,74 @@ def _close_first_on_exit(sock: socket.socket | None) -> int:
     packet sockets above it sent its FIN only after theirs. Holding its last
     reference at the top makes it go first: the peer learns of the death in about
     2 ms instead of 5-50 (docs/failover.md). Closed in connection_lost, before the
-    transport's own close, so an orderly close is unchanged."""
+    transport's own close, so an orderly close is unchanged.
+
+    The listening socket goes `above` the connections (24): it is released before
+    them, so when the peer sees our FIN and probes our sync port, nothing listens any
+    more and the kernel refuses the probe: the evidence of our death (session.evidence)."""
     if sock is None:
         return -1
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    floor = max(min(soft, 1024) - 32, 3)
+    floor = max(min(soft, 1024) - 32 + above, 3)
     try:
         return fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, floor)
     except OSError:
         return -1
+
+
+class SyncSetupError(RuntimeError):
+    """The sync settings cannot work on this host (a config error, not a transient one)."""
+
+
+_SIOCGIFCONF = 0x8912
+_IFREQ = 40  # struct ifreq on 64-bit Linux: 16 bytes of name, 24 of union
+
+
+def interface_addresses() -> dict[str, set[IPv4Address]]:
+    """Every IPv4 address of this namespace by interface (SIOCGIFCONF lists each address
+    under its label: "eth2", or "eth2:1" for a labelled alias)."""
+    n = 256
+    buf = array.array("B", bytes(n * _IFREQ))
+    addr, _ = buf.buffer_info()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        res = fcntl.ioctl(s.fileno(), _SIOCGIFCONF, struct.pack("iL", n * _IFREQ, addr))
+    length = struct.unpack("iL", res)[0]
+    data = buf.tobytes()[:length]
+    out: dict[str, set[IPv4Address]] = {}
+    for i in range(0, length - _IFREQ + 1, _IFREQ):
+        label = data[i : i + 16].split(b"\0", 1)[0].decode(errors="replace")
+        ip = IPv4Address(data[i + 20 : i + 24])
+        out.setdefault(label.split(":", 1)[0], set()).add(ip)
+    return out
+
+
+def check_local_address(cfg: SyncConfig) -> None:
+    """sync/local must be an address of sync/interface: SyncSetupError naming both when
+    it is on another interface; OSError when it is on none (yet: the daemon retries)."""
+    addrs = interface_addresses()
+    ip = cfg.local[0]
+    if ip in addrs.get(cfg.interface, set()):
+        return
+    elsewhere = sorted(name for name, ips in addrs.items() if ip in ips)
+    if elsewhere:
+        raise SyncSetupError(f"sync/local {ip} is an address of {', '.join(elsewhere)}, not "
+                             f"of sync/interface {cfg.interface}: the sync link is bound to "
+                             "sync/interface; fix one of the two")
+    raise OSError(errno.EADDRNOTAVAIL, f"sync/local {ip} is not an address of "
+                                       f"sync/interface {cfg.interface} (nor of any interface)")
+
+
+def _bound_socket(cfg: SyncConfig) -> socket.socket:
+    """A TCP socket bound to sync/interface (SO_BINDTODEVICE): the link's traffic never
+    takes another path, and nothing from another interface reaches the listener."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, cfg.interface.encode())
+        s.setblocking(False)
+    except OSError:
+        s.close()
+        raise
+    return s
 
 
 def _loss_of(exc: BaseException | None) -> Loss:
@@ -214,7 +299,14 @@ class _Connection(asyncio.Protocol):
             link._ratelog.warning(link.loop.time(), "SYNC023", "%s",
                                   f"connection from {peer} refused: not sync/peer "
                                   f"{link.peer[0]}")
-            transport.close()
+            transport.abort()
+            return
+        if not self.outbound and link._preauth_inbound() >= MAX_PREAUTH_INBOUND:
+            link.stats.bump(Reason.PREAUTH_LIMIT.value)
+            link._ratelog.warning(link.loop.time(), "SYNC025", "%s",
+                                  f"connection from {peer[0]}:{peer[1]} refused: already "
+                                  f"{MAX_PREAUTH_INBOUND} unauthenticated connections")
+            transport.abort()
             return
         sock = transport.get_extra_info("socket")
         _tune(sock, link.params)
@@ -247,7 +339,7 @@ class _Connection(asyncio.Protocol):
     # -- session plumbing --------------------------------------------------------------
     def _run(self, event: Event) -> None:
         link = self.link
-        actions = self.session.handle(event, link.loop.time())
+        actions = self.session.handle(event, link.loop.time(), link.wall())
         if actions:
             self._execute(actions)
 
@@ -284,6 +376,9 @@ class _Connection(asyncio.Protocol):
             elif kind is ReportDrift:
                 link.drift = a.paths  # type: ignore[union-attr]
                 link.handler.on_drift(a.paths)  # type: ignore[union-attr]
+            elif kind is ReportClock:
+                link.handler.on_clock(a.skew_ms, a.delay_ms, a.alarm,  # type: ignore[union-attr]
+                                      a.alarm_changed)  # type: ignore[union-attr]
             elif kind is DeliverNotice:
                 link.handler.on_notice(a.code, a.detail)  # type: ignore[union-attr]
             elif kind is Log:
@@ -354,7 +449,8 @@ class SyncLink:
     def __init__(self, *, node: str, sync: SyncConfig, log: ChangeLog, handler: SyncHandler,
                  held: Cursor = NOTHING, summary: Sequence[tuple[str, str]] = (),
                  params: Params | None = None, boot_id: int | None = None,
-                 dial: bool = True, listen: bool = True) -> None:
+                 dial: bool = True, listen: bool = True,
+                 wall: Callable[[], float] = time.time, aead: type | None = None) -> None:
         self.node = node
         self.cfg = sync
         self.local = (sync.local[0], sync.local[1])
@@ -370,6 +466,9 @@ class SyncLink:
         self.sync_mode = sync.mode == "sync"
         self.ack_timeout_s = sync.ack_timeout_ms / 1000.0
         self.stats = Stats()
+        self.wall = wall  # the wall clock of the time exchange (the daemon's Clock.wall)
+        self.aead = aead  # None: frames.AEAD (a benchmark may pick the other one)
+        self.skew = SkewTracker(sync.max_clock_skew_ms / 1000.0)
         self.backlog: Backlog[asyncio.Future[bool]] = Backlog()
         self.drift: tuple[str, ...] = ()
         self.state = State.DISCONNECTED
@@ -385,6 +484,8 @@ class SyncLink:
         self._ratelog = RateLimitedLog(_logger)
         self._closing = False
         self._suspect = False
+        self._listen_fd = -1  # see _close_first_on_exit
+        self._probes: set[asyncio.Task[None]] = set()
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.pool_index = node_index(self.local, self.peer)
 
@@ -394,11 +495,20 @@ class SyncLink:
         self._idle = asyncio.Event()
         self._idle.set()
         if self.listen:
-            self._server = await self.loop.create_server(
-                lambda: _Connection(self, outbound=False), host=str(self.local[0]),
-                port=self.local[1], reuse_address=True)
-            log.info("SYNC020 listening on %s:%d for %s", self.local[0], self.local[1],
-                     self.peer[0])
+            check_local_address(self.cfg)
+            sock = _bound_socket(self.cfg)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((str(self.local[0]), self.local[1]))
+                sock.listen(LISTEN_BACKLOG)
+                self._server = await self.loop.create_server(
+                    lambda: _Connection(self, outbound=False), sock=sock)
+            except BaseException:
+                sock.close()
+                raise
+            self._listen_fd = _close_first_on_exit(sock, above=24)
+            log.info("SYNC020 listening on %s:%d (%s) for %s", self.local[0], self.local[1],
+                     self.cfg.interface, self.peer[0])
         if self.dial:
             self._dialer = asyncio.create_task(self._dial_loop(), name="sync-dialer")
 
@@ -411,8 +521,13 @@ class SyncLink:
                 await self._dialer
             except asyncio.CancelledError:
                 pass
+        for t in list(self._probes):
+            t.cancel()
         if self._server is not None:
             self._server.close()
+        if self._listen_fd >= 0:
+            os.close(self._listen_fd)
+            self._listen_fd = -1
         for c in list(self._conns):
             c._run(ShutdownRequested(ByeReason.SHUTDOWN))
         for c in list(self._conns):
@@ -435,10 +550,8 @@ class SyncLink:
                 if not self._idle.is_set():
                     continue  # rank 0 got through first: nothing to do
             try:
-                _, conn = await asyncio.wait_for(self.loop.create_connection(
-                    lambda: _Connection(self, outbound=True), host=str(self.peer[0]),
-                    port=self.peer[1], local_addr=(str(self.local[0]), 0)),
-                    timeout=self.params.handshake_timeout_s)
+                conn = await asyncio.wait_for(self._connect(),
+                                              timeout=self.params.handshake_timeout_s)
             except (OSError, TimeoutError) as e:
                 self.stats.bump("connect_failures")
                 self._ratelog.warning(self.loop.time(), "SYNC021", "%s",
@@ -451,6 +564,38 @@ class SyncLink:
                 min(backoff * 2, DIAL_BACKOFF_MAX_S)
             # Never redial in a tight loop, even after a good connection.
             await asyncio.sleep(backoff * (0.5 + random.random()))
+
+    async def _connect(self) -> _Connection:
+        sock = _bound_socket(self.cfg)
+        try:
+            sock.bind((str(self.local[0]), 0))
+            await self.loop.sock_connect(sock, (str(self.peer[0]), self.peer[1]))
+            _, conn = await self.loop.create_connection(
+                lambda: _Connection(self, outbound=True), sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        return conn
+
+    async def _probe(self) -> Probe:
+        """A fresh TCP connection to the peer's sync port, closed at once: refused means
+        nothing listens there (its daemon is gone), connected means it still does."""
+        try:
+            sock = _bound_socket(self.cfg)
+        except OSError:
+            return Probe.SILENT
+        try:
+            sock.bind((str(self.local[0]), 0))
+            await asyncio.wait_for(self.loop.sock_connect(sock, (str(self.peer[0]),
+                                                                 self.peer[1])),
+                                   self.params.probe_timeout_s)
+        except ConnectionRefusedError:
+            return Probe.REFUSED
+        except (OSError, TimeoutError):
+            return Probe.SILENT
+        finally:
+            sock.close()
+        return Probe.ANSWERED
 
     # -- the daemon's calls ------------------------------------------------------------
     def commit(self, seq: int) -> asyncio.Future[bool] | None:
@@ -490,8 +635,12 @@ class SyncLink:
         return True
 
     def set_summary(self, summary: Sequence[tuple[str, str]]) -> None:
-        """After a reload: the drift check uses it from the next connection on."""
+        """After a reload: the peer gets the new summary now (CONFIG) and on every
+        connection from now on."""
         self.summary = list(summary)
+        for c in list(self._conns):
+            if c.session.authenticated:
+                c._run(SummaryChanged(tuple(self.summary)))
 
     @property
     def in_sync(self) -> bool:
@@ -531,6 +680,12 @@ class SyncLink:
             "sync/last_seq": self.held.seq,
             "sync/config_drift": " ".join(self.drift),
             "sync/ready": int(self.ready_to_serve),
+            # Empty until the first sample; the last estimate stays after a disconnect.
+            "sync/clock_skew_ms": "" if self.skew.skew_ms is None else
+            f"{self.skew.skew_ms:.1f}",
+            "sync/clock_delay_ms": "" if self.skew.delay_ms is None else
+            f"{self.skew.delay_ms:.3f}",
+            "sync/clock_skew_alarm": int(self.skew.alarm),
         }
         for k, v in self.stats.counts.items():
             out[f"stats/sync/{k}"] = v
@@ -540,7 +695,19 @@ class SyncLink:
     def _new_session(self) -> Session:
         return Session(self.node, self.cfg.key, self.log, held=self.held,
                        summary=self.summary, boot_id=self.boot_id, params=self.params,
-                       stats=self.stats)
+                       stats=self.stats, skew=self.skew, aead=self.aead)
+
+    def _preauth_inbound(self) -> int:
+        return sum(1 for c in self._conns if not c.outbound and not c.authed)
+
+    @property
+    def clock_skew_ms(self) -> float | None:
+        """The peer's wall clock minus ours, as last measured (None: not yet)."""
+        return self.skew.skew_ms
+
+    @property
+    def clock_skew_alarm(self) -> bool:
+        return self.skew.alarm
 
     def _held_from(self, session: Session) -> None:
         self.held = session.held
@@ -622,14 +789,15 @@ class SyncLink:
 
     def _update_state(self) -> None:
         p = self.primary
-        if p is not None and p in self._conns:
+        # Unauthenticated connections do not count: not for the state the daemon sees,
+        # and not for the dialer, which only an authenticated connection holds back
+        # (junk on the port never keeps us from dialling the real peer).
+        if p is not None and p in self._conns and p.session.authenticated:
             new = p.session.state
-        elif self._conns:
-            new = State.HANDSHAKE
         else:
             new = State.DISCONNECTED
         if self._idle is not None:
-            if self._conns:
+            if any(c.authed and c.session.authenticated for c in self._conns):
                 self._idle.clear()
             else:
                 self._idle.set()
@@ -650,11 +818,39 @@ class SyncLink:
             others = [c for c in self._conns if c.session.authenticated]
             if others:
                 self.primary = max(others, key=lambda c: _RANK[c.session.state])
+            elif needs_probe(how) and not self._closing:
+                task = self.loop.create_task(self._judge(how, detail), name="sync-probe")
+                self._probes.add(task)
+                task.add_done_callback(self._probes.discard)
             elif how is not Loss.LOCAL or not self._closing:
-                self.handler.on_peer_lost(how, detail)
+                self.handler.on_peer_lost(how, detail, Evidence.NONE)
         else:
             self._conns.discard(conn)
         self._update_state()
+
+    async def _judge(self, how: Loss, detail: str) -> None:
+        """EOF or RESET without BYE: probe the peer's sync port, then tell the daemon
+        what the loss proves (session.evidence)."""
+        t0 = self.loop.time()
+        probe = await self._probe()
+        took_ms = (self.loop.time() - t0) * 1000
+        self.stats.bump(f"probe_{probe.value}")
+        ev = evidence(how, probe)
+        what = f"connection to {self.peer[0]} ended ({how.value}, no BYE)"
+        if ev is Evidence.DIED:
+            log.warning("SYNC026 %s and its sync port refuses connections (probe %.1f ms): "
+                        "the peer's daemon is gone", what, took_ms)
+        elif ev is Evidence.ALIVE:
+            self._ratelog.warning(self.loop.time(), "SYNC027", "%s",
+                                  f"{what}, but its sync port still answers (probe "
+                                  f"{took_ms:.1f} ms): not the peer's death (a reset injected "
+                                  "on the link, a refusal, or a daemon that restarted); "
+                                  "reconnecting")
+        else:
+            log.info("SYNC028 %s and the probe of its sync port got no answer in %.0f ms: "
+                     "silence proves nothing, VRRP's timers decide", what, took_ms)
+        if self.primary is None and not self._closing:
+            self.handler.on_peer_lost(how, detail, ev)
 
     def _forget(self, conn: _Connection) -> None:
         self._conns.discard(conn)

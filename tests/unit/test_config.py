@@ -18,7 +18,7 @@ PAIR = {
     "vrrp/vrid": "10", "vrrp/priority": "120", "vrrp/advert_interval_ms": "100",
     "vrrp/virtual_ip": "192.0.2.1/24", "vrrp/track/eth1": "30",
     "sync/interface": "eth2", "sync/local": "198.51.100.1:6470",
-    "sync/peer": "198.51.100.2:6470", "sync/key": "0123456789abcdef0123",
+    "sync/peer": "198.51.100.2:6470", "sync/key": "0123456789abcdef0123456789abcdef",
 }
 
 
@@ -46,7 +46,7 @@ BAD = [
     ("vrrp/virtual_ip", "192.0.2.1", "address with prefix"),
     ("sync/local", "198.51.100.1", "ADDRESS:PORT"),
     ("sync/mode", "fast", "one of sync | async"),
-    ("sync/key", "short", "at least 16 characters"),
+    ("sync/key", "short", "at least 32 characters"),
     ("pools/lan/range", "192.0.2.200-192.0.2.100", "above the last"),
     ("pools/lan/range", "198.51.100.1-198.51.100.5", "inside subnet"),
     ("pools/lan/subnet", "192.0.2.1/24", "no host bits"),

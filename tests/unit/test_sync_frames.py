@@ -1,6 +1,8 @@
-"""Sync frame codec: round trips (hypothesis), and each kind of bad input refused with
-its own reason: forged MAC, replay, reordering, truncation, oversize, wrong version,
-unknown type, malformed bodies."""
+"""Sync frame codec (wire version 2): round trips (hypothesis), sealing (HMAC for the
+HELLO, AEAD with the counter as nonce and the header as associated data for every other
+frame), and each kind of bad input refused with its own reason: forged MAC or tag,
+replay, reordering, truncation, oversize (after and before authentication), an older
+or unknown version, unknown type, malformed bodies."""
 
 from __future__ import annotations
 
@@ -12,23 +14,29 @@ from hypothesis import strategies as st
 
 from appliance.leases.model import Lease, LeaseState
 from appliance.sync.frames import (
+    DEFAULT_MAX_BODY,
     HEADER,
     HEADER_LEN,
-    MAC_LEN,
+    HELLO_MAC_LEN,
+    PREAUTH_MAX_BODY,
+    TAG_LEN,
     VERSION,
     Ack,
+    AeadSeal,
     Auth,
     BulkBegin,
     BulkEnd,
     BulkKind,
     BulkPage,
     Bye,
+    ConfigSummary,
     FrameCodec,
     FrameError,
     FrameMac,
     FrameType,
     Heartbeat,
     Hello,
+    HelloSeal,
     Notice,
     Reason,
     SyncReq,
@@ -39,12 +47,14 @@ from appliance.sync.frames import (
     direction_key,
     encode_body,
     encode_frame,
+    frame_size,
     hello_key,
     setting_digest,
 )
 
 K = b"k" * 32
 u64 = st.integers(0, 2**64 - 1)
+i64 = st.integers(-(2**63), 2**63 - 1)
 u32 = st.integers(0, 2**32 - 1)
 short_bytes = st.binary(max_size=255)
 text255 = st.text(max_size=60).filter(lambda s: len(s.encode()) <= 255)
@@ -74,14 +84,19 @@ hellos = st.builds(
     epoch=u64,
     last_seq=u64,
     lease_count=u64,
-    config_digest=st.binary(min_size=32, max_size=32),
+    wall_us=i64,
+    max_version=st.integers(0, 255),
+)
+configs = st.builds(
+    ConfigSummary,
+    digest=st.binary(min_size=32, max_size=32),
     summary=st.lists(st.tuples(st.text(max_size=80), st.binary(min_size=8, max_size=8)),
                      max_size=20).map(tuple),
-    max_version=st.integers(0, 255),
 )
 
 frames = st.one_of(
     hellos,
+    configs,
     st.builds(Auth, st.binary(min_size=32, max_size=32)),
     st.builds(SyncReq, u64, u64),
     st.builds(Updates, st.lists(leases, max_size=8).map(tuple)),
@@ -89,7 +104,7 @@ frames = st.one_of(
     st.builds(BulkBegin, st.sampled_from(BulkKind), u64, u64),
     st.builds(BulkPage, st.lists(leases, max_size=8).map(tuple)),
     st.builds(BulkEnd, u64),
-    st.builds(Heartbeat, u64),
+    st.builds(Heartbeat, u64, i64, i64, u32),
     st.builds(Notice, st.integers(0, 65535), text255),
     st.builds(Bye, st.integers(0, 65535)),
 )
@@ -114,12 +129,17 @@ def test_round_trip(f, counter) -> None:
 @given(fs=st.lists(frames, min_size=1, max_size=10), cut=st.integers(1, 50))
 def test_stream_round_trip_any_split(fs, cut) -> None:
     tx, rx = FrameCodec(K), FrameCodec(K)
-    data = b"".join(tx.encode(f) for f in fs)
+    first = tx.encode(fs[0])  # frame 0, HMAC-sealed, as a HELLO is
+    tx.set_session_keys(b"s" * 32, b"r" * 32)
+    rx.max_body = DEFAULT_MAX_BODY
+    data = first + b"".join(tx.encode(f) for f in fs[1:])
     got = []
     for i in range(0, len(data), cut):
         rx.feed(data[i : i + cut])
         while (f := rx.next_frame()) is not None:
             got.append(f)
+            if len(got) == 1:
+                rx.set_session_keys(b"r" * 32, b"s" * 32)  # the session switches here
     assert len(got) == len(fs) and all(same(a, b) for a, b in zip(got, fs, strict=True))
     rx.eof()  # nothing left over
 
@@ -128,6 +148,9 @@ def test_stream_round_trip_any_split(fs, cut) -> None:
 @given(ls=st.lists(leases, min_size=1, max_size=40), budget=st.integers(1, 3000))
 def test_encode_leases_splits_by_budget(ls, budget) -> None:
     tx, rx = FrameCodec(K), FrameCodec(K)
+    tx.set_session_keys(K, K)
+    rx.set_session_keys(K, K)
+    rx.max_body = DEFAULT_MAX_BODY
     out = tx.encode_leases(FrameType.UPDATES, ls, budget)
     assert sum(n for _, n in out) == len(ls)
     got = []
@@ -135,7 +158,7 @@ def test_encode_leases_splits_by_budget(ls, budget) -> None:
         rx.feed(data)
         f = rx.next_frame()
         assert isinstance(f, Updates) and len(f.leases) == n
-        assert n == 1 or len(data) - HEADER_LEN - MAC_LEN <= budget
+        assert n == 1 or len(data) - HEADER_LEN - TAG_LEN <= budget
         got.extend(f.leases)
     assert [encode_body(Updates((x,))) for x in got] == \
         [encode_body(Updates((x,))) for x in ls]
@@ -161,13 +184,54 @@ def test_forged_mac() -> None:
     data = bytearray(encode_frame(GOOD, K, 0))
     data[HEADER_LEN + 3] ^= 0x40  # a body bit: the MAC covers it
     assert refused(decode_frame, bytes(data), K, 0) is Reason.BAD_MAC
-    assert refused(decode_frame, encode_frame(GOOD, b"other key", 0), K, 0) is Reason.BAD_MAC
+    assert refused(decode_frame, encode_frame(GOOD, b"o" * 32, 0), K, 0) is Reason.BAD_MAC
+    hello = HelloSeal(hello_key(K))
+    data = bytearray(encode_frame(GOOD, hello, 0))
+    data[-1] ^= 1
+    assert refused(decode_frame, bytes(data), hello, 0) is Reason.BAD_MAC
 
 
 def test_counter_tampering_breaks_the_mac() -> None:
     data = bytearray(encode_frame(GOOD, K, 3))
-    struct.pack_into("!Q", data, 8, 4)
+    struct.pack_into("!Q", data, 8, 4)  # the nonce and the associated data both change
     assert refused(decode_frame, bytes(data), K, 4) is Reason.BAD_MAC
+    data = bytearray(encode_frame(GOOD, K, 3))
+    data[1] = FrameType.BULK_PAGE  # the header is associated data: its type too
+    assert refused(decode_frame, bytes(data), K, 3) is Reason.BAD_MAC
+
+
+def test_subscriber_data_never_crosses_in_clear() -> None:
+    """MACs, hostnames and Option 82 are encrypted; a HELLO carries none of them."""
+    lease = Lease(ip=0xC0000264, mac=bytes.fromhex("02aabbccddee"), client_id=b"\x01cid-42",
+                  state=LeaseState.BOUND, start=1.0, expires=2.0, pool="lan",
+                  hostname="alice-laptop", relay_info=b"\x01\x0ccircuit-7/1\x02\x04cust",
+                  seq=9, origin="deviceA")
+    for f in (Updates((lease,)), BulkPage((lease,))):
+        data = encode_frame(f, K, 1)
+        plain = encode_body(f)
+        for secret in (lease.mac, b"alice-laptop", b"circuit-7/1", b"cid-42"):
+            assert secret in plain and secret not in data
+        assert decode_frame(data, K, 1) == f
+    # Same body, next counter: another nonce, another ciphertext.
+    assert encode_frame(GOOD, K, 1)[HEADER_LEN:] != encode_frame(GOOD, K, 2)[HEADER_LEN:]
+
+
+def test_hello_is_authenticated_in_clear_and_sized_by_its_trailer() -> None:
+    h = Hello("deviceA", b"n" * 32, 1, 2, 3, 4, 1_700_000_000_000_000)
+    seal = HelloSeal(hello_key(K))
+    data = encode_frame(h, seal, 0)
+    assert encode_body(h) in data and len(data) == frame_size(data, hello=True)
+    assert len(data) == HEADER_LEN + len(encode_body(h)) + HELLO_MAC_LEN
+    assert decode_frame(data, seal, 0) == h
+    later = encode_frame(GOOD, K, 1)
+    assert len(later) == frame_size(later, hello=False)
+    assert len(later) == HEADER_LEN + len(encode_body(GOOD)) + TAG_LEN
+    # Before the keys, the codec takes only HMAC-sealed frames: an AEAD frame fails.
+    rx = FrameCodec(K)
+    rx.feed(encode_frame(GOOD, K, 0))
+    assert rx.next_frame() is None  # 16 bytes short of an HMAC trailer
+    rx.feed(bytes(16))
+    assert refused(rx.next_frame) is Reason.BAD_MAC
 
 
 def test_replayed_and_reordered() -> None:
@@ -202,28 +266,40 @@ def test_oversized_refused_from_the_header_alone() -> None:
     rx.feed(HEADER.pack(VERSION, FrameType.UPDATES, 0, 1001, 0))  # no body sent at all
     assert refused(rx.next_frame) is Reason.OVERSIZED
     assert rx.buffered == HEADER_LEN
-    tx = FrameCodec(K, max_body=10)
+    tx = FrameCodec(K)
     with pytest.raises(ValueError):
-        tx.encode(GOOD)
+        tx.encode(BulkPage((GOOD.leases[0],) * 100_000))  # over 4 MiB
+
+
+def test_before_authentication_frames_are_small() -> None:
+    """An unauthenticated peer never makes us buffer or MAC more than a few KiB: a HELLO
+    announcing 1 MiB (well under the 4 MiB limit after AUTH) is refused from its header."""
+    rx = FrameCodec(K)
+    assert rx.max_body == PREAUTH_MAX_BODY <= 4096
+    rx.feed(HEADER.pack(VERSION, FrameType.HELLO, 0, 1 << 20, 0) + bytes(1000))
+    assert refused(rx.next_frame) is Reason.OVERSIZED
+    ok = FrameCodec(K)
+    ok.max_body = DEFAULT_MAX_BODY  # what the session sets once the peer's AUTH verifies
+    ok.feed(HEADER.pack(VERSION, FrameType.HELLO, 0, 1 << 20, 0))
+    assert ok.next_frame() is None  # waits for the body
 
 
 def test_wrong_version() -> None:
     data = bytearray(encode_frame(GOOD, K, 0))
-    data[0] = 2
-    assert refused(decode_frame, bytes(data), K, 0) is Reason.BAD_VERSION
-    data[0] = 0
-    assert refused(decode_frame, bytes(data), K, 0) is Reason.BAD_VERSION
+    data[0] = 1  # an earlier release: refused with its own reason (upgrade both)
+    assert refused(decode_frame, bytes(data), K, 0) is Reason.OLD_VERSION
+    for v in (0, 3, 255):
+        data[0] = v
+        assert refused(decode_frame, bytes(data), K, 0) is Reason.BAD_VERSION
+    assert VERSION == 2
 
 
 def _raw(ftype: int, body: bytes, key: bytes = K, counter: int = 0, flags: int = 0) -> bytes:
-    import hmac
-
-    msg = HEADER.pack(VERSION, ftype, flags, len(body), counter) + body
-    return msg + hmac.digest(key, msg, "sha256")
+    return AeadSeal(key).seal(HEADER.pack(VERSION, ftype, flags, len(body), counter), body)
 
 
 def test_unknown_type() -> None:
-    for t in (0, 12, 200, 255):
+    for t in (0, 13, 200, 255):
         assert refused(decode_frame, _raw(t, b""), K, 0) is Reason.BAD_TYPE
 
 
@@ -247,6 +323,10 @@ def test_flags_must_be_zero() -> None:
     (FrameType.UPDATES, b"\x00\x00\x00\x01\x00\x05abcde"),  # lease record bad
     (FrameType.UPDATES, b"\x00\x00\x00\x00x"),  # trailing byte
     (FrameType.HELLO, bytes(10)),
+    (FrameType.HELLO, bytes(41) + b"\x01a" + bytes(33)),  # one byte after the nonce
+    (FrameType.CONFIG, bytes(35)),
+    (FrameType.CONFIG, bytes(32) + b"\xff\xff\xff\xff"),  # count cannot fit
+    (FrameType.HEARTBEAT, bytes(8)),  # a version-1 heartbeat
 ])
 def test_malformed_bodies(ftype, body) -> None:
     assert refused(decode_frame, _raw(ftype, body), K, 0) is Reason.MALFORMED
@@ -272,8 +352,8 @@ def test_keys_are_directional_and_bound_to_nonces() -> None:
     assert direction_key(K, na, nb) != direction_key(K, na, b"c" * 32)
     assert direction_key(K, na, nb) != direction_key(b"other", na, nb)
     assert hello_key(K) != hello_key(b"other")
-    ha = Hello("a", na, 1, 1, 1, 1, bytes(32))
-    hb = Hello("b", nb, 1, 1, 1, 1, bytes(32))
+    ha = Hello("a", na, 1, 1, 1, 1)
+    hb = Hello("b", nb, 1, 1, 1, 1)
     assert auth_proof(K, ha, hb) != auth_proof(K, hb, ha)  # no reflecting a proof back
     assert setting_digest(K, "pools/lan/lease_time", "3600") != \
         setting_digest(K, "pools/lan/lease_time", "7200")

@@ -16,6 +16,7 @@ from appliance.leases.model import Lease, LeaseState
 from appliance.leases.table import LeaseTable
 from appliance.sync.changelog import Cursor, RingLog
 from appliance.sync.frames import (
+    DEFAULT_MAX_BODY,
     Auth,
     Frame,
     FrameCodec,
@@ -147,8 +148,9 @@ class MemoryNode:
         self._nonces += 1
         return nonce(f"{self.name}/{self._nonces}")
 
-    def handle(self, event: Event, now: float = 0.0) -> list[Action]:
-        actions = self.session.handle(event, now)
+    def handle(self, event: Event, now: float = 0.0, wall: float | None = None,
+               ) -> list[Action]:
+        actions = self.session.handle(event, now, wall)
         self.actions.extend(actions)
         persisted = []
         for a in actions:
@@ -177,7 +179,7 @@ class MemoryNode:
             elif isinstance(a, Log):
                 self.logs.append(a)
         for b in persisted:
-            self.handle(Persisted(b), now)
+            self.handle(Persisted(b), now, wall)
         return actions
 
     @property
@@ -243,7 +245,7 @@ class FakePeer:
         self.codec = FrameCodec(key)
         self.nonce = nonce(tag)
         self.hello = Hello(node=name, nonce=self.nonce, boot_id=7, epoch=epoch,
-                           last_seq=last_seq, lease_count=0, config_digest=bytes(32))
+                           last_seq=last_seq, lease_count=0)
         self.received: list[Frame] = []
         self.hello_bytes = b""
 
@@ -266,6 +268,7 @@ class FakePeer:
                 self.peer_hello = f
                 self.codec.set_session_keys(direction_key(self.key, self.nonce, f.nonce),
                                             direction_key(self.key, f.nonce, self.nonce))
+                self.codec.max_body = DEFAULT_MAX_BODY  # the node authenticates at once
         self.received.extend(out)
         return out
 

@@ -10,8 +10,11 @@ Two checks per transcript:
 Line format: `> hex` a frame the session under test sends, `< hex` a frame the peer
 sends, `! event` an event given to the session (persisted N | commit IP | replay), `=`
 the session's state after the previous line, `#` comments (the decoded frame follows
-each frame line as a comment). Regenerate after a deliberate wire change with
+each frame line as a comment). Every event is given at wall clock WALL + 1 s, so the
+time stamps of HELLO and HEARTBEAT are fixed too. Regenerate after a deliberate wire
+change (and say so in the commit) with
     DHCP_HOTBACKUP_REGEN=1 .venv/bin/python -m pytest tests/unit/test_sync_transcripts.py
+Wire version 2 (encrypted frames) was recorded that way.
 """
 
 from __future__ import annotations
@@ -25,20 +28,22 @@ from test_sync_support import MemoryNode, mk, nonce
 from appliance.leases.model import LeaseState
 from appliance.sync.changelog import Cursor
 from appliance.sync.frames import (
-    HEADER,
+    DEFAULT_MAX_BODY,
     HEADER_LEN,
-    MAC_LEN,
     Ack,
     Auth,
     BulkBegin,
     BulkEnd,
     BulkKind,
+    ConfigSummary,
     Frame,
     FrameCodec,
+    Heartbeat,
     Hello,
     SyncReq,
     auth_proof,
     direction_key,
+    frame_size,
 )
 from appliance.sync.session import (
     Connected,
@@ -50,16 +55,18 @@ from appliance.sync.session import (
 )
 
 DIR = Path(__file__).parent / "sync_transcripts"
-KEY = b"transcript key: not a secret"
+KEY = b"transcript key, not a secret: 32"
 EPOCH_A, EPOCH_B = 0xA0A0A0A0, 0xB0B0B0B0
+WALL = 1_700_000_000.0  # the wall clock of every event, plus `now` (1 s)
 
 
-def split_frames(data: bytes) -> list[bytes]:
+def split_frames(data: bytes, hello_first: bool = False) -> list[bytes]:
+    """Cut a byte stream into frames; `hello_first`: it begins with a side's HELLO (the
+    one frame with an HMAC trailer instead of an AEAD tag)."""
     out = []
     pos = 0
     while pos < len(data):
-        length = HEADER.unpack_from(data, pos)[3]
-        end = pos + HEADER_LEN + length + MAC_LEN
+        end = pos + frame_size(data[pos : pos + HEADER_LEN], hello_first and not out)
         out.append(data[pos:end])
         pos = end
     return out
@@ -71,9 +78,11 @@ def describe(f: Frame) -> str:
         seqs = [x.seq for x in f.leases]  # type: ignore[union-attr]
         return f"{name} {len(seqs)} leases seq {seqs}"
     if isinstance(f, Hello):
-        return f"HELLO node={f.node} epoch={f.epoch:#x} last_seq={f.last_seq}"
+        return f"HELLO node={f.node} epoch={f.epoch:#x} last_seq={f.last_seq} wall_us={f.wall_us}"
     if isinstance(f, Auth):
         return "AUTH"
+    if isinstance(f, ConfigSummary):
+        return f"CONFIG {[p for p, _d in f.summary]}"
     return repr(f)
 
 
@@ -91,13 +100,16 @@ class ScriptPeer:
     def __init__(self) -> None:
         self.codec = FrameCodec(KEY)
         self.hello = Hello("deviceB", nonce("transcript/deviceB"), 2, EPOCH_B, 0, 0,
-                           bytes(32))
+                           int((WALL + 1) * 1e6))
         self.lines: list[str] = []
         self.last_sent = b""
+        self.read_hello = False
 
     def read(self, data: bytes) -> list[Frame]:
         frames = []
-        for raw in split_frames(data):
+        first = not self.read_hello
+        self.read_hello = True
+        for raw in split_frames(data, first):
             self.codec.feed(raw)
             f = self.codec.next_frame()
             assert f is not None
@@ -112,6 +124,7 @@ class ScriptPeer:
         p = self.peer_hello
         self.codec.set_session_keys(direction_key(KEY, self.hello.nonce, p.nonce),
                                     direction_key(KEY, p.nonce, self.hello.nonce))
+        self.codec.max_body = DEFAULT_MAX_BODY
 
     def frame(self, f: Frame) -> bytes:
         raw = self.codec.encode(f)
@@ -124,7 +137,7 @@ class ScriptPeer:
 def _step(n: MemoryNode, peer: ScriptPeer, event, line: str | None = None) -> None:
     if line:
         peer.lines.append(line)
-    n.handle(event, 1.0)
+    n.handle(event, 1.0, WALL + 1.0)
     out = b"".join(n.outbox)
     n.outbox.clear()
     peer.read(out)
@@ -148,6 +161,9 @@ def record(name: str) -> list[str]:
         req = SyncReq(EPOCH_A, 2)  # B holds A's log up to 2: a delta of one change
     data = peer.frame(Auth(auth_proof(KEY, peer.hello, peer.peer_hello))) + peer.frame(req)
     _step(n, peer, DataReceived(data))
+    # B's first heartbeat: it echoes A's HELLO stamp (a time sample for A), held 0.5 ms.
+    hb = Heartbeat(0, int((WALL + 1.0015) * 1e6), peer.peer_hello.wall_us, 500)
+    _step(n, peer, DataReceived(peer.frame(hb)))
     # B's own log is empty: an empty delta from A's cursor (EPOCH_B, 0).
     data = peer.frame(BulkBegin(BulkKind.DELTA, 0, 0)) + peer.frame(BulkEnd(0))
     _step(n, peer, DataReceived(data))
@@ -166,7 +182,7 @@ def record(name: str) -> list[str]:
     # A genuine frame sent twice: refused as a replay, connection closed.
     if name == "delta_then_replay":
         peer.lines.append("! replay")
-        n.handle(DataReceived(peer.last_sent), 1.0)
+        n.handle(DataReceived(peer.last_sent), 1.0, WALL + 1.0)
         assert n.refused and n.state is State.DISCONNECTED
         peer.lines.append(f"= {n.state.value} {n.refused[-1].reason.value}")
     return peer.lines
@@ -193,7 +209,7 @@ def test_replay_transcript_against_a_fresh_session(name: str) -> None:
     got_out: list[bytes] = []
 
     def drain() -> None:
-        got_out.extend(split_frames(b"".join(n.outbox)))
+        got_out.extend(split_frames(b"".join(n.outbox), not got_out))
         n.outbox.clear()
 
     for line in (DIR / f"{name}.msg").read_text().splitlines():
@@ -203,23 +219,23 @@ def test_replay_transcript_against_a_fresh_session(name: str) -> None:
         if tag == ">":
             expected_out.append(bytes.fromhex(rest))
         elif tag == "<":
-            n.handle(DataReceived(bytes.fromhex(rest)), 1.0)
+            n.handle(DataReceived(bytes.fromhex(rest)), 1.0, WALL + 1.0)
             last_in = bytes.fromhex(rest)
         elif tag == "!":
             if rest == "connected":
-                n.handle(Connected(n.next_nonce(), outbound=True), 1.0)
+                n.handle(Connected(n.next_nonce(), outbound=True), 1.0, WALL + 1.0)
             elif rest.startswith("persisted"):
                 batch = int(rest.split()[1])
                 a = next(x for x in n.unpersisted if x.batch == batch)
                 n.unpersisted.remove(a)
                 n.store_apply(a)
-                n.handle(Persisted(batch), 1.0)
+                n.handle(Persisted(batch), 1.0, WALL + 1.0)
             elif rest.startswith("commit"):
                 lease = n.commit(mk(4, start=2000.0, relay=b"\x01\x04eth2\x02\x06remote"))
                 assert lease.seq == int(rest.split()[1])
-                n.handle(LocalCommitted(lease.seq), 1.0)
+                n.handle(LocalCommitted(lease.seq), 1.0, WALL + 1.0)
             elif rest == "replay":
-                n.handle(DataReceived(last_in), 1.0)
+                n.handle(DataReceived(last_in), 1.0, WALL + 1.0)
         elif tag == "=":
             drain()
             assert got_out == expected_out[: len(got_out)]
@@ -230,3 +246,7 @@ def test_replay_transcript_against_a_fresh_session(name: str) -> None:
     drain()
     assert got_out == expected_out
     assert n.table.get(mk(4).ip).state is LeaseState.BOUND
+    # B's heartbeat was a time sample: its clock 1.25 ms ahead (t2 - t1 = 1 ms,
+    # t3 - t4 = 1.5 ms), the round trip 0 (the replay runs at one instant).
+    assert n.session.skew.skew_ms == pytest.approx(1.25, abs=0.001)  # float us
+    assert n.stats["clock_samples"] == 1

@@ -19,6 +19,7 @@ from appliance.leases.model import Lease
 from appliance.leases.table import LeaseTable
 from appliance.sync.changelog import Cursor, RingLog
 from appliance.sync.frames import (
+    DEFAULT_MAX_BODY,
     Ack,
     Auth,
     BulkBegin,
@@ -38,7 +39,7 @@ from appliance.sync.frames import (
     direction_key,
 )
 from appliance.sync.merge import Merger
-from appliance.sync.session import Loss, Params, State
+from appliance.sync.session import Evidence, Loss, Params, State
 from appliance.sync.transport import SyncHandler, SyncLink, free_port_pair, loopback_config
 
 PARAMS = Params(heartbeat_s=0.2, dead_after_s=1.0, handshake_timeout_s=2.0)
@@ -54,6 +55,8 @@ class MemoryHandler(SyncHandler):
         self.durable_after = durable_after  # None: never durable (a stuck disk)
         self.states: list[State] = []
         self.lost: list[Loss] = []
+        self.evidence: list[Evidence] = []
+        self.clock: list[tuple[float, float, bool, bool | None]] = []
         self.notices: list[tuple[int, str]] = []
         self.drift: tuple[str, ...] | None = None
         self.received = 0
@@ -73,8 +76,13 @@ class MemoryHandler(SyncHandler):
     def on_state(self, state: State) -> None:
         self.states.append(state)
 
-    def on_peer_lost(self, how: Loss, detail: str) -> None:
+    def on_peer_lost(self, how: Loss, detail: str, evidence: Evidence) -> None:
         self.lost.append(how)
+        self.evidence.append(evidence)
+
+    def on_clock(self, skew_ms: float, delay_ms: float, alarm: bool,
+                 alarm_changed: bool | None) -> None:
+        self.clock.append((skew_ms, delay_ms, alarm, alarm_changed))
 
     def on_notice(self, code: int, detail: str) -> None:
         self.notices.append((code, detail))
@@ -171,7 +179,8 @@ def test_the_connection_is_released_first_when_the_process_dies() -> None:
     """On kill -9 the kernel releases the highest-numbered descriptor first, and each
     AF_PACKET socket's release waits for an RCU grace period: a sync connection
     below them told the peer late. Each connection holds a duplicate of its socket
-    above every other descriptor, and gives it back when the connection ends."""
+    above every other descriptor, and gives it back when the connection ends; the
+    listener's duplicate sits above those, so it is gone before the FIN leaves."""
 
     async def main() -> None:
         before = _fds()
@@ -189,9 +198,14 @@ def test_the_connection_is_released_first_when_the_process_dies() -> None:
         await until(lambda: len(a.link._conns) == len(b.link._conns) == 1)
         live = {f"socket:[{os.fstat(c.transport.get_extra_info('socket').fileno()).st_ino}]"
                 for link in (a.link, b.link) for c in link._conns}
+        listeners = {f"socket:[{os.fstat(sock.fileno()).st_ino}]"
+                     for link in (a.link, b.link) for sock in link._server.sockets}
         fds = _fds()
-        top = sorted(fds)[-len(live):]
-        assert {fds[fd] for fd in top} == live, (top, fds)
+        top = sorted(fds)[-len(live) - len(listeners):]
+        # Highest first: the listeners (so that a probe of our port is refused once the
+        # peer sees our connection end), then the connections.
+        assert {fds[fd] for fd in top[len(live):]} == listeners, (top, fds)
+        assert {fds[fd] for fd in top[: len(live)]} == live, (top, fds)
         await b.link.close()
         await until(lambda: a.h.lost == [Loss.BYE])
         await a.link.close()
@@ -282,7 +296,7 @@ class RawPeer:
     def __init__(self, key: bytes = KEY, name: str = "rawpeer") -> None:
         self.key = key
         self.codec = FrameCodec(key)
-        self.hello = Hello(name, os.urandom(32), 99, 0xABC, 0, 0, bytes(32))
+        self.hello = Hello(name, os.urandom(32), 99, 0xABC, 0, 0)
         self.frames: list[Frame] = []
 
     async def connect(self, port: int) -> None:
@@ -302,6 +316,7 @@ class RawPeer:
                     self.codec.set_session_keys(
                         direction_key(self.key, self.hello.nonce, f.nonce),
                         direction_key(self.key, f.nonce, self.hello.nonce))
+                    self.codec.max_body = DEFAULT_MAX_BODY
                     self.peer_hello = f
                 if isinstance(f, cls):
                     return f
@@ -375,7 +390,7 @@ def test_random_bytes_and_unknown_address_refused() -> None:
         assert refused == 1 and a.h.received == 0
         # An oversized length is refused from the header: nothing else need arrive.
         r, w = await asyncio.open_connection("127.0.0.1", pa)
-        w.write(struct.pack("!BBHIQ", 1, 4, 0, 1 << 30, 0))
+        w.write(struct.pack("!BBHIQ", 2, 1, 0, 1 << 30, 0))
         try:
             while await asyncio.wait_for(r.read(65536), 5):
                 pass
@@ -451,6 +466,6 @@ def test_peer_silence_times_out() -> None:
 def test_frame_error_never_escapes_codec() -> None:
     # the raw peer's codec is the product codec: a sanity check of the helper itself
     c = FrameCodec(KEY)
-    c.feed(b"\x02" + bytes(15))
+    c.feed(b"\x03" + bytes(15))
     with pytest.raises(FrameError):
         c.next_frame()
