@@ -59,7 +59,7 @@ class SkewTracker:
         """Take a sample; returns True when the alarm is raised by it, False when it is
         cleared by it, None when its state did not change."""
         self._samples.append(s)
-        best = min(self._samples, key=lambda x: x.delay_s)
+        best = min(reversed(self._samples), key=lambda x: x.delay_s)  # ties: the newest
         self.estimate = best
         half = best.delay_s / 2
         skew = abs(best.offset_s)

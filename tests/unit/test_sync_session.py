@@ -22,6 +22,9 @@ from test_sync_support import (
 from appliance.leases.model import LeaseState
 from appliance.sync.changelog import Cursor
 from appliance.sync.frames import (
+    DEFAULT_MAX_BODY,
+    HEADER,
+    PREAUTH_MAX_BODY,
     Ack,
     Auth,
     BulkBegin,
@@ -30,6 +33,8 @@ from appliance.sync.frames import (
     BulkPage,
     Bye,
     ByeReason,
+    ConfigSummary,
+    FrameType,
     Heartbeat,
     Hello,
     Notice,
@@ -48,14 +53,19 @@ from appliance.sync.session import (
     Loss,
     NoticeRequested,
     Params,
+    Evidence,
     Persisted,
+    Probe,
     ReportState,
     Session,
     SessionError,
     ShutdownRequested,
     State,
+    SummaryChanged,
     Timer,
     TimerFired,
+    evidence,
+    needs_probe,
 )
 
 # -- putting a session in each state ---------------------------------------------------
@@ -165,6 +175,7 @@ def _frames(node: MemoryNode) -> dict[str, object]:
         "HEARTBEAT": Heartbeat(3),
         "NOTICE": Notice(NoticeCode.CLIENT_LINK_DOWN, "eth1 down"),
         "BYE": Bye(ByeReason.SHUTDOWN),
+        "CONFIG": ConfigSummary(bytes(32), (("pools/lan/lease_time", bytes(8)),)),
     }
 
 
@@ -183,6 +194,7 @@ FRAME_MATRIX: dict[str, dict[State, State | Reason]] = {
     "HEARTBEAT": {H: U, S: S, IS: IS},
     "NOTICE": {H: U, S: S, IS: IS},
     "BYE": {H: D, S: D, IS: D},
+    "CONFIG": {H: U, S: S, IS: IS},  # drift only from a peer that authenticated
 }
 
 
@@ -619,3 +631,130 @@ def test_split_brain_heals_to_one_table(before, on_a, on_b, page) -> None:
     assert bound_a == bound_b
     clients = [v[0] for v in bound_a.values()]
     assert len(clients) == len(set(clients))  # no client on two addresses
+
+
+# -- version 2: drift after authentication, limits before it, old peers -------------------
+
+
+def test_a_replayed_hello_never_touches_drift() -> None:
+    """HELLO carries no config (it is sent in clear, before any key): drift comes from
+    CONFIG, which is only read from a peer that authenticated."""
+    node = MemoryNode("deviceA")
+    peer = FakePeer()
+    node.handle(Connected(node.next_nonce(), outbound=False), 0.0)
+    peer.read(b"".join(node.outbox))  # the peer derives the keys from our HELLO
+    node.handle(DataReceived(peer.send_hello()), 0.0)
+    assert node.drift is None and node.state is State.HANDSHAKE
+    # A genuine, encrypted CONFIG, but before AUTH: refused, drift untouched.
+    node.handle(DataReceived(peer.frame(ConfigSummary(bytes(32), (("x", bytes(8)),)))), 0.0)
+    assert node.drift is None and node.refused[-1].reason is Reason.UNEXPECTED
+    # A whole HELLO replayed on a new connection: the peer cannot answer the challenge.
+    node.handle(Connected(node.next_nonce(), outbound=False), 1.0)
+    node.handle(DataReceived(peer.send_hello()), 1.0)
+    node.handle(TimerFired(Timer.HANDSHAKE), 3.0)
+    assert node.drift is None and node.losses[-1].how is Loss.TIMEOUT
+    assert not [x for x in node.logs if x.msg_id == "SYNC006"]
+
+
+def test_frames_are_small_until_the_peer_authenticates() -> None:
+    node = MemoryNode("deviceA")
+    node.handle(Connected(node.next_nonce(), outbound=False), 0.0)
+    node.handle(DataReceived(HEADER.pack(2, FrameType.HELLO, 0, PREAUTH_MAX_BODY + 1, 0)), 0.0)
+    assert node.refused[-1].reason is Reason.OVERSIZED and node.state is State.DISCONNECTED
+    a, b, pair = fresh_pair()
+    pair.a.handle(Connected(a.next_nonce(), outbound=True), 0.0)
+    assert a.session._c.codec.max_body == PREAUTH_MAX_BODY  # type: ignore[union-attr]
+    pair.b.handle(Connected(b.next_nonce(), outbound=False), 0.0)
+    pair.run()
+    assert a.session._c.codec.max_body == DEFAULT_MAX_BODY  # type: ignore[union-attr]
+
+
+def test_a_version_1_peer_is_refused_with_its_own_reason() -> None:
+    node = MemoryNode("deviceA")
+    node.handle(Connected(node.next_nonce(), outbound=False), 0.0)
+    v1_hello = HEADER.pack(1, FrameType.HELLO, 0, 200, 0) + bytes(232)
+    node.handle(DataReceived(v1_hello), 0.0)
+    assert node.refused[-1].reason is Reason.OLD_VERSION
+    assert node.stats["refused_old_version"] == 1
+    line = next(x for x in node.logs if x.msg_id == "SYNC012")
+    assert "Upgrade both devices" in line.text and line.warning
+
+
+def test_reload_sends_the_new_summary_on_the_live_connection() -> None:
+    a, b, pair = fresh_pair()
+    pair.connect()
+    assert a.drift == () and b.drift == ()
+    a.handle(SummaryChanged((("pools/lan/lease_time", "7200"),
+                             ("pools/lan/range", "192.0.2.100-192.0.2.199"),
+                             ("vrrp/virtual_ip", "192.0.2.1/24"))), 1.0)
+    pair.run(1.0)
+    assert b.drift == ("pools/lan/lease_time",)
+    assert a.state is State.IN_SYNC and b.state is State.IN_SYNC
+
+
+# -- the time exchange ---------------------------------------------------------------------
+
+
+def test_skew_is_measured_and_alarms_past_the_bound() -> None:
+    a = MemoryNode("deviceA", clock_offset=0.0, max_skew_s=1.0)
+    b = MemoryNode("deviceB", clock_offset=86_400.0, max_skew_s=1.0)  # a day ahead
+    pair = ConnectionPair(a, b)
+    pair.connect()
+    # The heartbeat each side sends on authentication is the first sample.
+    assert a.skew.skew_ms == pytest.approx(86_400_000, abs=1)
+    assert b.skew.skew_ms == pytest.approx(-86_400_000, abs=1)
+    assert a.skew.alarm and b.skew.alarm
+    assert a.clocks[-1].alarm_changed is True
+    raised = next(x for x in a.logs if x.msg_id == "SYNC040")
+    assert raised.warning and "+86400000 ms" in raised.text
+    # B's NTP steps its clock back: the next heartbeats clear the alarm, once.
+    b.clock_offset = 0.2
+    for t in (1.0, 2.0, 3.0):
+        for n in (a, b):
+            n.handle(TimerFired(Timer.HEARTBEAT), t)
+        pair.run(t)
+    # A keeps the sample with the smallest round trip: here all are 0, the newest wins.
+    assert a.skew.skew_ms == pytest.approx(200, abs=1) and not a.skew.alarm
+    assert [x.msg_id for x in a.logs if x.msg_id in ("SYNC040", "SYNC041")] == \
+        ["SYNC040", "SYNC041"]
+    assert a.stats["clock_samples"] >= 3
+
+
+def test_heartbeats_keep_flowing_under_load() -> None:
+    """A HEARTBEAT goes out every heartbeat_s even while UPDATES stream: the skew
+    stays current under load."""
+    a, b, pair = fresh_pair()
+    pair.connect()
+    for t in range(1, 6):
+        a.commit(mk(100 + t))
+        a.handle(LocalCommitted(), float(t) - 0.01)  # traffic just before the timer
+        a.outbox.clear()
+        a.handle(TimerFired(Timer.HEARTBEAT), float(t))
+        sent = b"".join(a.outbox)
+        assert sent[1] == FrameType.HEARTBEAT, t
+        a.outbox.clear()
+        assert a.timers[Timer.HEARTBEAT] == float(t) + 1.0
+
+
+def test_no_wall_clock_no_stamps() -> None:
+    a, b, pair = fresh_pair()  # MemoryNode without clock_offset: wall None
+    pair.connect()
+    assert a.skew.skew_ms is None and not a.clocks
+
+
+# -- evidence of the peer's death ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", list(Loss))
+@pytest.mark.parametrize("probe", [None, *Probe])
+def test_evidence_rule(how: Loss, probe: Probe | None) -> None:
+    got = evidence(how, probe)
+    if how in (Loss.EOF, Loss.RESET):
+        assert needs_probe(how)
+        want = {Probe.REFUSED: Evidence.DIED, Probe.ANSWERED: Evidence.ALIVE,
+                Probe.SILENT: Evidence.NONE, None: Evidence.NONE}[probe]
+    else:
+        # BYE, silence, a refusal, our own close: never evidence, whatever a probe says.
+        assert not needs_probe(how)
+        want = Evidence.NONE
+    assert got is want

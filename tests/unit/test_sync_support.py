@@ -26,6 +26,7 @@ from appliance.sync.frames import (
     direction_key,
 )
 from appliance.sync.merge import Merger
+from appliance.sync.skew import SkewTracker
 from appliance.sync.session import (
     Action,
     Apply,
@@ -41,6 +42,7 @@ from appliance.sync.session import (
     Persisted,
     Refuse,
     ReleaseAcked,
+    ReportClock,
     ReportDrift,
     ReportLoss,
     Send,
@@ -52,6 +54,7 @@ from appliance.sync.session import (
 
 NOTHING = Cursor()
 KEY = b"correct horse battery staple, 32b"
+WALL0 = 1_700_000_000.0  # a node's wall clock is WALL0 + now + its clock_offset
 BASE_IP = 0xC0000200  # 192.0.2.0
 SUMMARY = (("pools/lan/lease_time", "3600"), ("pools/lan/range", "192.0.2.100-192.0.2.199"),
            ("vrrp/virtual_ip", "192.0.2.1/24"))
@@ -82,15 +85,19 @@ class MemoryNode:
                  params: Params | None = None, capacity: int = 1 << 16,
                  summary: tuple[tuple[str, str], ...] = SUMMARY,
                  auto_persist: bool = True, held: Cursor = NOTHING, boot_id: int = 1,
-                 ) -> None:
+                 clock_offset: float | None = None, max_skew_s: float = 1.0) -> None:
         MemoryNode._epochs += 1
         self.name = name
         self.table = LeaseTable(origin=name)
         self.log = RingLog(epoch if epoch is not None else 0xE000 + MemoryNode._epochs,
                            self.table, capacity=capacity)
         self.stats = Stats()
+        self.skew = SkewTracker(max_skew_s)
         self.session = Session(name, key, self.log, held=held, summary=summary,
-                               boot_id=boot_id, params=params or Params(), stats=self.stats)
+                               boot_id=boot_id, params=params or Params(), stats=self.stats,
+                               skew=self.skew)
+        # None: no wall clock (no time stamps); else how far this node's clock is off
+        self.clock_offset = clock_offset
         self.auto_persist = auto_persist
         self.outbox: list[bytes] = []
         self.closed = False
@@ -108,6 +115,7 @@ class MemoryNode:
         self.released: list[int] = []
         self.timers: dict[object, float] = {}
         self.logs: list[Log] = []
+        self.clocks: list[ReportClock] = []
         self._nonces = 0
 
     # -- the daemon side -------------------------------------------------------------
@@ -150,6 +158,8 @@ class MemoryNode:
 
     def handle(self, event: Event, now: float = 0.0, wall: float | None = None,
                ) -> list[Action]:
+        if wall is None and self.clock_offset is not None:
+            wall = WALL0 + now + self.clock_offset
         actions = self.session.handle(event, now, wall)
         self.actions.extend(actions)
         persisted = []
@@ -178,6 +188,8 @@ class MemoryNode:
                 self.timers[a.timer] = a.deadline
             elif isinstance(a, Log):
                 self.logs.append(a)
+            elif isinstance(a, ReportClock):
+                self.clocks.append(a)
         for b in persisted:
             self.handle(Persisted(b), now, wall)
         return actions
