@@ -43,6 +43,7 @@ import logging
 import os
 import random
 import resource
+import select
 import socket
 import struct
 import time
@@ -485,7 +486,7 @@ class SyncLink:
         self._closing = False
         self._suspect = False
         self._listen_fd = -1  # see _close_first_on_exit
-        self._probes: set[asyncio.Task[None]] = set()
+        self._probe_socks: set[socket.socket] = set()
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.pool_index = node_index(self.local, self.peer)
 
@@ -521,8 +522,10 @@ class SyncLink:
                 await self._dialer
             except asyncio.CancelledError:
                 pass
-        for t in list(self._probes):
-            t.cancel()
+        for sock in list(self._probe_socks):
+            self.loop.remove_writer(sock.fileno())
+            sock.close()
+        self._probe_socks.clear()
         if self._server is not None:
             self._server.close()
         if self._listen_fd >= 0:
@@ -577,25 +580,66 @@ class SyncLink:
             raise
         return conn
 
-    async def _probe(self) -> Probe:
+    def _probe(self, done: Callable[[Probe], None]) -> None:
         """A fresh TCP connection to the peer's sync port, closed at once: refused means
-        nothing listens there (its daemon is gone), connected means it still does."""
+        nothing listens there (its daemon is gone), connected means it still does.
+        `done(probe)` is called once, possibly before this returns: on a link the
+        kernel often has the peer's answer (SYN -> RST) by the time connect() returns,
+        and a kill -9 must move the service without waiting for loop iterations."""
         try:
             sock = _bound_socket(self.cfg)
         except OSError:
-            return Probe.SILENT
+            done(Probe.SILENT)
+            return
+        loop = self.loop
+        fd = sock.fileno()
+        state: dict[str, object] = {}
+
+        def finish(result: Probe) -> None:
+            if state.get("done"):
+                return
+            state["done"] = True
+            t = state.get("timer")
+            if t is not None:
+                t.cancel()  # type: ignore[attr-defined]
+            if state.get("watching"):
+                loop.remove_writer(fd)
+            self._probe_socks.discard(sock)
+            sock.close()
+            done(result)
+
+        def outcome() -> Probe | None:
+            """None while the connect is in progress."""
+            if not select.select([], [fd], [], 0)[1]:
+                return None
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err == 0:
+                return Probe.ANSWERED
+            return Probe.REFUSED if err == errno.ECONNREFUSED else Probe.SILENT
+
         try:
             sock.bind((str(self.local[0]), 0))
-            await asyncio.wait_for(self.loop.sock_connect(sock, (str(self.peer[0]),
-                                                                 self.peer[1])),
-                                   self.params.probe_timeout_s)
-        except ConnectionRefusedError:
-            return Probe.REFUSED
-        except (OSError, TimeoutError):
-            return Probe.SILENT
-        finally:
-            sock.close()
-        return Probe.ANSWERED
+            err = sock.connect_ex((str(self.peer[0]), self.peer[1]))
+        except OSError:
+            finish(Probe.SILENT)
+            return
+        if err == errno.ECONNREFUSED:
+            finish(Probe.REFUSED)
+            return
+        if err == 0:
+            finish(Probe.ANSWERED)
+            return
+        if err != errno.EINPROGRESS:
+            finish(Probe.SILENT)
+            return
+        now = outcome()
+        if now is not None:
+            finish(now)
+            return
+        self._probe_socks.add(sock)
+        state["watching"] = True
+        loop.add_writer(fd, lambda: finish(outcome() or Probe.SILENT))
+        state["timer"] = loop.call_later(self.params.probe_timeout_s, finish, Probe.SILENT)
 
     # -- the daemon's calls ------------------------------------------------------------
     def commit(self, seq: int) -> asyncio.Future[bool] | None:
@@ -819,20 +863,17 @@ class SyncLink:
             if others:
                 self.primary = max(others, key=lambda c: _RANK[c.session.state])
             elif needs_probe(how) and not self._closing:
-                task = self.loop.create_task(self._judge(how, detail), name="sync-probe")
-                self._probes.add(task)
-                task.add_done_callback(self._probes.discard)
+                t0 = self.loop.time()
+                self._probe(lambda probe: self._judge(how, detail, probe, t0))
             elif how is not Loss.LOCAL or not self._closing:
                 self.handler.on_peer_lost(how, detail, Evidence.NONE)
         else:
             self._conns.discard(conn)
         self._update_state()
 
-    async def _judge(self, how: Loss, detail: str) -> None:
-        """EOF or RESET without BYE: probe the peer's sync port, then tell the daemon
-        what the loss proves (session.evidence)."""
-        t0 = self.loop.time()
-        probe = await self._probe()
+    def _judge(self, how: Loss, detail: str, probe: Probe, t0: float) -> None:
+        """EOF or RESET without BYE, and the probe of the peer's sync port answered:
+        tell the daemon what the loss proves (session.evidence)."""
         took_ms = (self.loop.time() - t0) * 1000
         self.stats.bump(f"probe_{probe.value}")
         ev = evidence(how, probe)

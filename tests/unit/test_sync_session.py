@@ -49,11 +49,11 @@ from appliance.sync.session import (
     Connected,
     ConnectionLost,
     DataReceived,
+    Evidence,
     LocalCommitted,
     Loss,
     NoticeRequested,
     Params,
-    Evidence,
     Persisted,
     Probe,
     ReportState,
@@ -723,7 +723,7 @@ def test_skew_is_measured_and_alarms_past_the_bound() -> None:
 def test_heartbeats_keep_flowing_under_load() -> None:
     """A HEARTBEAT goes out every heartbeat_s even while UPDATES stream: the skew
     stays current under load."""
-    a, b, pair = fresh_pair()
+    a, _b, pair = fresh_pair()
     pair.connect()
     for t in range(1, 6):
         a.commit(mk(100 + t))
@@ -737,7 +737,7 @@ def test_heartbeats_keep_flowing_under_load() -> None:
 
 
 def test_no_wall_clock_no_stamps() -> None:
-    a, b, pair = fresh_pair()  # MemoryNode without clock_offset: wall None
+    a, _b, pair = fresh_pair()  # MemoryNode without clock_offset: wall None
     pair.connect()
     assert a.skew.skew_ms is None and not a.clocks
 

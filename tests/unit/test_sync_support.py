@@ -26,7 +26,6 @@ from appliance.sync.frames import (
     direction_key,
 )
 from appliance.sync.merge import Merger
-from appliance.sync.skew import SkewTracker
 from appliance.sync.session import (
     Action,
     Apply,
@@ -51,6 +50,7 @@ from appliance.sync.session import (
     State,
     Stats,
 )
+from appliance.sync.skew import SkewTracker
 
 NOTHING = Cursor()
 KEY = b"correct horse battery staple, 32b"
