@@ -1,7 +1,9 @@
 """Fuzzing the sync input path (h11's fuzz/ idea): random bytes and mutated genuine frames
-into the frame decoder, the body parsers and a live session. Asserted, not hoped for:
-only FrameError comes out of the decoder; a session never raises on network input, and
-refused input changes nothing but the connection (no Apply, no cursor move)."""
+(v2: AEAD-sealed, and the HMAC-sealed HELLO) into the frame decoder, the body parsers and
+a live session. Asserted, not hoped for: only FrameError comes out of the decoder; a
+session never raises on network input, refused input changes nothing but the connection
+(no Apply, no cursor move, no drift), and before authentication no header makes the
+session wait for more than PREAUTH_MAX_BODY bytes."""
 
 from __future__ import annotations
 
@@ -13,19 +15,24 @@ from test_sync_support import FakePeer, MemoryNode, mk
 
 from appliance.sync.frames import (
     HEADER,
+    PREAUTH_MAX_BODY,
     VERSION,
     Ack,
     BulkPage,
+    ConfigSummary,
     FrameCodec,
     FrameError,
     FrameType,
     Heartbeat,
+    Hello,
+    HelloSeal,
     Notice,
     Updates,
     decode_body,
     decode_frame,
     encode_body,
     encode_frame,
+    hello_key,
 )
 from appliance.sync.session import Apply, Connected, DataReceived, State
 
@@ -71,8 +78,11 @@ SAMPLES = [
     Updates(tuple(mk(i, seq=i, hostname="h", relay=b"\x01\x02ab") for i in range(1, 4))),
     BulkPage((mk(9, seq=9),)),
     Ack(3, 1),
-    Heartbeat(5),
+    Heartbeat(5, 1_700_000_000_000_000, 1_699_999_999_999_000, 250),
     Notice(1, "x"),
+    ConfigSummary(bytes(range(32)), (("pools/lan/lease_time", b"\x01" * 8),
+                                     ("vrrp/vrid", b"\x02" * 8))),
+    Hello("deviceB", bytes(range(32)), 7, 9, 3, 10, 1_700_000_000_000_000),
 ]
 
 
@@ -93,7 +103,8 @@ def test_mutated_bodies_parse_or_refuse(frame, seed, flips) -> None:
 @FAST
 @given(st.sampled_from(SAMPLES), st.integers(0, 10**6))
 def test_mutated_frames_refused(frame, seed) -> None:
-    data = bytearray(encode_frame(frame, K, 0))
+    seal = HelloSeal(hello_key(K)) if isinstance(frame, Hello) else K
+    data = bytearray(encode_frame(frame, seal, 0))
     rnd = random.Random(seed)
     op = rnd.randrange(3)
     if op == 0:
@@ -103,7 +114,7 @@ def test_mutated_frames_refused(frame, seed) -> None:
     else:
         data.insert(rnd.randrange(len(data)), rnd.randrange(256))
     try:
-        decode_frame(bytes(data), K, 0)
+        decode_frame(bytes(data), seal, 0)
     except FrameError:
         return
     raise AssertionError("a changed frame was accepted")
@@ -151,3 +162,19 @@ def test_mutated_genuine_frame_into_a_session(frame, seed) -> None:
     assert not any(isinstance(a, Apply) for a in node.actions[n_apply:])
     assert node.session.held == held and node.table.by_ip == table
     assert node.state is State.DISCONNECTED or not node.refused
+
+
+@FAST
+@given(st.integers(0, 2**32 - 1), st.sampled_from([int(t) for t in FrameType] + [0, 99]),
+       st.binary(max_size=300), st.sampled_from([1, 2, 3]))
+def test_no_header_makes_an_unauthenticated_session_wait_for_much(length, ftype, tail,
+                                                                    version) -> None:
+    node = MemoryNode("deviceA")
+    node.handle(Connected(node.next_nonce(), outbound=False), 0.0)
+    node.handle(DataReceived(HEADER.pack(version, ftype, 0, length, 0) + tail), 0.0)
+    if node.state is State.HANDSHAKE:  # still waiting for the rest of a frame
+        assert version == VERSION and length <= PREAUTH_MAX_BODY
+        codec = node.session._c.codec  # type: ignore[union-attr]
+        assert codec.buffered <= 16 + PREAUTH_MAX_BODY + 32
+    else:
+        assert len(node.refused) == 1 and node.drift is None

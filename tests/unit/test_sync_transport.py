@@ -94,13 +94,14 @@ class MemoryHandler(SyncHandler):
 class Node:
     def __init__(self, name: str, local: int, peer: int, *, key: bytes = KEY,
                  mode: str = "sync", dial: bool = True, listen: bool = True,
-                 durable_after: float | None = 0.0, ack_timeout_ms: int = 500) -> None:
+                 durable_after: float | None = 0.0, ack_timeout_ms: int = 500,
+                 params: Params = PARAMS, clock_offset: float = 0.0) -> None:
         self.h = MemoryHandler(name, durable_after)
         self.log = RingLog(int.from_bytes(os.urandom(8), "big"), self.h.table)
         self.link = SyncLink(node=name, sync=loopback_config(key, local, peer, mode,
                                                              ack_timeout_ms),
-                             log=self.log, handler=self.h, params=PARAMS, dial=dial,
-                             listen=listen)
+                             log=self.log, handler=self.h, params=params, dial=dial,
+                             listen=listen, wall=lambda: time.time() + clock_offset)
 
     def commit(self, lease: Lease) -> asyncio.Future[bool] | None:
         lease = self.h.table.commit(lease)
@@ -441,6 +442,12 @@ def test_reset_eof_and_bye_are_told_apart(ending: str) -> None:
         expected = {"reset": Loss.RESET, "eof": Loss.EOF, "bye": Loss.BYE}[ending]
         assert a.h.lost == [expected]
         assert a.link.stats[f"lost_{expected.value}"] == 1
+        # Nothing listens on the raw peer's sync/peer port: the probe is refused, so a
+        # reset or EOF without BYE is its death; a BYE is never evidence (no probe).
+        if ending == "bye":
+            assert a.h.evidence == [Evidence.NONE] and a.link.stats["probe_refused"] == 0
+        else:
+            assert a.h.evidence == [Evidence.DIED] and a.link.stats["probe_refused"] == 1
         await a.link.close()
 
     run(main())
@@ -469,3 +476,165 @@ def test_frame_error_never_escapes_codec() -> None:
     c.feed(b"\x03" + bytes(15))
     with pytest.raises(FrameError):
         c.next_frame()
+
+
+# -- before authentication, the probe, the interface, the clock -----------------------------
+
+
+def _read_quietly(sock: socket.socket) -> bytes:
+    sock.settimeout(5)
+    out = b""
+    try:
+        while data := sock.recv(65536):
+            out += data
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return out
+
+
+def test_unauthenticated_connections_are_few_and_short() -> None:
+    """At most MAX_PREAUTH_INBOUND at once (the rest are closed at accept and counted),
+    and each is closed after handshake_timeout_s."""
+    from appliance.sync.transport import MAX_PREAUTH_INBOUND
+
+    async def main() -> None:
+        pa, pb = free_port_pair()
+        params = Params(heartbeat_s=0.2, dead_after_s=1.0, handshake_timeout_s=0.5)
+        a = Node("deviceA", pa, pb, dial=False, params=params)
+        await a.link.start()
+        socks = []
+        for _ in range(MAX_PREAUTH_INBOUND + 3):
+            s = socket.create_connection(("127.0.0.1", pa))
+            socks.append(s)
+        await until(lambda: a.link.stats["refused_preauth_limit"] == 3)
+        assert a.link._preauth_inbound() == MAX_PREAUTH_INBOUND
+        t0 = time.monotonic()
+        await until(lambda: a.link.stats["lost_timeout"] == MAX_PREAUTH_INBOUND, 5)
+        assert time.monotonic() - t0 < 2.0 and a.link._preauth_inbound() == 0
+        loop = asyncio.get_running_loop()
+        for s in socks:  # each one got our HELLO at most, then the close
+            await loop.run_in_executor(None, _read_quietly, s)
+            s.close()
+        assert a.link.state is State.DISCONNECTED and not a.h.states
+        await a.link.close()
+
+    run(main())
+
+
+def test_junk_on_the_port_never_holds_back_the_dialer() -> None:
+    async def main() -> None:
+        pa, pb = free_port_pair()
+        slow = Params(heartbeat_s=0.2, dead_after_s=1.0, handshake_timeout_s=20.0)
+        a = Node("deviceA", pa, pb, params=slow)
+        await a.link.start()
+        junk = [socket.create_connection(("127.0.0.1", pa)) for _ in range(3)]
+        await until(lambda: a.link._preauth_inbound() == 3)
+        b = Node("deviceB", pb, pa, dial=False)  # B only listens: A must dial it
+        await b.link.start()
+        t0 = time.monotonic()
+        await until(lambda: a.link.in_sync and b.link.in_sync, 10)
+        assert time.monotonic() - t0 < 5 and a.link._preauth_inbound() == 3
+        for s in junk:
+            s.close()
+        await a.link.close()
+        await b.link.close()
+
+    run(main())
+
+
+def test_a_reset_while_the_peer_still_listens_is_not_its_death() -> None:
+    """An RST injected by a third host looks like a dead peer; the peer's listener
+    still answers the probe, so it proves nothing: counted, no evidence."""
+
+    async def main() -> None:
+        pa, pb = free_port_pair()
+        a = Node("deviceA", pa, pb, dial=False)
+        await a.link.start()
+        listener = socket.create_server(("127.0.0.1", pb))  # the peer's sync port
+        peer = RawPeer()
+        await peer.connect(pa)
+        await peer.handshake()
+        peer.send(BulkBegin(BulkKind.DELTA, 0, 0))
+        peer.send(BulkEnd(0))
+        await until(lambda: a.link.state is State.IN_SYNC)
+        sock = peer.w.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.w.transport.abort()
+        await until(lambda: a.h.evidence)
+        assert a.h.lost == [Loss.RESET] and a.h.evidence == [Evidence.ALIVE]
+        assert a.link.stats["probe_answered"] == 1 and a.link.stats["probe_refused"] == 0
+        listener.close()
+        await a.link.close()
+
+    run(main())
+
+
+def test_sockets_are_bound_to_sync_interface() -> None:
+    async def main() -> None:
+        pa, pb = free_port_pair()
+        a, b = Node("deviceA", pa, pb), Node("deviceB", pb, pa)
+        await a.link.start()
+        await b.link.start()
+        await until(lambda: a.link.in_sync and b.link.in_sync)
+        socks = [sock for link in (a.link, b.link) for sock in link._server.sockets]
+        socks += [c.transport.get_extra_info("socket") for link in (a.link, b.link)
+                  for c in link._conns]
+        assert len(socks) == 4
+        for sock in socks:
+            dev = sock.getsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, 16)
+            assert dev.rstrip(b"\0") == b"lo"
+        await a.link.close()
+        await b.link.close()
+
+    run(main())
+
+
+def test_sync_local_must_be_on_sync_interface() -> None:
+    from dataclasses import replace
+    from ipaddress import IPv4Address
+
+    from appliance.sync.transport import SyncSetupError, check_local_address
+
+    cfg = loopback_config(KEY, 1, 2)
+    check_local_address(cfg)  # 127.0.0.1 is on lo
+    with pytest.raises(SyncSetupError) as e:
+        check_local_address(replace(cfg, interface="eth9"))
+    assert "sync/local 127.0.0.1" in str(e.value) and "sync/interface eth9" in str(e.value)
+    assert "is an address of lo" in str(e.value)
+    with pytest.raises(OSError) as e2:  # on no interface yet: the daemon retries
+        check_local_address(replace(cfg, local=(IPv4Address("192.0.2.77"), 1)))
+    assert "192.0.2.77" in str(e2.value) and "sync/interface lo" in str(e2.value)
+
+    async def main() -> None:
+        h = MemoryHandler("deviceA")
+        link = SyncLink(node="deviceA", sync=replace(cfg, interface="eth9"),
+                        log=RingLog(1, h.table), handler=h, params=PARAMS, dial=False)
+        with pytest.raises(SyncSetupError):
+            await link.start()
+
+    run(main())
+
+
+def test_clock_skew_is_measured_over_the_link() -> None:
+    async def main() -> None:
+        pa, pb = free_port_pair()
+        a = Node("deviceA", pa, pb)
+        b = Node("deviceB", pb, pa, clock_offset=3.0)  # B's clock 3 s ahead
+        await a.link.start()
+        await b.link.start()
+        await until(lambda: a.link.clock_skew_ms is not None
+                    and b.link.clock_skew_ms is not None)
+        assert abs(a.link.clock_skew_ms - 3000) < 50  # type: ignore[operator]
+        assert abs(b.link.clock_skew_ms + 3000) < 50  # type: ignore[operator]
+        assert a.link.clock_skew_alarm and b.link.clock_skew_alarm  # bound: 1000 ms
+        assert a.h.clock[0][2] is True and a.h.clock[0][3] is True
+        rv = a.link.runtime_values()
+        assert rv["sync/clock_skew_alarm"] == 1
+        assert abs(float(rv["sync/clock_skew_ms"]) - 3000) < 50  # type: ignore[arg-type]
+        # Samples keep coming with the heartbeats (every heartbeat_s, 0.2 s here).
+        n = a.link.stats["clock_samples"]
+        await until(lambda: a.link.stats["clock_samples"] >= n + 3)
+        await a.link.close()
+        await b.link.close()
+
+    run(main())
