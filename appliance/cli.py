@@ -155,6 +155,11 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"{g('sync/last_seq', '0')}")
         if g("sync/config_drift"):
             print(f"  DRIFT     {g('sync/config_drift')}")
+        if g("sync/clock_skew_ms"):
+            alarm = "   ALARM: beyond sync/max_clock_skew_ms" \
+                if g("sync/clock_skew_alarm") == "1" else ""
+            print(f"  clock     peer {g('sync/clock_skew_ms')} ms from ours (round trip "
+                  f"{g('sync/clock_delay_ms', '?')} ms){alarm}")
     if "datapath/attach_mode" in run:
         print(f"  datapath  {g('datapath/attach_mode')}")
     print(f"  leases    {g('leases/active', '0')} active")

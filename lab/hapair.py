@@ -61,6 +61,7 @@ LOAD_IP = "192.0.2.5"
 LOAD_NET, LOAD_RELAY = "198.18.0.0/16", "198.18.0.1"  # RFC 2544 benchmarking range
 RELAYED_NET, RELAY_DOWN_IP = "203.0.113.0/24", "203.0.113.1"
 SYNC_A, SYNC_B, SYNC_PORT = "198.51.100.1", "198.51.100.2", 6470
+INTRUDER_IP = "198.51.100.9"  # a third host on the sync link (HaPair(sync_lan=True))
 KEY = "0123456789abcdef0123456789abcdef"
 VRID = 10
 PRIO_A, PRIO_B = 120, 100
@@ -295,19 +296,33 @@ class HaPair:
     `lease_time` is the lease of the LAN and relayed pools (short, so that dhclient
     renews by itself); the load pool's leases are an hour. `values` goes into both
     config trees. `datapath` is the product's default, xdp, unless a caller says "off":
-    a daemon that cannot compile it exits (D099), nothing falls back quietly."""
+    a daemon that cannot compile it exits (D099), nothing falls back quietly.
+    `sync_lan`: the sync link is a shared segment (a bridge that floods every frame, as
+    a hub or a tap would) with a third host on it, `intruder` (eth0 INTRUDER_IP), which
+    sees the pair's sync traffic."""
 
     def __init__(self, t: Topology, root: Path, *, advert_ms: int = 100,
                  datapath: str = "xdp", lease_time: int = 3600, relay: bool = False,
-                 values: dict[str, str] | None = None) -> None:
+                 values: dict[str, str] | None = None, sync_lan: bool = False) -> None:
         self.t, self.root, self.advert_ms = t, Path(root), advert_ms
         self.lan = t.lan("lan")
         na, nb, self.load_ns = t.host("a"), t.host("b"), t.host("load")
         t.attach(na, self.lan, "eth1", f"{A_IP}/24", mac=A_MAC)
         t.attach(nb, self.lan, "eth1", f"{B_IP}/24", mac=B_MAC)
-        t.veth(na, "eth2", nb, "eth2")
-        t.addr(na, "eth2", f"{SYNC_A}/24")
-        t.addr(nb, "eth2", f"{SYNC_B}/24")
+        self.intruder: Netns | None = None
+        if sync_lan:
+            slan = t.lan("slan")
+            # ageing_time 0: no address is ever learnt, every frame is flooded to every
+            # port (a hub), so the third host sees the pair's connection.
+            t.run(slan, ["ip", "link", "set", "br0", "type", "bridge", "ageing_time", "0"])
+            t.attach(na, slan, "eth2", f"{SYNC_A}/24")
+            t.attach(nb, slan, "eth2", f"{SYNC_B}/24")
+            self.intruder = t.host("x")
+            t.attach(self.intruder, slan, "eth0", f"{INTRUDER_IP}/24")
+        else:
+            t.veth(na, "eth2", nb, "eth2")
+            t.addr(na, "eth2", f"{SYNC_A}/24")
+            t.addr(nb, "eth2", f"{SYNC_B}/24")
         t.attach(self.load_ns, self.lan, "eth0", f"{LOAD_IP}/24")
         t.addr(self.load_ns, "eth0", f"{LOAD_RELAY}/16")
         routes = [(LOAD_NET, LOAD_IP)]

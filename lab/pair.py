@@ -343,15 +343,15 @@ class SyncCapture:
 
 
 def split_frames(stream: bytes) -> list[bytes]:
-    """Cut a sync byte stream into whole frames (header length + MAC); a partial last
-    frame is left out."""
-    from appliance.sync.frames import HEADER, HEADER_LEN, MAC_LEN
+    """Cut a sync byte stream (one direction of one connection, from its start) into
+    whole frames; a partial last frame is left out. The first is the sender's HELLO
+    (an HMAC trailer), every later one carries an AEAD tag (frames.frame_size)."""
+    from appliance.sync.frames import HEADER_LEN, frame_size
 
     out = []
     pos = 0
     while pos + HEADER_LEN <= len(stream):
-        length = HEADER.unpack_from(stream, pos)[3]
-        end = pos + HEADER_LEN + length + MAC_LEN
+        end = pos + frame_size(stream[pos : pos + HEADER_LEN], hello=not out)
         if end > len(stream):
             break
         out.append(stream[pos:end])

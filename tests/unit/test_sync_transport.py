@@ -638,3 +638,31 @@ def test_clock_skew_is_measured_over_the_link() -> None:
         await b.link.close()
 
     run(main())
+
+
+def test_status_shows_the_clock_skew_and_its_alarm(tmp_path, capsys) -> None:
+    """What `dhcp-hotbackup status` prints from the runtime tree the daemon publishes
+    (SyncLink.runtime_values)."""
+    from appliance.cli import main
+    from appliance.runtime.tree import RuntimeTree
+    from appliance.testing.trees import standalone_tree
+
+    etc = standalone_tree(tmp_path, extra={
+        "sync/interface": "lo", "sync/local": "127.0.0.1:6470",
+        "sync/peer": "127.0.0.2:6470", "sync/key": KEY.decode()})
+    rt = RuntimeTree(tmp_path / "run")
+    rt.set("pid", os.getpid())
+    rt.set("role", "standby")
+    values = {"sync/peer": "connected", "sync/clock_skew_ms": "+86400012.5",
+              "sync/clock_delay_ms": "0.412", "sync/clock_skew_alarm": 1}
+    for k, v in values.items():
+        rt.set(k, v)
+    assert main(["status", "--config", str(etc)]) == 0
+    out = capsys.readouterr().out
+    assert "clock     peer +86400012.5 ms from ours (round trip 0.412 ms)" in out
+    assert "ALARM" in out
+    rt.set("sync/clock_skew_alarm", 0)
+    rt.set("sync/clock_skew_ms", "-3.1")
+    main(["status", "--config", str(etc)])
+    out = capsys.readouterr().out
+    assert "peer -3.1 ms from ours" in out and "ALARM" not in out
