@@ -7,7 +7,14 @@ benchmarking range) running perfdhcp; B on its own LAN; a veth sync link between
 B (198.51.100.1/.2). For each setup, perfdhcp rate steps of --period seconds; the
 figure is the highest rate whose DISCOVER-OFFER and REQUEST-ACK losses stay under 1%.
 
+`sync-v1` and `async-v1` run the daemons of --v1-ref instead (default: the last commit
+whose sync link speaks wire version 1, HMAC-SHA256 frames in clear), extracted from
+this repository with `git archive` into a thin venv beside this one: the replication
+delay with encryption (wire version 2, ChaCha20-Poly1305) beside the one without, same
+machine, same run.
+
     .venv/bin/python bench/sync_replication.py [--only throughput|bulk] [--sizes ...]
+        [--setups standalone,sync,sync-v1,async,async-v1,kea-ha] [--v1-ref REF]
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +43,30 @@ PY = str(ROOT / ".venv/bin/python")
 CLI = str(ROOT / ".venv/bin/dhcp-hotbackup")
 SUBNET, POOL = "198.18.0.0/16", "198.18.1.0-198.18.255.254"
 KEY = "bench-key-0123456789abcdef0123456789"
+V1_REF = "d491dd6"  # the last commit with sync wire version 1 (HMAC-only frames)
+
+
+def v1_cli(ref: str, into: Path) -> str:
+    """The `dhcp-hotbackup` command of commit `ref`: its tree from `git archive`, a venv
+    on the same Debian python (system site packages) that imports it, and a script that
+    runs its cli. Nothing is installed; `into` holds it all."""
+    src = into / "tree"
+    src.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    venv = into / "venv"
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", str(venv)],
+                   check=True)
+    purelib = subprocess.run([str(venv / "bin/python"), "-c",
+                              "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    Path(purelib, "v1tree.pth").write_text(f"{src}\n")
+    cli = venv / "bin/dhcp-hotbackup"
+    cli.write_text(f"#!{venv}/bin/python3\nimport sys\nfrom appliance.cli import main\n"
+                   "sys.exit(main())\n")
+    cli.chmod(0o755)
+    return str(cli)
 
 
 def build(t: Topology):
@@ -72,9 +104,9 @@ def rd(work: Path, name: str, rel: str) -> str:
         return ""
 
 
-def start(t: Topology, ns, work: Path, name: str, etc: Path):
+def start(t: Topology, ns, work: Path, name: str, etc: Path, cli: str = CLI):
     log = open(work / f"{name}.log", "ab")
-    p = t.popen(ns, [CLI, "run", "--config", str(etc)], stdout=log, stderr=log)
+    p = t.popen(ns, [cli, "run", "--config", str(etc)], stdout=log, stderr=log)
     wait_for(lambda: rd(work, name, "pid") == str(p.pid) or p.poll() is not None, 600,
              what=f"{name} start")
     return p
@@ -88,12 +120,12 @@ def vm_hwm_mb(pid: int) -> float:
 
 
 # -- throughput ------------------------------------------------------------------------
-def ours_setup(mode: str | None):
+def ours_setup(mode: str | None, cli: str = CLI):
     def setup(t: Topology, work: Path):
         a, b, load = build(t)
-        pa = start(t, a, work, "A", tree(work, "A", mode))
+        pa = start(t, a, work, "A", tree(work, "A", mode), cli)
         if mode is not None:
-            start(t, b, work, "B", tree(work, "B", mode))
+            start(t, b, work, "B", tree(work, "B", mode), cli)
             wait_for(lambda: rd(work, "A", "sync/peer") == "connected", 30, what="in sync")
         return load, pa
     return setup
@@ -121,7 +153,7 @@ def throughput(name: str, setup, rates: list[int], period: int, lat_rate: int) -
             with Topology("bs") as t:
                 load, _ = setup(t, work)
                 res = perfdhcp(t, load, rate, period, clients=60000)
-                if name in ("sync", "async"):
+                if name.startswith(("sync", "async")):
                     wait_for(lambda w=work: rd(w, "B", "sync/delay_p50_ms") != "", 5,
                              what="delay figures")
                     delay = {"p50": rd(work, "B", "sync/delay_p50_ms"),
@@ -190,39 +222,55 @@ def main() -> int:
                     "9000,10000")
     ap.add_argument("--period", type=int, default=4)
     ap.add_argument("--sizes", default="100000,1000000")
-    ap.add_argument("--setups", default="standalone,sync,async,kea-ha")
+    ap.add_argument("--setups", default="standalone,sync,sync-v1,async,async-v1,kea-ha")
+    ap.add_argument("--v1-ref", default=V1_REF,
+                    help="commit whose daemons run the -v1 setups (sync wire version 1)")
     a = ap.parse_args()
     rates = [int(x) for x in a.rates.split(",")]
     out: dict[str, object] = {}
-    if a.only != "bulk":
-        setups = {"standalone": ours_setup(None), "sync": ours_setup("sync"),
-                  "async": ours_setup("async"), "kea-ha": kea_ha_setup}
-        res = {}
-        for name in a.setups.split(","):
-            print(f"{name}: perfdhcp rate steps of {a.period}s", flush=True)
-            res[name] = throughput(name, setups[name], rates, a.period, 1000)
-        print(f"\n{'setup':12} {'DORA/s <1% loss':>16} {'repl. delay p50/p99 ms':>24}")
-        for name, r in res.items():
-            d = r.get("delay") or {}
-            dd = f"{d.get('p50', '-')}/{d.get('p99', '-')}" if d else "-"
-            print(f"{name:12} {r['dora_s']:>16} {dd:>24}")
-        k = res.get("kea-ha", {}).get("dora_s", 0)
-        s = res.get("standalone", {}).get("dora_s", 0)
-        for name in ("sync", "async"):
-            if name in res and k:
-                print(f"ratio {name}/kea-ha: {res[name]['dora_s'] / k:.2f}")
-            if name in res and s:
-                print(f"ratio {name}/standalone: {res[name]['dora_s'] / s:.2f}")
-        out["throughput"] = res
-    if a.only != "throughput":
-        print(f"\n{'sessions':>9} {'bulk sync s':>12} {'RSS A MB':>9} {'RSS B MB':>9} "
-              f"{'ACKs by A meanwhile':>20}")
-        for n in (int(x) for x in a.sizes.split(",")):
-            r = bulk(n)
-            print(f"{r['n']:>9} {r['seconds']:>12} {r['rss_a_mb']:>9} {r['rss_b_mb']:>9} "
-                  f"{r['acks_during']:>20}", flush=True)
+    v1_dir = Path(tempfile.mkdtemp(prefix="bench-sync-v1-"))
+    try:
+        if a.only != "bulk":
+            cli_v1 = v1_cli(a.v1_ref, v1_dir) if "-v1" in a.setups else CLI
+            out["throughput"] = throughputs(a, rates, cli_v1)
+        if a.only != "throughput":
+            bulks(a)
+    finally:
+        shutil.rmtree(v1_dir, ignore_errors=True)
     print(json.dumps(out)[:0], end="")
     return 0
+
+
+def throughputs(a: argparse.Namespace, rates: list[int], cli_v1: str) -> dict:
+    setups = {"standalone": ours_setup(None), "sync": ours_setup("sync"),
+              "sync-v1": ours_setup("sync", cli_v1), "async": ours_setup("async"),
+              "async-v1": ours_setup("async", cli_v1), "kea-ha": kea_ha_setup}
+    res = {}
+    for name in a.setups.split(","):
+        print(f"{name}: perfdhcp rate steps of {a.period}s", flush=True)
+        res[name] = throughput(name, setups[name], rates, a.period, 1000)
+    print(f"\n{'setup':12} {'DORA/s <1% loss':>16} {'repl. delay p50/p99 ms':>24}")
+    for name, r in res.items():
+        d = r.get("delay") or {}
+        dd = f"{d.get('p50', '-')}/{d.get('p99', '-')}" if d else "-"
+        print(f"{name:12} {r['dora_s']:>16} {dd:>24}")
+    k = res.get("kea-ha", {}).get("dora_s", 0)
+    s = res.get("standalone", {}).get("dora_s", 0)
+    for name in ("sync", "async"):
+        if name in res and k:
+            print(f"ratio {name}/kea-ha: {res[name]['dora_s'] / k:.2f}")
+        if name in res and s:
+            print(f"ratio {name}/standalone: {res[name]['dora_s'] / s:.2f}")
+    return res
+
+
+def bulks(a: argparse.Namespace) -> None:
+    print(f"\n{'sessions':>9} {'bulk sync s':>12} {'RSS A MB':>9} {'RSS B MB':>9} "
+          f"{'ACKs by A meanwhile':>20}")
+    for n in (int(x) for x in a.sizes.split(",")):
+        r = bulk(n)
+        print(f"{r['n']:>9} {r['seconds']:>12} {r['rss_a_mb']:>9} {r['rss_b_mb']:>9} "
+              f"{r['acks_during']:>20}", flush=True)
 
 
 if __name__ == "__main__":

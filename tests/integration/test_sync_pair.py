@@ -25,7 +25,7 @@ import pytest
 
 from appliance.leases.journal import Journal
 from appliance.leases.model import Lease, LeaseState
-from appliance.sync.frames import HEADER, Hello, encode_frame, hello_key
+from appliance.sync.frames import HEADER, Hello, HelloSeal, encode_frame, hello_key
 from appliance.testing.daemonfiles import session
 from appliance.testing.netns import Topology, wait_for
 from appliance.testing.require import require_tools
@@ -316,8 +316,8 @@ def test_client_served_by_both_during_split_ends_bound_once_on_both(topo, tmp_pa
 # -- 5. wrong key, replayed frames, garbage: refused, counted, nothing changes ------------
 def _hello(key: bytes) -> bytes:
     return encode_frame(Hello(node="deviceA", nonce=os.urandom(32), boot_id=1, epoch=1,
-                              last_seq=0, lease_count=0, config_digest=bytes(32)),
-                        hello_key(key), 0)
+                              last_seq=0, lease_count=0),
+                        HelloSeal(hello_key(key)), 0)
 
 
 def test_wrong_key_replay_and_garbage_are_refused_and_serving_continues(topo, tmp_path):
@@ -347,16 +347,19 @@ def test_wrong_key_replay_and_garbage_are_refused_and_serving_continues(topo, tm
 
     attack(_hello(b"another key, not the pair's one!"))        # peer without the key
     attack(b"".join(frames))                                    # a whole old connection
-    attack(updates)                                             # one frame, out of context
+    attack(updates, half_close=True)                            # one frame, out of context
     attack(b"\xff" + os.urandom(511))                           # random bytes
-    attack(HEADER.pack(1, 4, 0, 1 << 31, 0))                    # a 2 GiB frame announced
+    attack(HEADER.pack(2, 4, 0, 1 << 31, 0))                    # a 2 GiB frame announced
     attack(frames[0][:20], half_close=True)                     # stream ends mid-frame
     topo.addr(a.ns, "eth2", "198.51.100.9/24")
     attack(_hello(b"0123456789abcdef0123456789abcdef"),         # right key, wrong address
            source="198.51.100.9")
 
-    want = {"refused_bad_auth": 2, "refused_bad_mac": 1, "refused_bad_version": 1,
-            "refused_oversized": 1, "refused_truncated": 1, "refused_unknown_peer": 1}
+    # Wire v2: the old connection's HELLO is genuine (in clear, HMAC), its AUTH was sealed
+    # under that connection's key (bad_mac); an AEAD frame before any HELLO is cut short
+    # of the HELLO trailer it is read with (truncated at the half-close).
+    want = {"refused_bad_auth": 1, "refused_bad_mac": 1, "refused_bad_version": 1,
+            "refused_oversized": 1, "refused_truncated": 2, "refused_unknown_peer": 1}
 
     def grown() -> dict[str, int]:
         now = b.sync_stats()

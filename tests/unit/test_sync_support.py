@@ -1,6 +1,7 @@
 """Test helpers for the sync tests: lease factories, an in-memory node (LeaseTable +
 RingLog + Session + merge rules), ConnectionPair (two sessions back to back, h11-style)
-and FakePeer (a scripted peer that speaks the real wire format, ExaBGP-style).
+and FakePeer (appliance.testing.peers.FakeSyncPeer: a scripted peer that speaks the real
+wire format, ExaBGP-style).
 
 Pure and fast: no sockets, no clock. Imported by the other test_sync_* modules; it holds
 one self-test so that pytest collecting it is not an empty module.
@@ -8,23 +9,12 @@ one self-test so that pytest collecting it is not an empty module.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import replace
 
 from appliance.leases.model import Lease, LeaseState
 from appliance.leases.table import LeaseTable
 from appliance.sync.changelog import Cursor, RingLog
-from appliance.sync.frames import (
-    DEFAULT_MAX_BODY,
-    Auth,
-    Frame,
-    FrameCodec,
-    Hello,
-    SyncReq,
-    auth_proof,
-    direction_key,
-)
 from appliance.sync.merge import Merger
 from appliance.sync.session import (
     Action,
@@ -51,6 +41,7 @@ from appliance.sync.session import (
     Stats,
 )
 from appliance.sync.skew import SkewTracker
+from appliance.testing.peers import FakeSyncPeer, nonce
 
 NOTHING = Cursor()
 KEY = b"correct horse battery staple, 32b"
@@ -58,10 +49,6 @@ WALL0 = 1_700_000_000.0  # a node's wall clock is WALL0 + now + its clock_offset
 BASE_IP = 0xC0000200  # 192.0.2.0
 SUMMARY = (("pools/lan/lease_time", "3600"), ("pools/lan/range", "192.0.2.100-192.0.2.199"),
            ("vrrp/virtual_ip", "192.0.2.1/24"))
-
-
-def nonce(tag: str) -> bytes:
-    return hashlib.sha256(tag.encode()).digest()
 
 
 def mk(n: int, *, start: float = 1000.0, lease_time: float = 3600.0,
@@ -247,63 +234,12 @@ class ConnectionPair:
                 n.handle(ConnectionLost(how), now)
 
 
-class FakePeer:
-    """A scripted peer speaking the real wire format with a known key and nonce."""
+class FakePeer(FakeSyncPeer):
+    """The shipped fake peer (appliance/testing/peers.py) with the tests' key."""
 
     def __init__(self, name: str = "peer", key: bytes = KEY, *, epoch: int = 0xFEED,
                  last_seq: int = 0, tag: str = "fake") -> None:
-        self.name = name
-        self.key = key
-        self.codec = FrameCodec(key)
-        self.nonce = nonce(tag)
-        self.hello = Hello(node=name, nonce=self.nonce, boot_id=7, epoch=epoch,
-                           last_seq=last_seq, lease_count=0)
-        self.received: list[Frame] = []
-        self.hello_bytes = b""
-
-    def send_hello(self) -> bytes:
-        """Our HELLO (frame 0, hello key): made before the keys switch."""
-        if not self.hello_bytes:
-            self.hello_bytes = self.codec.encode(self.hello)
-        return self.hello_bytes
-
-    def frame(self, f: Frame) -> bytes:
-        return self.codec.encode(f)
-
-    def read(self, data: bytes) -> list[Frame]:
-        self.codec.feed(data)
-        out = []
-        while (f := self.codec.next_frame()) is not None:
-            out.append(f)
-            if isinstance(f, Hello):
-                self.send_hello()
-                self.peer_hello = f
-                self.codec.set_session_keys(direction_key(self.key, self.nonce, f.nonce),
-                                            direction_key(self.key, f.nonce, self.nonce))
-                self.codec.max_body = DEFAULT_MAX_BODY  # the node authenticates at once
-        self.received.extend(out)
-        return out
-
-    def handshake(self, node: MemoryNode, now: float = 0.0, held: Cursor = NOTHING,
-                  ) -> None:
-        """Connect `node` to this peer and complete HELLO/AUTH/SYNC_REQ."""
-        node.handle(Connected(node.next_nonce(), outbound=False), now)
-        self.read(b"".join(node.outbox))
-        node.outbox.clear()
-        node.handle(DataReceived(self.send_hello()), now)
-        self.read(b"".join(node.outbox))
-        node.outbox.clear()
-        node.handle(DataReceived(self.frame(Auth(auth_proof(self.key, self.hello,
-                                                             self.peer_hello)))), now)
-        node.handle(DataReceived(self.frame(SyncReq(held.epoch, held.seq))), now)
-        self.read(b"".join(node.outbox))
-        node.outbox.clear()
-
-    def send(self, node: MemoryNode, f: Frame, now: float = 0.0) -> list[Frame]:
-        node.handle(DataReceived(self.frame(f)), now)
-        out = self.read(b"".join(node.outbox))
-        node.outbox.clear()
-        return out
+        super().__init__(name, key, epoch=epoch, last_seq=last_seq, tag=tag)
 
 
 def fresh_pair(**kw) -> tuple[MemoryNode, MemoryNode, ConnectionPair]:

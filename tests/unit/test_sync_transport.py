@@ -19,9 +19,6 @@ from appliance.leases.model import Lease
 from appliance.leases.table import LeaseTable
 from appliance.sync.changelog import Cursor, RingLog
 from appliance.sync.frames import (
-    DEFAULT_MAX_BODY,
-    Ack,
-    Auth,
     BulkBegin,
     BulkEnd,
     BulkKind,
@@ -30,17 +27,14 @@ from appliance.sync.frames import (
     Frame,
     FrameCodec,
     FrameError,
-    Hello,
     Notice,
     NoticeCode,
-    SyncReq,
     Updates,
-    auth_proof,
-    direction_key,
 )
 from appliance.sync.merge import Merger
 from appliance.sync.session import Evidence, Loss, Params, State
 from appliance.sync.transport import SyncHandler, SyncLink, free_port_pair, loopback_config
+from appliance.testing.peers import SocketSyncPeer
 
 PARAMS = Params(heartbeat_s=0.2, dead_after_s=1.0, handshake_timeout_s=2.0)
 
@@ -293,56 +287,20 @@ def test_wrong_key_refused_by_both_links() -> None:
 # -- a raw socket speaking the protocol by hand -------------------------------------------
 
 
-class RawPeer:
+class RawPeer(SocketSyncPeer):
+    """The shipped socket peer (appliance/testing/peers.py) on 127.0.0.1."""
+
     def __init__(self, key: bytes = KEY, name: str = "rawpeer") -> None:
-        self.key = key
-        self.codec = FrameCodec(key)
-        self.hello = Hello(name, os.urandom(32), 99, 0xABC, 0, 0)
-        self.frames: list[Frame] = []
+        super().__init__(key, name)
 
-    async def connect(self, port: int) -> None:
-        self.r, self.w = await asyncio.open_connection("127.0.0.1", port)
+    async def connect(self, port: int) -> None:  # type: ignore[override]
+        await super().connect("127.0.0.1", port)
 
-    def send(self, f: Frame) -> bytes:
-        data = self.codec.encode(f)
-        self.w.write(data)
-        return data
+    def send(self, f: Frame) -> bytes:  # type: ignore[override]
+        return self.send_frame(f)
 
-    async def read_until(self, cls: type) -> Frame:
-        while True:
-            f = self.codec.next_frame()
-            if f is not None:
-                self.frames.append(f)
-                if isinstance(f, Hello):
-                    self.codec.set_session_keys(
-                        direction_key(self.key, self.hello.nonce, f.nonce),
-                        direction_key(self.key, f.nonce, self.hello.nonce))
-                    self.codec.max_body = DEFAULT_MAX_BODY
-                    self.peer_hello = f
-                if isinstance(f, cls):
-                    return f
-                continue
-            data = await self.r.read(65536)
-            if not data:
-                raise EOFError
-            self.codec.feed(data)
-
-    async def handshake(self) -> None:
-        self.send(self.hello)
-        await self.read_until(Hello)
-        self.send(Auth(auth_proof(self.key, self.hello, self.peer_hello)))
-        self.send(SyncReq(0, 0))
-        end = await self.read_until(BulkEnd)  # the link's answer to our SYNC_REQ
-        self.send(Ack(end.seq, 0))  # type: ignore[union-attr]
-
-    async def closed(self) -> bool:
-        """True once the link has closed the connection (what it sent before is read)."""
-        try:
-            while await asyncio.wait_for(self.r.read(65536), 5):
-                pass
-        except ConnectionResetError:
-            pass
-        return True
+    async def handshake(self) -> None:  # type: ignore[override]
+        await self.handshake_over_tcp()
 
 
 def test_replayed_frame_on_a_raw_socket_is_refused_and_counted() -> None:
