@@ -27,6 +27,12 @@ and merge.rules reconcile them. A connection goes:
     IN_SYNC --a new snapshot in either direction--> SYNCING
     any connected state --refused input, timeout, BYE, reset, shutdown--> DISCONNECTED
 
+Under `State` run three machines, each with its phase enum and transition table
+(h11's per-side tables; tests/unit/test_sync_session.py walks each as a matrix):
+HANDSHAKE (AWAIT_HELLO -> AWAIT_AUTH -> AUTHENTICATED), INBOUND (the peer's stream:
+WAIT, PAGES, TAIL, LIVE; a move it lacks is the peer's fault: refused UNEXPECTED) and
+OUTBOUND (ours: WAIT, PAGES, TAIL, LIVE; a move it lacks is our bug: SessionError).
+
 `ready_to_serve` is the gate for VRRP: True once this device holds everything the peer
 had when they (re)connected (our side's BULK_END is durable). It turns False when a
 new connection starts and stays True after a disconnect: the last thing we knew was
@@ -424,16 +430,84 @@ class Progress:
 
 # -- the machine ---------------------------------------------------------------------
 
-# Inbound phases (what the peer may send next)
-_I_WAIT = 0  # BULK_BEGIN
-_I_PAGES = 1  # BULK_PAGE, UPDATES or BULK_END
-_I_TAIL = 2  # UPDATES or BULK_END (no more pages)
-_I_LIVE = 3  # UPDATES, or BULK_BEGIN if the peer must start over
-# Outbound phases
-_O_WAIT = 0  # no SYNC_REQ yet
-_O_PAGES = 1  # sending snapshot pages
-_O_TAIL = 2  # sending changes up to the catch-up target, then BULK_END
-_O_LIVE = 3  # BULK_END sent, streaming changes as they come
+# A connection's real machine is three machines side by side (h11's per-side tables):
+# the handshake, the inbound stream (the peer's changes) and the outbound stream (ours).
+# `State` above is their summary for the daemon. Each has its phase enum and its table;
+# a move the table does not have is refused when the peer asked for it (inbound and
+# handshake: Reason.UNEXPECTED) and is our bug when we made it (outbound: SessionError).
+
+
+class Handshake(Enum):
+    AWAIT_HELLO = "await_hello"  # connected, our HELLO sent
+    AWAIT_AUTH = "await_auth"  # the peer's HELLO in, keys derived, our AUTH sent
+    AUTHENTICATED = "authenticated"  # the peer's AUTH verified
+
+
+HANDSHAKE: dict[tuple[Handshake, str], Handshake] = {
+    (Handshake.AWAIT_HELLO, "hello"): Handshake.AWAIT_AUTH,
+    (Handshake.AWAIT_AUTH, "auth"): Handshake.AUTHENTICATED,
+}
+
+
+class Inbound(Enum):
+    """What the peer may send next on its stream."""
+
+    WAIT = "wait"  # BULK_BEGIN (the answer to our SYNC_REQ)
+    PAGES = "pages"  # BULK_PAGE, UPDATES or BULK_END (a snapshot)
+    TAIL = "tail"  # UPDATES or BULK_END (no more pages)
+    LIVE = "live"  # UPDATES, or BULK_BEGIN(SNAPSHOT) if the peer must start over
+
+
+# Triggers are the frames: snapshot/delta (BULK_BEGIN of that kind), page, updates, end.
+INBOUND: dict[tuple[Inbound, str], Inbound] = {
+    (Inbound.WAIT, "snapshot"): Inbound.PAGES,
+    (Inbound.WAIT, "delta"): Inbound.TAIL,
+    (Inbound.PAGES, "page"): Inbound.PAGES,
+    (Inbound.PAGES, "updates"): Inbound.TAIL,
+    (Inbound.TAIL, "updates"): Inbound.TAIL,
+    (Inbound.LIVE, "updates"): Inbound.LIVE,
+    (Inbound.PAGES, "end"): Inbound.LIVE,
+    (Inbound.TAIL, "end"): Inbound.LIVE,
+    # A snapshot may start over at any time (the sender's log no longer reaches back).
+    (Inbound.PAGES, "snapshot"): Inbound.PAGES,
+    (Inbound.TAIL, "snapshot"): Inbound.PAGES,
+    (Inbound.LIVE, "snapshot"): Inbound.PAGES,
+}
+
+
+class Outbound(Enum):
+    """Where our stream to the peer is."""
+
+    WAIT = "wait"  # no SYNC_REQ from the peer yet
+    PAGES = "pages"  # sending snapshot pages
+    TAIL = "tail"  # sending changes up to the catch-up target, then BULK_END
+    LIVE = "live"  # BULK_END sent, streaming changes as they come
+
+
+OUTBOUND: dict[tuple[Outbound, str], Outbound] = {
+    (Outbound.WAIT, "delta"): Outbound.TAIL,  # the peer's cursor is in our log
+    (Outbound.WAIT, "snapshot"): Outbound.PAGES,  # it is not
+    (Outbound.PAGES, "pages_sent"): Outbound.TAIL,
+    (Outbound.TAIL, "end_sent"): Outbound.LIVE,
+    # The log moved past what the peer needs: start the snapshot over.
+    (Outbound.PAGES, "snapshot"): Outbound.PAGES,
+    (Outbound.LIVE, "snapshot"): Outbound.PAGES,
+}
+
+
+def _in_next(c: _Conn, trigger: str) -> Inbound:
+    nxt = INBOUND.get((c.in_phase, trigger))
+    if nxt is None:
+        raise FrameError(Reason.UNEXPECTED, f"{trigger.upper()} from the peer in inbound "
+                                            f"phase {c.in_phase.value}")
+    return nxt
+
+
+def _out_move(c: _Conn, trigger: str) -> None:
+    nxt = OUTBOUND.get((c.out_phase, trigger))
+    if nxt is None:
+        raise SessionError(f"no outbound move from {c.out_phase.name} on {trigger}")
+    c.out_phase = nxt
 
 _B_UPDATES = 0
 _B_PAGE = 1
@@ -458,7 +532,7 @@ class _Conn:
     outbound: bool
     my_hello: Hello
     peer: Hello | None = None
-    authenticated: bool = False
+    hs: Handshake = Handshake.AWAIT_HELLO
     last_rx: float = 0.0
     last_tx: float = 0.0
     peer_last_seq: int = 0
@@ -467,7 +541,7 @@ class _Conn:
     peer_stamp_us: int = 0
     peer_stamp_at: float = 0.0
     # inbound
-    in_phase: int = _I_WAIT
+    in_phase: Inbound = Inbound.WAIT
     in_kind: BulkKind | None = None
     in_total: int = 0
     in_received: int = 0
@@ -478,7 +552,7 @@ class _Conn:
     pages_durable: int = 0
     pending: deque[_Pending] = field(default_factory=deque)
     # outbound
-    out_phase: int = _O_WAIT
+    out_phase: Outbound = Outbound.WAIT
     out_kind: BulkKind | None = None
     out_total: int = 0
     out_sent: int = 0
@@ -495,6 +569,16 @@ class _Conn:
     out_caught_up: bool = False
     unacked: deque[tuple[int, int]] = field(default_factory=deque)  # (last seq, leases)
     lag: int = 0
+
+    @property
+    def authenticated(self) -> bool:
+        return self.hs is Handshake.AUTHENTICATED
+
+    def hs_move(self, trigger: str, what: str) -> None:
+        nxt = HANDSHAKE.get((self.hs, trigger))
+        if nxt is None:
+            raise FrameError(Reason.UNEXPECTED, f"{what} in handshake phase {self.hs.value}")
+        self.hs = nxt
 
 
 class Session:
@@ -747,7 +831,7 @@ class Session:
     def _on_committed(self, ev: LocalCommitted, now: float) -> None:
         c = self._c
         if c is not None and c.authenticated and self.state is not State.DISCONNECTED \
-                and c.out_phase != _O_WAIT:
+                and c.out_phase is not Outbound.WAIT:
             self._pump(now)
 
     def _on_persisted(self, ev: Persisted, now: float) -> None:
@@ -777,7 +861,7 @@ class Session:
             return
         self._send(Ack(c.ack_seq, c.pages_durable), now)
         self.stats.bump("acks_sent")
-        if caught_up and c.in_phase == _I_LIVE and not c.in_caught_up:
+        if caught_up and c.in_phase is Inbound.LIVE and not c.in_caught_up:
             c.in_caught_up = True
             self.ready_to_serve = True
             if c.in_kind is BulkKind.SNAPSHOT or c.in_received:
@@ -822,7 +906,7 @@ class Session:
     def _rx_hello(self, f: Hello, now: float) -> None:
         c = self._c
         assert c is not None
-        if c.peer is not None:
+        if c.hs is not Handshake.AWAIT_HELLO:
             raise FrameError(Reason.UNEXPECTED, "second HELLO")
         if f.node == self.node:
             raise FrameError(Reason.NAME_CLASH, f"peer calls itself {f.node!r} too")
@@ -830,6 +914,7 @@ class Session:
             raise FrameError(Reason.BAD_AUTH, "peer echoed our nonce")
         if f.max_version < 1:
             raise FrameError(Reason.BAD_VERSION, f"peer max version {f.max_version}")
+        c.hs_move("hello", "HELLO")
         c.peer = f
         c.peer_last_seq = f.last_seq
         c.peer_stamp_us, c.peer_stamp_at = f.wall_us, now
@@ -863,12 +948,12 @@ class Session:
     def _rx_auth(self, f: Auth, now: float) -> None:
         c = self._c
         assert c is not None
-        if c.peer is None or c.authenticated:
+        if c.hs is not Handshake.AWAIT_AUTH or c.peer is None:
             raise FrameError(Reason.UNEXPECTED, "AUTH out of turn")
         if not hmac.compare_digest(f.proof, auth_proof(self._key, c.peer, c.my_hello,
                                                        key=self._auth_key)):
             raise FrameError(Reason.BAD_AUTH, "AUTH proof does not verify")
-        c.authenticated = True
+        c.hs_move("auth", "AUTH")
         p = self.params
         c.codec.max_body = p.max_body  # only now may frames be large (snapshot pages)
         self.stats.bump("handshakes")
@@ -958,13 +1043,12 @@ class Session:
     def _rx_begin(self, f: BulkBegin, now: float) -> None:
         c = self._authed()
         # A delta answers our SYNC_REQ only; a snapshot may also start over at any time
-        # (the sender's change log no longer reaches back to what it sent us).
-        if f.kind is BulkKind.DELTA and c.in_phase != _I_WAIT:
-            raise FrameError(Reason.UNEXPECTED, "BULK_BEGIN(DELTA) after the catch-up began")
+        # (the sender's change log no longer reaches back to what it sent us): INBOUND.
+        nxt = _in_next(c, "snapshot" if f.kind is BulkKind.SNAPSHOT else "delta")
         if f.from_seq < c.in_seq:
             raise FrameError(Reason.UNEXPECTED,
                              f"BULK_BEGIN from seq {f.from_seq} before {c.in_seq}")
-        c.in_phase = _I_PAGES if f.kind is BulkKind.SNAPSHOT else _I_TAIL
+        c.in_phase = nxt
         c.in_kind = f.kind
         c.in_total = f.total
         c.in_received = 0
@@ -981,16 +1065,14 @@ class Session:
 
     def _rx_page(self, f: BulkPage, now: float) -> None:
         c = self._authed()
-        if c.in_phase != _I_PAGES:
-            raise FrameError(Reason.UNEXPECTED, "BULK_PAGE outside a snapshot")
+        c.in_phase = _in_next(c, "page")  # only inside a snapshot
         c.in_received += len(f.leases)
         self.stats.bump("leases_received", len(f.leases))
         self._apply(c, f.leases, None, _B_PAGE, False)
 
     def _rx_updates(self, f: Updates, now: float) -> None:
         c = self._authed()
-        if c.in_phase == _I_WAIT:
-            raise FrameError(Reason.UNEXPECTED, "UPDATES before BULK_BEGIN")
+        nxt = _in_next(c, "updates")  # not before BULK_BEGIN
         leases = f.leases
         last = c.in_seq
         for lease in leases:
@@ -998,34 +1080,32 @@ class Session:
                 raise FrameError(Reason.UNEXPECTED,
                                  f"update seq {lease.seq} not after {last}")
             last = lease.seq
-        if c.in_phase == _I_PAGES:
-            c.in_phase = _I_TAIL
+        c.in_phase = nxt
         c.in_seq = last
-        if c.in_phase == _I_TAIL:
+        if nxt is Inbound.TAIL:
             c.in_received += len(leases)
         self.stats.bump("leases_received", len(leases))
         if leases:
             # Inside a catch-up the cursor moves only at BULK_END: if we stop halfway (a
             # restart), the whole catch-up comes again, including what the Merger held
             # back for its end.
-            live = c.in_phase == _I_LIVE
+            live = nxt is Inbound.LIVE
             cursor = Cursor(c.peer.epoch, last) if live else None  # type: ignore[union-attr]
             self._apply(c, leases, cursor, _B_UPDATES, live)
 
     def _rx_end(self, f: BulkEnd, now: float) -> None:
         c = self._authed()
-        if c.in_phase != _I_PAGES and c.in_phase != _I_TAIL:
-            raise FrameError(Reason.UNEXPECTED, "BULK_END outside a catch-up")
+        nxt = _in_next(c, "end")  # only inside a catch-up
         if f.seq < c.in_seq:
             raise FrameError(Reason.UNEXPECTED, f"BULK_END seq {f.seq} before {c.in_seq}")
         c.in_seq = f.seq
-        c.in_phase = _I_LIVE
+        c.in_phase = nxt
         self._apply(c, (), Cursor(c.peer.epoch, f.seq), _B_END, True)  # type: ignore[union-attr]
 
     # -- frames: outbound stream (our changes) ------------------------------------------
     def _rx_sync_req(self, f: SyncReq, now: float) -> None:
         c = self._authed()
-        if c.out_phase != _O_WAIT:
+        if c.out_phase is not Outbound.WAIT:
             raise FrameError(Reason.UNEXPECTED, "second SYNC_REQ")
         log = self.log
         changes: list[Lease] | None = None
@@ -1047,7 +1127,7 @@ class Session:
         """The catch-up delta: each client's last change only, in seq order. The peer
         never needs our intermediate history, and merging against it would make the
         outcome depend on arrival order (merge.coalesce)."""
-        c.out_phase = _O_TAIL
+        _out_move(c, "delta" if c.out_phase is Outbound.WAIT else "pages_sent")
         c.tail = coalesce(changes)
         c.tail_pos = 0
         c.target = max(c.sent_seq, self.log.last_seq, changes[-1].seq if changes else 0)
@@ -1062,7 +1142,7 @@ class Session:
         c.out_sent = 0
         c.out_started = now
         c.sent_seq = snap_seq
-        c.out_phase = _O_PAGES
+        _out_move(c, "snapshot")
         c.tail = None
         c.end_seq = -1
         if c.out_caught_up:
@@ -1089,7 +1169,7 @@ class Session:
         c.lag += len(leases)
         c.sent_seq = leases[-1].seq
         c.last_tx = now
-        if c.out_phase == _O_TAIL:
+        if c.out_phase is Outbound.TAIL:
             c.out_sent += len(leases)
         self.stats.bump("frames_sent", len(frames))
         self.stats.bump("leases_sent", len(leases))
@@ -1100,7 +1180,7 @@ class Session:
         assert c is not None
         p = self.params
         log = self.log
-        if c.out_phase == _O_PAGES:
+        if c.out_phase is Outbound.PAGES:
             assert c.pages is not None
             while c.pages_sent - c.pages_acked < p.page_window:
                 page = next(c.pages, None)
@@ -1121,7 +1201,7 @@ class Session:
                 c.last_tx = now
                 self.stats.bump("frames_sent", len(frames))
                 self.stats.bump("leases_sent", len(page))
-        if c.out_phase == _O_TAIL:
+        if c.out_phase is Outbound.TAIL:
             tail = c.tail
             assert tail is not None
             while c.tail_pos < len(tail) and c.lag < p.inflight_max:
@@ -1131,10 +1211,10 @@ class Session:
             if c.tail_pos >= len(tail):
                 c.tail = None
                 c.sent_seq = max(c.sent_seq, c.target)
-                c.out_phase = _O_LIVE
+                _out_move(c, "end_sent")
                 c.end_seq = c.sent_seq
                 self._send(BulkEnd(c.sent_seq), now)
-        if c.out_phase == _O_LIVE:
+        if c.out_phase is Outbound.LIVE:
             while c.lag < p.inflight_max:
                 changes = log.changes_since(c.sent_seq, p.batch_max)
                 if changes is None:
@@ -1148,7 +1228,7 @@ class Session:
 
     def _rx_ack(self, f: Ack, now: float) -> None:
         c = self._authed()
-        if c.out_phase == _O_WAIT:
+        if c.out_phase is Outbound.WAIT:
             raise FrameError(Reason.UNEXPECTED, "ACK before SYNC_REQ")
         if f.seq > c.sent_seq or f.pages > c.pages_sent:
             raise FrameError(Reason.UNEXPECTED,

@@ -44,15 +44,21 @@ from appliance.sync.frames import (
     Updates,
 )
 from appliance.sync.session import (
+    HANDSHAKE,
+    INBOUND,
+    OUTBOUND,
     TRANSITIONS,
     Apply,
     Connected,
     ConnectionLost,
     DataReceived,
     Evidence,
+    Handshake,
+    Inbound,
     LocalCommitted,
     Loss,
     NoticeRequested,
+    Outbound,
     Params,
     Persisted,
     Probe,
@@ -758,3 +764,120 @@ def test_evidence_rule(how: Loss, probe: Probe | None) -> None:
         assert not needs_probe(how)
         want = Evidence.NONE
     assert got is want
+
+
+# -- the three machines of a connection: handshake, inbound stream, outbound stream -------
+
+IN_PHASE_SETUP: dict[Inbound, list] = {
+    Inbound.WAIT: [],
+    Inbound.PAGES: [BulkBegin(BulkKind.SNAPSHOT, 1, 0)],
+    Inbound.TAIL: [BulkBegin(BulkKind.DELTA, 0, 0)],
+    Inbound.LIVE: [BulkBegin(BulkKind.DELTA, 0, 0), BulkEnd(0)],
+}
+IN_TRIGGER_FRAME = {
+    "snapshot": BulkBegin(BulkKind.SNAPSHOT, 1, 0),
+    "delta": BulkBegin(BulkKind.DELTA, 0, 0),
+    "page": BulkPage((mk(6, seq=1, origin="peer"),)),
+    "updates": Updates((mk(5, seq=1, origin="peer"),)),
+    "end": BulkEnd(0),
+}
+
+
+@pytest.mark.parametrize("phase", list(Inbound))
+@pytest.mark.parametrize("trigger", list(IN_TRIGGER_FRAME))
+def test_inbound_matrix(phase: Inbound, trigger: str) -> None:
+    """Every frame of the peer's stream in every inbound phase: the move INBOUND names,
+    or refused (UNEXPECTED) and the connection closed, with nothing applied."""
+    node = MemoryNode("deviceA")
+    peer = FakePeer()
+    peer.handshake(node)
+    for f in IN_PHASE_SETUP[phase]:
+        peer.send(node, f)
+    c = node.session._c
+    assert c is not None and c.in_phase is phase
+    applies = sum(isinstance(a, Apply) for a in node.actions)
+    peer.send(node, IN_TRIGGER_FRAME[trigger], 1.0)
+    expected = INBOUND.get((phase, trigger))
+    if expected is None:
+        assert node.refused[-1].reason is Reason.UNEXPECTED
+        assert node.state is State.DISCONNECTED
+        assert sum(isinstance(a, Apply) for a in node.actions) == applies
+    else:
+        assert not node.refused and c.in_phase is expected
+
+
+def test_inbound_table_reaches_every_phase_and_live_only_by_end() -> None:
+    assert {to for to in INBOUND.values()} == set(Inbound) - {Inbound.WAIT}
+    assert {(f, t) for (f, t), to in INBOUND.items() if to is Inbound.LIVE} == \
+        {(Inbound.PAGES, "end"), (Inbound.TAIL, "end"), (Inbound.LIVE, "updates")}
+
+
+@pytest.mark.parametrize("phase", list(Handshake))
+@pytest.mark.parametrize("trigger", ["hello", "auth"])
+def test_handshake_matrix(phase: Handshake, trigger: str) -> None:
+    node = MemoryNode("deviceA")
+    peer = FakePeer()
+    node.handle(Connected(node.next_nonce(), outbound=False), 0.0)
+    peer.read(b"".join(node.outbox))
+    node.outbox.clear()
+    if phase is not Handshake.AWAIT_HELLO:
+        node.handle(DataReceived(peer.send_hello()), 0.0)
+    if phase is Handshake.AUTHENTICATED:
+        node.handle(DataReceived(peer.frame(peer.auth())), 0.0)
+    c = node.session._c
+    assert c is not None and c.hs is phase
+    frame = Hello("peer", nonce("again"), 1, 1, 0, 0) if trigger == "hello" else peer.auth()
+    if phase is Handshake.AWAIT_HELLO:
+        # Before the peer's HELLO only HMAC-sealed frames can be read: a peer that has
+        # not derived keys yet sends them.
+        data = peer.send_hello() if trigger == "hello" else \
+            FakePeer(tag="unkeyed").frame(Auth(bytes(32)))
+    else:
+        data = peer.frame(frame)
+    node.handle(DataReceived(data), 1.0)
+    expected = HANDSHAKE.get((phase, trigger))
+    if expected is None:
+        assert node.refused[-1].reason is Reason.UNEXPECTED
+    else:
+        assert not node.refused and c.hs is expected
+
+
+@pytest.mark.parametrize("phase", list(Outbound))
+@pytest.mark.parametrize("trigger", ["delta", "snapshot", "pages_sent", "end_sent"])
+def test_outbound_table(phase: Outbound, trigger: str) -> None:
+    """Our own stream's moves: one the table lacks is our bug (SessionError)."""
+    from appliance.sync.session import _out_move
+
+    node = MemoryNode("deviceA")
+    node.handle(Connected(node.next_nonce(), outbound=False), 0.0)
+    c = node.session._c
+    assert c is not None
+    c.out_phase = phase
+    expected = OUTBOUND.get((phase, trigger))
+    if expected is None:
+        with pytest.raises(SessionError):
+            _out_move(c, trigger)
+        assert c.out_phase is phase
+    else:
+        _out_move(c, trigger)
+        assert c.out_phase is expected
+
+
+def test_a_snapshot_restart_moves_through_the_outbound_table() -> None:
+    """The log overruns a live peer: LIVE -> PAGES -> TAIL -> LIVE, each a table move."""
+    a = MemoryNode("deviceA", capacity=4)
+    b = MemoryNode("deviceB", capacity=4)
+    pair = ConnectionPair(a, b)
+    pair.connect()
+    c = a.session._c
+    assert c is not None and c.out_phase is Outbound.LIVE
+    b.auto_persist = False  # B stops acknowledging: A's log runs past it
+    for i in range(10):
+        a.commit(mk(20 + i))
+    a.handle(LocalCommitted(), 1.0)
+    pair.run(1.0)
+    b.auto_persist = True
+    b.persist(1.0)
+    pair.run(1.0)
+    assert a.stats["snapshot_restarts"] + a.stats["snapshots_sent"] >= 1
+    assert c.out_phase is Outbound.LIVE
