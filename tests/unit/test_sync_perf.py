@@ -2,9 +2,11 @@
 
     .venv/bin/python tests/unit/test_sync_perf.py [bulk_leases]
 
-prints the per-lease cost of encode+MAC+verify+decode, two sessions back to back in
-memory (snapshot and live, with and without the merge into a LeaseTable), and two
-SyncLinks over loopback TCP (snapshot, sync-mode commit -> peer ACK rate and latency).
+prints the per-frame cost of sealing and opening (HMAC-SHA256 as in wire version 1,
+ChaCha20-Poly1305 and AES-256-GCM: the measurement behind frames.AEAD), the per-lease
+cost of encode+seal+open+decode, two sessions back to back in memory (snapshot and
+live, with and without the merge into a LeaseTable), and two SyncLinks over loopback
+TCP (snapshot, sync-mode commit -> peer ACK rate and latency).
 Under pytest it only runs each measurement at a tiny size, so the script cannot rot;
 no timing is asserted (a shared CI machine is no place for that).
 """
@@ -22,7 +24,15 @@ sys.path.insert(0, str(Path(__file__).parent))  # when run as a script
 
 from appliance.leases.model import Lease, LeaseState
 from appliance.leases.table import LeaseTable
-from appliance.sync.frames import FrameCodec, FrameType
+from appliance.sync.frames import (
+    AEADS,
+    DEFAULT_MAX_BODY,
+    HEADER,
+    AeadSeal,
+    FrameCodec,
+    FrameType,
+    HelloSeal,
+)
 from appliance.sync.merge import Merger
 from appliance.sync.session import (
     Apply,
@@ -46,11 +56,34 @@ def lease(i: int, start: float = 1.7e9) -> Lease:
                  relay_info=b"\x01\x06eth1/1\x02\x08remote01", seq=i + 1, origin="deviceA")
 
 
+def seal_open_us(seal: HelloSeal | AeadSeal, size: int, n: int = 2000) -> float:
+    """us to seal and open one frame of `size` body bytes (best of 3 runs)."""
+    header = HEADER.pack(2, FrameType.UPDATES, 0, size, 7)
+    body = bytes(size)
+    best = 1e9
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            seal.open(seal.seal(header, body))
+        best = min(best, (time.perf_counter() - t0) / n)
+    return best * 1e6
+
+
+def seals() -> dict[str, HelloSeal | AeadSeal]:
+    out: dict[str, HelloSeal | AeadSeal] = {"hmac-sha256 (v1)": HelloSeal(K)}
+    for name, aead in AEADS.items():
+        out[name] = AeadSeal(K, aead)
+    return out
+
+
 def codec_us_per_lease(batch: int, leases_total: int = 20_000) -> tuple[float, float]:
-    """(us per lease for encode+MAC+verify+decode, bytes per lease on the wire)."""
+    """(us per lease for encode+seal+open+decode, bytes per lease on the wire)."""
     ls = [lease(i) for i in range(batch)]
     rounds = max(leases_total // batch, 2)
     tx, rx = FrameCodec(K), FrameCodec(K)
+    tx.set_session_keys(K, K)  # the frames after HELLO: AEAD-sealed
+    rx.set_session_keys(K, K)
+    rx.max_body = DEFAULT_MAX_BODY
     size = 0
     t0 = time.perf_counter()
     for _ in range(rounds):
@@ -184,6 +217,7 @@ async def loopback(n: int, inflights: tuple[int, ...], commits: int) -> list[str
 
 
 def test_perf_smoke() -> None:
+    assert all(seal_open_us(x, 100, 10) > 0 for x in seals().values())
     assert codec_us_per_lease(10, 100)[1] > 0
     assert bulk_in_memory_s(300, True) > 0
     assert live_us_per_lease(4, True, 40) > 0
@@ -192,7 +226,14 @@ def test_perf_smoke() -> None:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-    print("codec: encode + MAC + verify + decode")
+    print("seal + open one frame, us (body bytes: ACK 12, HEARTBEAT 28, a 1-lease UPDATES "
+          "~130, pages up to 256 KiB)")
+    sizes = (12, 130, 1200, 16384, 262144)
+    print("  " + " " * 20 + "".join(f"{sz:>10}" for sz in sizes))
+    for name, seal in seals().items():
+        cells = [seal_open_us(seal, sz, 2000 if sz < 20000 else 200) for sz in sizes]
+        print(f"  {name:20}" + "".join(f"{us:10.2f}" for us in cells))
+    print("codec: encode + seal + open + decode")
     for batch in (1, 10, 100, 1000):
         us, size = codec_us_per_lease(batch)
         print(f"  {batch:4d} leases/frame: {us:6.2f} us/lease, {size:.0f} B/lease")
