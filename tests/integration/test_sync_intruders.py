@@ -77,29 +77,43 @@ def mac_of(t: Topology, ns: Netns, ifname: str) -> str:
     return t.run(ns, ["cat", f"/sys/class/net/{ifname}/address"]).stdout.strip()
 
 
-def inject_rst(t: Topology, x: Netns, cap: SyncCapture, dst_mac: str) -> tuple[int, int]:
-    """An RST from A's side of the pair's live connection to B, with the next sequence
-    number B expects: the last A->B data segment seen on the link, plus its length.
-    Sent from the intruder with scapy (A's address as the source). Returns (A's port,
-    the sequence number used)."""
-    cap.drain()
-    segs = [(conn, seq, payload) for conn, seq, payload in cap.segments
-            if conn[0] == SYNC_A and conn[2] == SYNC_B and SYNC_PORT in (conn[1], conn[3])]
-    assert segs, "no A->B segment captured on the link"
-    # The pair's connection is the one that carried the most (heartbeats every second);
-    # the test's own short connections from B's address carried a HELLO at most.
-    counts: dict[tuple[str, int, str, int], int] = {}
-    for conn, _seq, _p in segs:
-        counts[conn] = counts.get(conn, 0) + 1
-    live = max(counts, key=lambda c: counts[c])
-    conn, seq, payload = [x for x in segs if x[0] == live][-1]
-    nxt = (seq + len(payload)) % (1 << 32)
-    code = ("from scapy.all import Ether, IP, TCP, sendp; "
-            f"sendp(Ether(dst='{dst_mac}')/IP(src='{SYNC_A}', dst='{SYNC_B}')/"
-            f"TCP(sport={conn[1]}, dport={conn[3]}, flags='R', seq={nxt}), "
-            "iface='eth0', verbose=False)")
-    t.run(x, ["python3", "-c", code])
-    return conn[1], nxt
+class Injector:
+    """Sends frames built with scapy from the intruder's interface (a packet socket
+    opened inside its namespace: sent within microseconds of reading the capture)."""
+
+    def __init__(self, t: Topology, x: Netns) -> None:
+        self.src_mac = mac_of(t, x, "eth0")
+        with inside(x):
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+            self.sock.bind(("eth0", 0))
+
+    def rst(self, cap: SyncCapture, dst_mac: str) -> tuple[int, int]:
+        """An RST from A's side of the pair's live connection to B, with the next
+        sequence number B expects: the last A->B data segment seen on the link, plus
+        its length (A's address as the source). Returns (A's port, the sequence)."""
+        from scapy.layers.inet import IP, TCP
+        from scapy.layers.l2 import Ether
+
+        cap.drain()
+        segs = [(conn, seq, payload) for conn, seq, payload in cap.segments
+                if conn[0] == SYNC_A and conn[2] == SYNC_B
+                and SYNC_PORT in (conn[1], conn[3])]
+        assert segs, "no A->B segment captured on the link"
+        # The pair's connection carried the most (a heartbeat every second); the test's
+        # own short connections from B's address carried a HELLO at most.
+        counts: dict[tuple[str, int, str, int], int] = {}
+        for conn, _seq, _p in segs:
+            counts[conn] = counts.get(conn, 0) + 1
+        live = max(counts, key=lambda c: counts[c])
+        conn, seq, payload = [x for x in segs if x[0] == live][-1]
+        nxt = (seq + len(payload)) % (1 << 32)
+        frame = Ether(src=self.src_mac, dst=dst_mac) / IP(src=SYNC_A, dst=SYNC_B) / \
+            TCP(sport=conn[1], dport=conn[3], flags="R", seq=nxt)
+        self.sock.send(bytes(frame))
+        return conn[1], nxt
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def test_intruders_on_the_sync_link_change_nothing(topo: Topology, tmp_path) -> None:
@@ -170,8 +184,9 @@ def test_intruders_on_the_sync_link_change_nothing(topo: Topology, tmp_path) -> 
         # 3. An RST injected into the pair's connection.
         b_mac = mac_of(topo, b.ns, "eth2")
         pre_a, pre_b = sync_stats(a), sync_stats(b)
+        injector = Injector(topo, x)
         for _ in range(5):  # a heartbeat racing the injection moves the sequence on
-            inject_rst(topo, x, cap, b_mac)
+            injector.rst(cap, b_mac)
             try:
                 wait_for(lambda: grown(b, pre_b, ("lost_",)).get("lost_reset", 0) >= 1, 2,
                          what="B sees the reset")
@@ -180,6 +195,7 @@ def test_intruders_on_the_sync_link_change_nothing(topo: Topology, tmp_path) -> 
                 continue
         else:
             raise AssertionError(f"no injected reset took: {grown(b, pre_b, ('lost_',))}")
+        injector.close()
         b.wait(lambda: grown(b, pre_b, ("probe_",)).get("probe_answered", 0) >= 1,
                "B's probe of A's port answered")
         # A learns of it at its next send (B's kernel answers it with a reset).
