@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_sync_support import MemoryNode, mk, nonce
+from test_sync_support import MemoryNode, mk
 
 from appliance.leases.model import LeaseState
 from appliance.sync.changelog import Cursor
@@ -37,7 +37,6 @@ from appliance.sync.frames import (
     BulkKind,
     ConfigSummary,
     Frame,
-    FrameCodec,
     Heartbeat,
     Hello,
     SyncReq,
@@ -53,6 +52,7 @@ from appliance.sync.session import (
     Persisted,
     State,
 )
+from appliance.testing.peers import FakeSyncPeer
 
 DIR = Path(__file__).parent / "sync_transcripts"
 KEY = b"transcript key, not a secret: 32"
@@ -94,13 +94,13 @@ def node_under_test(held: Cursor) -> MemoryNode:
     return n
 
 
-class ScriptPeer:
-    """deviceB, with a fixed nonce: records what it sends and what it reads."""
+class ScriptPeer(FakeSyncPeer):
+    """deviceB (the shipped fake peer, appliance.testing.peers), with a fixed nonce:
+    records what it sends and what it reads."""
 
     def __init__(self) -> None:
-        self.codec = FrameCodec(KEY)
-        self.hello = Hello("deviceB", nonce("transcript/deviceB"), 2, EPOCH_B, 0, 0,
-                           int((WALL + 1) * 1e6))
+        super().__init__("deviceB", KEY, epoch=EPOCH_B, tag="transcript/deviceB", boot_id=2,
+                         wall_us=int((WALL + 1) * 1e6))
         self.lines: list[str] = []
         self.last_sent = b""
         self.read_hello = False
