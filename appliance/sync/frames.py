@@ -37,11 +37,6 @@ from dataclasses import dataclass
 from enum import Enum, IntEnum
 from typing import ClassVar
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
-from cryptography.hazmat.primitives.hashes import SHA256
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from appliance.leases.codec import LeaseDecodeError, decode_lease, encode_lease
 from appliance.leases.model import Lease, LeaseState
 
@@ -64,8 +59,22 @@ PREAUTH_MAX_BODY = 4096
 # python3-cryptography 38 both cost one OpenSSL context per call (~10 us) and the same
 # for bulk; ChaCha20-Poly1305 was a little cheaper for the small frames that dominate
 # (ACK, HEARTBEAT, one-lease UPDATES), and needs no AES instructions to be constant time.
-AEAD = ChaCha20Poly1305
-AEADS = {"chacha20-poly1305": ChaCha20Poly1305, "aes-256-gcm": AESGCM}
+AEAD = "chacha20-poly1305"
+AEADS = ("chacha20-poly1305", "aes-256-gcm")
+
+
+def _crypto() -> dict[str, object]:
+    """python3-cryptography, imported on first use. Its OpenSSL backend imports socket
+    (email.utils, for x509), which a pure module must not need in order to be imported
+    (tests/unit/test_layering.py); the transport imports it at start-up, so the first
+    connection does not pay for the import."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+    from cryptography.hazmat.primitives.hashes import SHA256
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return {"chacha20-poly1305": ChaCha20Poly1305, "aes-256-gcm": AESGCM,
+            "InvalidTag": InvalidTag, "SHA256": SHA256, "HKDF": HKDF}
 
 _LABEL_HELLO = b"dhcp-hotbackup sync v2 hello key"
 _LABEL_FRAME = b"dhcp-hotbackup sync v2 frame key"
@@ -280,7 +289,8 @@ def _h(key: bytes, msg: bytes) -> bytes:
 
 def _hkdf(psk: bytes, salt: bytes, info: bytes) -> bytes:
     """RFC 5869 HKDF-SHA256, 32 bytes."""
-    return HKDF(SHA256(), KEY_LEN, salt or None, info).derive(psk)
+    c = _crypto()
+    return c["HKDF"](c["SHA256"](), KEY_LEN, salt or None, info).derive(psk)  # type: ignore[operator]
 
 
 class FrameMac:
@@ -334,13 +344,17 @@ class AeadSeal:
     bytes and the frame counter from the header: one key per direction of one
     connection, and the sender's counter only grows, so no nonce repeats under a key."""
 
-    __slots__ = ("_aead",)
+    __slots__ = ("_aead", "_invalid")
     trailer = TAG_LEN
 
-    def __init__(self, key: bytes, aead: type = AEAD) -> None:
+    def __init__(self, key: bytes, aead: str = AEAD) -> None:
         if len(key) != KEY_LEN:
             raise ValueError(f"an AEAD key is {KEY_LEN} bytes")
-        self._aead = aead(key)
+        if aead not in AEADS:
+            raise ValueError(f"AEAD {aead!r}: one of {', '.join(AEADS)}")
+        c = _crypto()
+        self._aead = c[aead](key)  # type: ignore[operator]
+        self._invalid: type[Exception] = c["InvalidTag"]  # type: ignore[assignment]
 
     def seal(self, header: bytes, body: bytes) -> bytes:
         return header + self._aead.encrypt(_NONCE_PAD + header[8:16], body, header)
@@ -349,7 +363,7 @@ class AeadSeal:
         header = data[:HEADER_LEN]
         try:
             return self._aead.decrypt(_NONCE_PAD + header[8:16], data[HEADER_LEN:], header)
-        except InvalidTag:
+        except self._invalid:
             raise FrameError(Reason.BAD_MAC, f"frame {_U64.unpack_from(data, 8)[0]} "
                                              f"(type {data[1]})") from None
 
@@ -686,7 +700,7 @@ class FrameCodec:
     __slots__ = ("_buf", "_error", "_need", "_pos", "_recv", "_recv_ctr", "_send",
                  "_send_ctr", "aead", "max_body")
 
-    def __init__(self, psk: bytes, max_body: int = PREAUTH_MAX_BODY, aead: type = AEAD,
+    def __init__(self, psk: bytes, max_body: int = PREAUTH_MAX_BODY, aead: str = AEAD,
                  ) -> None:
         hello = HelloSeal(hello_key(psk))
         self._send: Seal = hello

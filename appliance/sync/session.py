@@ -587,7 +587,7 @@ class Session:
     def __init__(self, node: str, key: bytes, log: ChangeLog, *, held: Cursor = NOTHING,
                  summary: Sequence[tuple[str, str]] = (), boot_id: int = 0,
                  params: Params = DEFAULT_PARAMS, stats: Stats | None = None,
-                 skew: SkewTracker | None = None, aead: type | None = None) -> None:
+                 skew: SkewTracker | None = None, aead: str | None = None) -> None:
         if not key:
             raise ValueError("sync/key is empty")
         if not node or len(node.encode()) > 255:

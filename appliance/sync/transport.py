@@ -50,6 +50,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from ipaddress import IPv4Address
 
+# The AEAD's library, imported now rather than at the first connection (frames.py, a
+# pure module, imports it on first use: its OpenSSL backend pulls in socket).
+import cryptography.hazmat.primitives.ciphers.aead
+import cryptography.hazmat.primitives.kdf.hkdf  # noqa: F401
+
 from appliance.config.model import Config, SyncConfig
 from appliance.leases.model import Lease
 from appliance.ratelog import RateLimitedLog
@@ -451,7 +456,7 @@ class SyncLink:
                  held: Cursor = NOTHING, summary: Sequence[tuple[str, str]] = (),
                  params: Params | None = None, boot_id: int | None = None,
                  dial: bool = True, listen: bool = True,
-                 wall: Callable[[], float] = time.time, aead: type | None = None) -> None:
+                 wall: Callable[[], float] = time.time, aead: str | None = None) -> None:
         self.node = node
         self.cfg = sync
         self.local = (sync.local[0], sync.local[1])

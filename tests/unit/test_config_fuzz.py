@@ -35,7 +35,7 @@ VALID = {
     "vrrp/vrid": "10", "vrrp/priority": "120", "vrrp/advert_interval_ms": "100",
     "vrrp/virtual_ip": "192.0.2.1/24", "vrrp/track/eth1": "30",
     "sync/interface": "eth2", "sync/local": "198.51.100.1:6470",
-    "sync/peer": "198.51.100.2:6470", "sync/key": "0123456789abcdef0123",
+    "sync/peer": "198.51.100.2:6470", "sync/key": "0123456789abcdef0123456789abcdef",
     "pools/lan/subnet": "192.0.2.0/24", "pools/lan/range": "192.0.2.100-192.0.2.199",
     "pools/lan/router": "192.0.2.1", "pools/lan/dns": "192.0.2.53",
     "pools/lan/domain": "example.net", "pools/lan/lease_time": "600",
