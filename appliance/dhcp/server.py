@@ -28,12 +28,13 @@ Rules, by message (RFC 2131 §4.3 and table 3):
   (within the relay limits), NAK otherwise.
 - REQUEST, INIT-REBOOT (50 set, no 54, ciaddr 0): wrong network -> NAK; the client's
   binding -> ACK; held by another -> NAK; no record -> silent (§4.3.2).
-- REQUEST, RENEWING / REBINDING (ciaddr set): this client's record of the address ->
-  ACK (extended); held by another, quarantined or not in our pools -> NAK if on a
-  network we serve, else silent. No record of this client there: NAK while our table
-  is complete (`table_complete`: standalone, or in sync with the peer), since a binding
-  we have never seen is not valid for the client (§4.3.2); only while the peer may hold
-  bindings we have not seen is it re-created, if free and within the limits.
+- REQUEST, RENEWING / REBINDING (ciaddr set): this client's record of the address
+  (bound, lapsed, released, or offered to it) -> ACK (extended); held by another,
+  quarantined or not in our pools -> NAK if on a network we serve, else silent. No
+  record of this client there: NAK while our table is complete (`table_complete`:
+  standalone, or in sync with the peer), since a binding we have never seen is not
+  valid for the client (§4.3.2); only while the peer may hold bindings we have not
+  seen is it re-created, if free and within the limits.
 - RELEASE: the client's binding is freed, if the RELEASE comes the way the binding was
   made: through the same relay and Option 82 circuit, or, not relayed, from the
   released address itself (a client behind a relay unicasts its RELEASE to the server
@@ -461,7 +462,9 @@ class DhcpServer:
             return self._nak(msg, Reason.NAK_DECLINED)
         if not self._mine(ip, key, now):
             return self._nak(msg, Reason.NAK_IN_USE)
-        own = cur is not None and cur.key == key and cur.state != LeaseState.OFFERED
+        # This client's record of the address: bound (maybe lapsed), released, or just
+        # offered to it (a DISCOVER came first: not a binding made from one packet).
+        own = cur is not None and cur.key == key
         if renewing and not own and self.table_complete:
             # §4.3.2: an address bound to nobody here is not valid for this client. Only
             # a table that may lack the peer's bindings (not in sync) re-creates it.

@@ -407,3 +407,14 @@ def test_n_declined_addresses_arrive_as_n_through_the_catch_up():
     assert got == sorted(declined)
     assert b.view() == a.view()
     assert not b.losers  # a decline is no address conflict at the peer
+
+
+def test_renewing_form_request_for_the_address_offered_to_the_client_is_acked():
+    """Not one packet: the DISCOVER came first (lab.pair completes a DORA this way)."""
+    s = make_server()
+    off = s.handle(request(DISCOVER, mac(1)), INGRESS, T0)
+    ip = str(IPv4Address(off.reply.yiaddr))
+    assert s.handle(request(REQUEST, mac(2), ciaddr=ip), INGRESS, T0).reason is \
+        Reason.NAK_IN_USE  # offered to someone else
+    d = s.handle(request(REQUEST, mac(1), ciaddr=ip), INGRESS, T0)
+    assert d.sent == "ack" and d.commits[-1].state is LeaseState.BOUND
