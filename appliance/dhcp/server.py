@@ -73,6 +73,11 @@ _CLIENT_ID = int(Opt.CLIENT_ID)
 _RELAY_INFO = int(Opt.RELAY_AGENT_INFO)
 _HOSTNAME = int(Opt.HOSTNAME)
 _BOUND = LeaseState.BOUND
+# Message types a client sends (RFC 2131 §3), as plain ints: compared once per packet.
+_DISCOVER, _REQUEST, _DECLINE, _RELEASE, _INFORM = (
+    int(MessageType.DISCOVER), int(MessageType.REQUEST), int(MessageType.DECLINE),
+    int(MessageType.RELEASE), int(MessageType.INFORM))
+_CLIENT_TYPES = frozenset((_DISCOVER, _REQUEST, _DECLINE, _RELEASE, _INFORM))
 # Option 56 text of each NAK (RFC 2131 §4.3.2: the server SHOULD say why).
 _NAK_TEXT = {
     Reason.NAK_NO_REQUESTED: "no requested address",
@@ -172,15 +177,14 @@ class DhcpServer:
         if msg.op != Op.BOOTREQUEST:
             return Decision(Reason.NOT_REQUEST)
         mt = msg.message_type
-        if mt is None or not MessageType.DISCOVER <= mt <= MessageType.INFORM or \
-                mt in (MessageType.OFFER, MessageType.ACK, MessageType.NAK):
+        if mt not in _CLIENT_TYPES:
             return Decision(Reason.UNKNOWN_TYPE)
         opts = msg.options
         cid = opts.get(_CLIENT_ID)
         if cid is not None and len(cid) > MAX_FIELD:
             return Decision(Reason.CLIENT_ID_TOO_LONG, detail=f"{len(cid)} bytes")
         key = cid or msg.mac
-        if not key and mt != MessageType.INFORM:
+        if not key and mt != _INFORM:
             return Decision(Reason.NO_CLIENT_ID)
         if msg.giaddr != ZERO:
             rai = opts.get(_RELAY_INFO)
@@ -189,13 +193,13 @@ class DhcpServer:
         notes = self._notes
         if notes:
             notes.clear()
-        if mt == MessageType.DISCOVER:
-            d = self._discover(msg, key, ingress, now)
-        elif mt == MessageType.REQUEST:
+        if mt == _REQUEST:
             d = self._request(msg, key, ingress, now)
-        elif mt == MessageType.RELEASE:
+        elif mt == _DISCOVER:
+            d = self._discover(msg, key, ingress, now)
+        elif mt == _RELEASE:
             d = self._release(msg, key, now, src)
-        elif mt == MessageType.DECLINE:
+        elif mt == _DECLINE:
             d = self._decline(msg, key, now)
         else:
             d = self._inform(msg, ingress)

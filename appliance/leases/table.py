@@ -122,21 +122,29 @@ class LeaseTable:
         self._put(lease)
 
     def _put(self, lease: Lease) -> None:
+        key = lease.key
+        by_key = self.by_key
         old = self.by_ip.get(lease.ip)
+        # A renewal counts as what it renews: the per-relay and per-circuit counts (and
+        # the quarantine order) stay as they are, and Option 82 is not parsed again.
+        recount = old is None or old.state is not lease.state or old.relay != lease.relay \
+            or old.relay_info != lease.relay_info or old.pool != lease.pool
         if old is not None:
-            self._leaving(old)
-            if old.key != lease.key:
+            if recount:
+                self._leaving(old)
+            old_key = old.key
+            if old_key != key:
                 # The address moves to another client: the old client's record goes.
-                if self.by_key.get(old.key) is old:
-                    del self.by_key[old.key]
+                if by_key.get(old_key) is old:
+                    del by_key[old_key]
         if lease.state == LeaseState.DELETED:
             self.by_ip.pop(lease.ip, None)
-            if self.by_key.get(lease.key) is old and old is not None:
-                del self.by_key[lease.key]
+            if old is not None and by_key.get(key) is old:
+                del by_key[key]
             self.on_free(lease.ip)
             return
         self.by_ip[lease.ip] = lease
-        prev = self.by_key.get(lease.key)
+        prev = by_key.get(key)
         if prev is not None and prev.ip != lease.ip and self.by_ip.get(prev.ip) is prev:
             # The client moved to another address: its old one is no longer its own.
             if prev.state in HOLDING_STATES and prev.state != LeaseState.DECLINED:
@@ -144,8 +152,9 @@ class LeaseTable:
                 self._leaving(prev)
                 self.by_ip[prev.ip] = moved
                 self.on_free(prev.ip)
-        self.by_key[lease.key] = lease
-        self._entering(lease)
+        by_key[key] = lease
+        if recount:
+            self._entering(lease)
         if lease.state in HOLDING_STATES:
             sec = int(lease.expires) if lease.expires < 1e15 else 10**15
             if self._cursor is not None and sec < self._cursor:
