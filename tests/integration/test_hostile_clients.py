@@ -29,11 +29,9 @@ from appliance.testing.netns import Netns, Topology, inside, wait_for
 from lab.clients import Capture, Dhclient, Dhcrelay, Udhcpc, ipv4_addrs, link_macs
 from lab.pair import Pair
 
-pytestmark = [
-    pytest.mark.netns,
-    pytest.mark.skipif(os.geteuid() != 0,
-                       reason="needs root: builds network namespaces and runs the daemon"),
-]
+# Root for the namespaces: the marker skips without it, and fails under CI=true
+# (appliance/testing/require.py).
+pytestmark = [pytest.mark.netns]
 
 SERVER_IP = "192.0.2.2"  # the standalone server's identifier (its interface address)
 DISCOVER, REQUEST, DECLINE, RELEASE = 1, 3, 4, 7
@@ -274,7 +272,7 @@ def test_hostile_requests_in_a_real_clients_batch_are_refused_and_it_is_served(
         net.assert_serving()
         for name in ("dropped_client_id_too_long", "hostname_ignored", "option82_unrelayed"):
             net.wait_stat(name, sent // 3)
-        assert "D062 client identifier longer than 255 bytes" in net.log_text()
+        assert "D052 client identifier longer than 255 bytes" in net.log_text()
         by_mac = {x["mac"]: x for x in net.leases(all=True)}
         assert by_mac[real_mac]["ip"] == ip
         assert EVIL_CLIENT_ID.hex(":") not in by_mac  # nothing held for it
@@ -305,8 +303,6 @@ def test_hostile_requests_in_a_real_clients_batch_are_refused_and_it_is_served(
 # -- the same burst against the pair: the peer's copy stays whole --------------------------
 def test_hostile_batch_on_the_pair_leaves_both_copies_whole(tmp_path, need):
     need("udhcpc")
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
     with Topology() as t:
         pair = Pair(t, tmp_path)
         pair.start()
@@ -395,7 +391,7 @@ def test_decline_flood_from_random_macs_quarantines_nothing(dhcp_net):
                                xid=x), m) for m, x in zip(macs, xids, strict=True)])
         net.wait_stat("dropped_decline_unknown", base + 520)
         assert declined(net) == []
-        assert "D064 DECLINE of an address the client is not bound to" in net.log_text()
+        assert "D054 DECLINE of an address the client is not bound to" in net.log_text()
     finally:
         wire.close()
 
@@ -538,7 +534,7 @@ def test_release_is_checked_against_the_relay_and_a_real_relayed_client_still_re
             s.close()
         net.wait_stat("dropped_release_mismatch", base + 2)
         assert net.lease_of(mac)["state"] == "bound"
-        assert "D066 RELEASE from elsewhere than the binding's relay" in net.log_text()
+        assert "D056 RELEASE from elsewhere than the binding's relay" in net.log_text()
 
         released = net.stat("release")
         cap = Capture(t, net.srv, "eth1", tmp_path / "cap").start()
@@ -584,8 +580,6 @@ def test_pair_naks_unknown_renewals_in_sync_and_recreates_them_when_split(tmp_pa
     """In sync, every binding either device made is in both tables: a renewal of an
     unknown address is NAKed. With the sync link down, the peer may hold bindings we have
     not seen: the renewal re-creates the binding (in our half of the pool)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
     with Topology() as t:
         pair = Pair(t, tmp_path)
         pair.start()
