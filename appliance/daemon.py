@@ -24,10 +24,11 @@ from appliance.config import tree as config_tree
 from appliance.config.model import Config, diff
 from appliance.datapath import Datapath, DatapathError
 from appliance.datapath import cleanup as datapath_cleanup
-from appliance.dhcp.enums import MessageType, Opt
+from appliance.dhcp.enums import LOG as DHCP_LOG
+from appliance.dhcp.enums import MessageType, Note, Opt, Reason
 from appliance.dhcp.intake import Intake, QueueDelay
 from appliance.dhcp.message import DecodeError, DhcpMessage
-from appliance.dhcp.server import DhcpServer, Ingress
+from appliance.dhcp.server import Decision, DhcpServer, Ingress
 from appliance.dhcp.transport import DhcpTransport, interface_address
 from appliance.leases.allocator import Allocator
 from appliance.leases.journal import Journal, StoreLocked
@@ -66,13 +67,14 @@ _RECEIVED = {
     MessageType.DECLINE: "decline",
     MessageType.INFORM: "inform",
 }
+# Received by type, replies by type, then every DHCP refusal reason and note (their
+# values are the counter names, dhcp/enums.py).
 STAT_NAMES = (
     "discover", "offer", "request", "ack", "nak", "release", "decline", "inform",
-    "dropped_malformed", "dropped_standby", "dropped_ratelimit", "dropped_overload",
-    "dropped_pool_exhausted", "send_errors",
-    # The lease store (docs/operations.md): replies withheld because their lease could
-    # not be made durable; write/fdatasync failures; recoveries; damaged files found.
-    "dropped_store_failed", "store_failures", "store_recoveries", "store_damaged_files",
+    "send_errors", *(r.value for r in Reason), *(n.value for n in Note),
+    # The lease store (docs/operations.md): write/fdatasync failures; recoveries; damaged
+    # files found (replies withheld for it: Reason.STORE_FAILED).
+    "store_failures", "store_recoveries", "store_damaged_files",
 )
 
 
@@ -162,6 +164,9 @@ class _Replication(SyncHandler):
                  f"our half (parity {link.pool_owner})")
         d._publish_soon()
 
+        # Renewals of addresses we have no binding for are NAKed only while no binding
+        # can be missing from our table (dhcp/server.py, RENEWING / REBINDING).
+        d.server.table_complete = link.in_sync
         if state in (SyncState.IN_SYNC, SyncState.SYNCING):
             d._tell_peer_role()
             d.peer_dead = False
@@ -246,7 +251,8 @@ class Daemon:
         self._ratelog = RateLimitedLog(log)
         self._notify = _notifier()
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.intake: Intake[DhcpMessage] = Intake()
+        # (message, its IP source): the source checks a RELEASE that bypassed its relay.
+        self.intake: Intake[tuple[DhcpMessage, tuple[str, int]]] = Intake()
         self._queue_delay = QueueDelay()
         self._serve_handle: asyncio.Handle | None = None
 
@@ -302,7 +308,10 @@ class Daemon:
         cfg = self.cfg
         self._open_store()
         self.server_id = self._server_id()
-        self.server = DhcpServer(self.pools, self.table, self.allocator, self.server_id)
+        # Complete from the start only when no peer can have bound clients we have not
+        # seen: standalone. With sync/, the link's state sets it (_Replication.on_state).
+        self.server = DhcpServer(self.pools, self.table, self.allocator, self.server_id,
+                                 table_complete=cfg.vrrp is None and cfg.sync is None)
         self.ingress = self._ingress()
         # The datapath exists before anything can make this device active; a program
         # left by a crashed daemon is replaced and the fresh role map says standby.
@@ -513,7 +522,7 @@ class Daemon:
         decode = DhcpMessage.decode
         of_client = self.table.of_client
         push = self.intake.push
-        for (data, _addr, _ts), w in zip(batch, waited, strict=True):
+        for (data, addr, _ts), w in zip(batch, waited, strict=True):
             if w > MAX_QUEUE_DELAY_S:
                 # Shed before any work: its client has retransmitted or given up.
                 stats["dropped_overload"] += 1
@@ -533,7 +542,7 @@ class Daemon:
             stats[mt] += 1
             known = mtype != MessageType.DISCOVER or of_client(
                 client_key(msg.mac, msg.options.get(Opt.CLIENT_ID))) is not None
-            push(msg, known, mono - w + MAX_QUEUE_DELAY_S)
+            push((msg, addr), known, mono - w + MAX_QUEUE_DELAY_S)
         self._serve()
 
     def _serve(self) -> None:
@@ -551,7 +560,7 @@ class Daemon:
         if intake and self.loop is not None:
             self._serve_handle = self.loop.call_soon(self._serve)
 
-    def _decide(self, msgs: list[DhcpMessage]) -> None:
+    def _decide(self, msgs: list[tuple[DhcpMessage, tuple[str, int]]]) -> None:
         """Decide, make durable (group commit), reply: nothing leaves before its lease is
         durable here and, in `sync` mode, at the peer."""
         now = self.clock.wall()
@@ -560,15 +569,14 @@ class Daemon:
         ingress = self.ingress
         replies = []
         commits = []
-        for msg in msgs:
-            d = handle(msg, ingress, now)
-            if d.counter.startswith("dropped_") or d.reply is not None:
-                stats[d.counter] += 1
-            if d.counter == "dropped_pool_exhausted":
-                self._ratelog.warning(self.clock.mono(), "D011",
-                                      "pool exhausted: no address for %s", msg.mac.hex(":"))
-            if d.commit is not None:
-                commits.append(d.commit)
+        for msg, src in msgs:
+            d = handle(msg, ingress, now, src)
+            if d.sent:
+                stats[d.sent] += 1
+            if d.reason is not None or d.notes:
+                self._count_refusal(d, msg)
+            if d.commits:
+                commits.extend(d.commits)
             if d.reply is not None:
                 replies.append((d, msg))
         if commits:
@@ -585,11 +593,23 @@ class Daemon:
             if waiter is not None:
                 # `sync` mode: an ACK leaves once the peer holds its lease too (or after
                 # sync/ack_timeout_ms, serving alone). OFFERs and NAKs need not wait.
-                parked = [r for r in replies if r[0].commit is not None]
-                self._send([r for r in replies if r[0].commit is None])
+                parked = [r for r in replies if r[0].commits]
+                self._send([r for r in replies if not r[0].commits])
                 waiter.add_done_callback(lambda f, r=parked: self._send_parked(f, r))
                 return
         self._send(replies)
+
+    def _count_refusal(self, d: Decision, msg: DhcpMessage) -> None:
+        """A refusal's counter, and its rate-limited log line when the operator should
+        hear about it (dhcp/enums.LOG); the same for what the server noticed."""
+        for why in (d.reason, *d.notes) if d.reason is not None else d.notes:
+            self.stats[why.value] += 1
+            lg = DHCP_LOG.get(why)
+            if lg is not None:
+                mt = msg.message_type
+                self._ratelog.warning(self.clock.mono(), lg[0], "%s: %s from %s%s", lg[1],
+                                      MessageType(mt).name if mt in _RECEIVED else mt,
+                                      msg.mac.hex(":"), f" ({d.detail})" if d.detail else "")
 
     def _send(self, replies: list) -> None:
         send = self.transport.send

@@ -30,6 +30,10 @@ class PoolConfig:
     lease_time: int = 3600
     # MAC (6 raw bytes) -> fixed address
     reservations: tuple[tuple[bytes, IPv4Address], ...] = ()
+    # Abuse limits (docs/operations.md, "Hostile clients").
+    max_declined_percent: int = 10
+    max_leases_per_relay: int = 0  # 0: no limit
+    max_leases_per_circuit: int = 0  # 0: no limit
 
 
 @dataclass(frozen=True, slots=True)

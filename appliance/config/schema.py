@@ -249,6 +249,14 @@ KEYS: tuple[Key, ...] = (
     Key("pools/<name>/lease_time", integer(10, 31_536_000), 3600, "lease time in seconds"),
     Key("pools/<name>/reservations/<mac>", ip_one, REQUIRED, "fixed address for that MAC",
         "192.0.2.50"),
+    Key("pools/<name>/max_declined_percent", integer(1, 100), 10,
+        "at most this share of the pool's addresses quarantined after DHCPDECLINE (at least "
+        "one address); a decline beyond it ends the oldest quarantine early"),
+    Key("pools/<name>/max_leases_per_relay", integer(0, 16_777_216), 0,
+        "bound leases one relay agent (giaddr) may hold in this pool; 0 = no limit"),
+    Key("pools/<name>/max_leases_per_circuit", integer(0, 16_777_216), 0,
+        "bound leases one relay circuit (Option 82 circuit-id) may hold in this pool; "
+        "0 = no limit", "4"),
     Key("datapath/mode", choice("xdp", "off"), "xdp",
         "xdp: steer DHCP in the kernel; off: role kept in user space"),
     Key("datapath/rate_limit_pps", integer(0, 1_000_000), 50,

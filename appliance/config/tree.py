@@ -385,6 +385,8 @@ def _pool(r: _Reader, name: str) -> PoolConfig | None:
     dns = r.get(f"{base}/dns", "pools/<name>/dns")
     dom = r.get(f"{base}/domain", "pools/<name>/domain")
     lt = r.get(f"{base}/lease_time", "pools/<name>/lease_time")
+    limits = {k: r.get(f"{base}/{k}", f"pools/<name>/{k}") for k in (
+        "max_declined_percent", "max_leases_per_relay", "max_leases_per_circuit")}
     res: list[tuple[bytes, IPv4Address]] = []
     for f in r.folder(f"{base}/reservations") or ():
         rel = f"{base}/reservations/{f}"
@@ -403,7 +405,7 @@ def _pool(r: _Reader, name: str) -> PoolConfig | None:
             r.fail(rel, f, "the same MAC is reserved twice")
             continue
         res.append((mac, ip))
-    if subnet is None or rng is None:
+    if subnet is None or rng is None or None in limits.values():
         return None
     for lo, hi in rng:
         if lo not in subnet or hi not in subnet:
@@ -420,7 +422,7 @@ def _pool(r: _Reader, name: str) -> PoolConfig | None:
             r.fail(f"{base}/reservations", str(ip), "two MACs reserve the same address")
         seen.add(ip)
     return PoolConfig(name=name, subnet=subnet, ranges=rng, router=router, dns=dns,
-                      domain=dom, lease_time=lt, reservations=tuple(res))
+                      domain=dom, lease_time=lt, reservations=tuple(res), **limits)
 
 
 def _check_pools(r: _Reader, pools: list[PoolConfig]) -> None:

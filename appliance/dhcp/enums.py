@@ -4,11 +4,14 @@ Values come from RFC 951 / RFC 2131 (message format), RFC 2132 (options and mess
 types) and the later RFCs cited on each line; the IANA "BOOTP Vendor Extensions and
 DHCP Options" registry is the index. Names follow the RFC text, shortened the way
 operators say them (DNS, not DOMAIN_NAME_SERVER).
+
+At the end: Reason and Note, why the server refused a request or what it noticed in
+one, each value a counter name, and LOG, the ones logged with their stable ids.
 """
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import Enum, IntEnum
 
 SERVER_PORT = 67  # RFC 2131 §4.1: servers listen on UDP 67
 CLIENT_PORT = 68  # RFC 2131 §4.1: clients listen on UDP 68
@@ -188,3 +191,100 @@ class RelaySubOpt(IntEnum):
     RELAY_SOURCE_PORT = 19  # RFC 8357
     VIRTUAL_SUBNET_SELECTION = 151  # RFC 6607
     VIRTUAL_SUBNET_SELECTION_CONTROL = 152  # RFC 6607
+
+
+# -- why the server answered nothing, or a NAK: one enum from decision to counter ------
+
+
+class Reason(Enum):
+    """Why a received DHCP message got no answer (`dropped_*`) or a DHCPNAK (`nak_*`).
+
+    The value is the counter name, one-to-one: stats/<value> in the runtime tree and
+    docs/operations.md's counter table (tests/unit/test_dhcp_reasons.py holds the doc to
+    this list). The server's Decision carries the member; the daemon counts it, and logs
+    the ones in LOG (rate-limited, one stable id each).
+    """
+
+    # -- before the server (daemon, kernel) --
+    MALFORMED = "dropped_malformed"  # not a DHCP message (message.DecodeReason), or no type
+    STANDBY = "dropped_standby"  # this device is standby (the XDP program drops most)
+    RATELIMIT = "dropped_ratelimit"  # over datapath/rate_limit_pps for one MAC (XDP)
+    NEW_CLIENT = "dropped_new_client"  # unseen MAC, new-client budget empty (XDP)
+    OVERLOAD = "dropped_overload"  # waited too long in the socket or intake queue: shed
+    STORE_FAILED = "dropped_store_failed"  # reply withheld: its lease not durable (D062)
+    # -- the message as a whole --
+    NOT_REQUEST = "dropped_not_request"  # op is BOOTREPLY (RFC 2131 §4.1: servers ignore it)
+    UNKNOWN_TYPE = "dropped_unknown_type"  # option 53 names no client message
+    # Neither a client identifier nor a hardware address (hlen 0): nothing to key a
+    # binding by (RFC 2131 §4.2).
+    NO_CLIENT_ID = "dropped_no_client_id"
+    # Option 61 longer than a lease can store once its instances are joined (RFC 3396
+    # §7): a client identifier is the client's identity and is never shortened.
+    CLIENT_ID_TOO_LONG = "dropped_client_id_too_long"
+    # A relay's option 82 longer than 255 bytes joined: RFC 3046 §2.0 defines one
+    # option, and §2.2 wants it echoed whole; we cannot store it, so we do not bind.
+    RELAY_INFO_TOO_LONG = "dropped_relay_info_too_long"
+    NO_SUBNET = "dropped_no_subnet"  # no pool for giaddr / the interface (§4.3.1)
+    POOL_EXHAUSTED = "dropped_pool_exhausted"  # no free address for a DISCOVER
+    # -- per message type --
+    OTHER_SERVER = "dropped_other_server"  # REQUEST chose another server (§4.3.2)
+    MALFORMED_REQUEST = "dropped_malformed_request"  # no/short option 50 where required
+    UNKNOWN_CLIENT = "dropped_unknown_client"  # INIT-REBOOT, no record (§4.3.2: silent)
+    RELEASE_UNKNOWN = "dropped_release_unknown"  # RELEASE of an address not bound to it
+    # RELEASE by the binding's client, from elsewhere than it was bound through: another
+    # relay or Option 82 circuit, or (not relayed) from an address other than ciaddr.
+    RELEASE_MISMATCH = "dropped_release_mismatch"
+    # DECLINE of an address the client holds no binding for: only OFFERED, someone
+    # else's, or none (RFC 2131 §4.3.3: the client declines the address it was ACKed).
+    DECLINE_UNKNOWN = "dropped_decline_unknown"
+    DECLINE_MISMATCH = "dropped_decline_mismatch"  # as RELEASE_MISMATCH, for a DECLINE
+    CIRCUIT_LIMIT = "dropped_circuit_limit"  # pools/<p>/max_leases_per_circuit reached
+    RELAY_LIMIT = "dropped_relay_limit"  # pools/<p>/max_leases_per_relay reached
+    # -- DHCPNAK (RFC 2131 §4.3.2: the requested address is not valid for the client) --
+    NAK_NO_REQUESTED = "nak_no_requested_address"  # SELECTING without option 50
+    NAK_WRONG_NETWORK = "nak_wrong_network"  # INIT-REBOOT on another subnet
+    NAK_NOT_LEASABLE = "nak_not_leasable"  # not an address of a pool on the client's net
+    NAK_RESERVED = "nak_reserved"  # reserved for another MAC
+    NAK_IN_USE = "nak_in_use"  # another client holds it
+    NAK_OTHER_HALF = "nak_other_half"  # lapsed, and in the peer's half of a split pool
+    NAK_DECLINED = "nak_declined"  # quarantined after a DHCPDECLINE
+    # RENEWING/REBINDING for an address with no binding for this client while our table
+    # is complete (standalone, or in sync with the peer): re-creating it would make a
+    # durable binding from one unsolicited packet.
+    NAK_NO_BINDING = "nak_no_binding"
+
+
+class Note(Enum):
+    """Something the server noticed in a message it still answered. The value is the
+    counter name (stats/<value>), listed in docs/operations.md like Reason's."""
+
+    # Option 82 from a client on our link (giaddr 0): a relay agent adds it, so this one
+    # is the client's own claim (RFC 3046 §2.1: a relay drops such a packet from an
+    # untrusted circuit). Echoed (§2.2) but not stored as the subscriber's data.
+    OPTION82_UNRELAYED = "option82_unrelayed"
+    # Option 12 that is not a host name we can store as sent (not UTF-8, or longer than
+    # the 255 octets of a DNS name, RFC 1035 §2.3.4): the lease keeps no hostname.
+    HOSTNAME_IGNORED = "hostname_ignored"
+    # A DECLINE found the pool's quarantine full (pools/<p>/max_declined_percent): the
+    # oldest quarantined address was freed early to make room.
+    DECLINE_EVICTED = "decline_evicted"
+
+
+# Refusals and notes an operator should hear about: a rate-limited log line each, with a
+# stable id (docs/operations.md, "Log messages"). The rest are counted only: they are
+# ordinary protocol traffic (another server chosen, an unknown INIT-REBOOT, a NAK).
+LOG: dict[Reason | Note, tuple[str, str]] = {
+    Reason.POOL_EXHAUSTED: ("D011", "pool exhausted: no address"),
+    Reason.NO_SUBNET: ("D050", "no pool for the relay's giaddr or the interface"),
+    Reason.NO_CLIENT_ID: ("D051", "no client identifier and no hardware address"),
+    Reason.CLIENT_ID_TOO_LONG: ("D052", "client identifier longer than 255 bytes"),
+    Reason.RELAY_INFO_TOO_LONG: ("D053", "relay agent information longer than 255 bytes"),
+    Reason.DECLINE_UNKNOWN: ("D054", "DECLINE of an address the client is not bound to"),
+    Reason.DECLINE_MISMATCH: ("D055", "DECLINE from elsewhere than the binding's relay"),
+    Reason.RELEASE_MISMATCH: ("D056", "RELEASE from elsewhere than the binding's relay"),
+    Reason.CIRCUIT_LIMIT: ("D057", "relay circuit at its lease limit"),
+    Reason.RELAY_LIMIT: ("D058", "relay agent at its lease limit"),
+    Reason.NAK_NO_BINDING: ("D059", "renewal of an address with no binding: NAK"),
+    Note.OPTION82_UNRELAYED: ("D070", "Option 82 from a client on our link, not stored"),
+    Note.DECLINE_EVICTED: ("D071", "quarantine full: the oldest declined address freed"),
+}

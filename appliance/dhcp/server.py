@@ -1,24 +1,49 @@
 """RFC 2131 §4.3 server decisions: (message, ingress, now) -> Decision.
 
 Pure: never sends, never persists. It reads and updates the in-memory LeaseTable (an
-OFFER holds its address in memory only) and returns, with the reply, the lease change
+OFFER holds its address in memory only) and returns, with the reply, the lease changes
 that must be durable (journal, and the peer in `sync` mode) before the reply may leave.
+Every refusal is a Reason (dhcp/enums.py), whose value is the counter the daemon bumps.
+
+Whatever a client sends, a decision can be stored, replicated and expired: what a lease
+takes from a message is bounded here, when deciding (a lease field holds at most 255
+bytes, leases/codec.py), never by an exception afterwards.
 
 Rules, by message (RFC 2131 §4.3 and table 3):
+- Any message: a client is its client identifier, else its chaddr (§4.2); a message with
+  neither is refused, and so is a client identifier longer than 255 bytes once its
+  instances are joined (RFC 3396 §7): it is the client's identity, shortening it could
+  make two clients one. A relay's Option 82 longer than 255 bytes is refused too (it
+  must be echoed whole, RFC 3046 §2.2, and stored whole). A hostname is stored as sent
+  if it is UTF-8 of at most 255 bytes (RFC 1035 §2.3.4), trailing NULs removed (RFC 2132
+  §2), else not stored (the client is served all the same). Option 82 is stored only
+  from a relay (giaddr set, RFC 3046 §2.1); a unicast renewal, which bypasses the relay,
+  keeps the relay and Option 82 the binding was made with.
 - DISCOVER: reserved address, else the client's current or previous address, else the
   requested one (option 50) if free, else a free one. The address is held for
-  OFFER_HOLD_S so a repeated DISCOVER gets the same OFFER and nobody else gets it.
+  OFFER_HOLD_S so a repeated DISCOVER gets the same OFFER and nobody else gets it. A
+  relay agent or relay circuit at its lease limit gets no OFFER for a new client.
 - REQUEST, SELECTING (option 54 present): for another server -> forget our offer,
-  silent. For us -> ACK the offered/requested address if it is this client's or free,
-  NAK otherwise.
+  silent. For us -> ACK the offered/requested address if it is this client's or free
+  (within the relay limits), NAK otherwise.
 - REQUEST, INIT-REBOOT (50 set, no 54, ciaddr 0): wrong network -> NAK; the client's
   binding -> ACK; held by another -> NAK; no record -> silent (§4.3.2).
-- REQUEST, RENEWING / REBINDING (ciaddr set): the client's binding -> ACK (extended);
-  held by another or not in our pools -> NAK if on a network we serve, else silent;
-  free and leasable -> ACK (the binding is re-created: after a failover the peer may
-  have missed nothing, but a store restored from backup might have).
-- RELEASE: the client's binding is freed. DECLINE: the address is quarantined for
-  DECLINE_PROBATION_S. INFORM: ACK with configuration only, no lease (§3.4).
+- REQUEST, RENEWING / REBINDING (ciaddr set): this client's record of the address
+  (bound, lapsed, released, or offered to it) -> ACK (extended); held by another,
+  quarantined or not in our pools -> NAK if on a network we serve, else silent. No
+  record of this client there: NAK while our table is complete (`table_complete`:
+  standalone, or in sync with the peer), since a binding we have never seen is not
+  valid for the client (§4.3.2); only while the peer may hold bindings we have not
+  seen is it re-created, if free and within the limits.
+- RELEASE: the client's binding is freed, if the RELEASE comes the way the binding was
+  made: through the same relay and Option 82 circuit, or, not relayed, from the
+  released address itself (a client behind a relay unicasts its RELEASE to the server
+  identifier, §4.4.6, bypassing the relay). DECLINE: only from the client holding the
+  binding (BOUND, §4.3.3: it declines what it was ACKed, never a mere OFFER), the same
+  way; the binding ends and the address is quarantined for DECLINE_PROBATION_S under an
+  identity of its own (leases.model.address_key), at most pool.max_declined per pool
+  (the oldest quarantine ends early beyond that). INFORM: ACK with configuration only,
+  no lease (§3.4).
 """
 
 from __future__ import annotations
@@ -26,11 +51,13 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, replace
 from enum import Enum
+from ipaddress import IPv4Address
 
-from appliance.dhcp.enums import BROADCAST_FLAG, MessageType, Op, Opt
+from appliance.dhcp.enums import BROADCAST_FLAG, MessageType, Note, Op, Opt, Reason
 from appliance.dhcp.message import DhcpMessage, new_reply
+from appliance.dhcp.options import circuit_id, remote_id
 from appliance.leases.allocator import Allocator
-from appliance.leases.model import Lease, LeaseState, client_key
+from appliance.leases.model import MAX_FIELD, Lease, LeaseState
 from appliance.leases.pool import Pool, Pools
 from appliance.leases.table import LeaseTable
 
@@ -42,6 +69,26 @@ _U32 = struct.Struct("!I")
 # Options we always send (RFC 2131 §4.3.1 table 3 musts, plus the basics every client
 # needs), whether or not the parameter request list names them.
 _ALWAYS = (Opt.SUBNET_MASK, Opt.ROUTER, Opt.DNS, Opt.DOMAIN_NAME)
+_CLIENT_ID = int(Opt.CLIENT_ID)
+_RELAY_INFO = int(Opt.RELAY_AGENT_INFO)
+_HOSTNAME = int(Opt.HOSTNAME)
+_BOUND = LeaseState.BOUND
+# Message types a client sends (RFC 2131 §3), as plain ints: compared once per packet.
+_DISCOVER, _REQUEST, _DECLINE, _RELEASE, _INFORM = (
+    int(MessageType.DISCOVER), int(MessageType.REQUEST), int(MessageType.DECLINE),
+    int(MessageType.RELEASE), int(MessageType.INFORM))
+_CLIENT_TYPES = frozenset((_DISCOVER, _REQUEST, _DECLINE, _RELEASE, _INFORM))
+# Option 56 text of each NAK (RFC 2131 §4.3.2: the server SHOULD say why).
+_NAK_TEXT = {
+    Reason.NAK_NO_REQUESTED: "no requested address",
+    Reason.NAK_WRONG_NETWORK: "wrong network",
+    Reason.NAK_NOT_LEASABLE: "address not leasable here",
+    Reason.NAK_RESERVED: "address reserved for another client",
+    Reason.NAK_IN_USE: "address in use",
+    Reason.NAK_OTHER_HALF: "address not available",
+    Reason.NAK_DECLINED: "address declined",
+    Reason.NAK_NO_BINDING: "no binding for this address",
+}
 
 
 class Dest(Enum):
@@ -53,11 +100,19 @@ class Dest(Enum):
 
 @dataclass(slots=True)
 class Decision:
-    counter: str  # stats/<counter> to bump: the reply kind, or the reason for silence
+    """What to do with one message. `reason` is why it was refused: no reply (a drop)
+    or a NAK; `sent` the counter of the reply ("offer", "ack", "nak"), empty when
+    silent; `commits` must be durable, in order, before the reply leaves; `notes` are
+    counted besides. `detail` is for the log line of a refusal."""
+
+    reason: Reason | None = None
     reply: DhcpMessage | None = None
     dest: Dest = Dest.BROADCAST
     dest_ip: bytes = BROADCAST_IP
-    commit: Lease | None = None  # must be durable before the reply leaves
+    commits: tuple[Lease, ...] = ()
+    sent: str = ""
+    notes: tuple[Note, ...] = ()
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,35 +130,82 @@ def _b(ip: int) -> bytes:
     return ip.to_bytes(4, "big")
 
 
+def _hostname(raw: bytes) -> str | None:
+    """Option 12 as a lease keeps it: exactly what was sent, or nothing. RFC 2132 §2: a
+    receiver deletes trailing NULs. A DNS name is at most 255 octets (RFC 1035 §2.3.4)
+    and a lease field as long; UTF-8 so that what is stored is what the client sent
+    (no replacement characters: 255 bytes of 0xff would become 765)."""
+    raw = raw.rstrip(b"\x00")
+    if not raw or len(raw) > MAX_FIELD:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _subscriber(relay_info: bytes | None) -> tuple[bytes | None, bytes | None]:
+    """What identifies a relay agent's subscriber line: circuit-id and remote-id (RFC
+    3046 §3.1, §3.2). Other sub-options may differ between packets of one client."""
+    if relay_info is None:
+        return None, None
+    return circuit_id(relay_info), remote_id(relay_info)
+
+
 class DhcpServer:
     def __init__(self, pools: Pools, table: LeaseTable, allocator: Allocator,
-                 server_id: bytes) -> None:
+                 server_id: bytes, table_complete: bool = True) -> None:
         self.pools = pools
         self.table = table
         self.alloc = allocator
         self.server_id = server_id
+        # True when every binding any server of ours made is in our table: standalone,
+        # or in sync with the peer. Set by the daemon from the sync link's state.
+        self.table_complete = table_complete
         self._opts_cache: dict[str, dict[int, bytes]] = {}
+        self._notes: list[Note] = []
 
     def set_pools(self, pools: Pools) -> None:
         self.pools = pools
         self._opts_cache.clear()
 
     # -- entry -------------------------------------------------------------------------
-    def handle(self, msg: DhcpMessage, ingress: Ingress, now: float) -> Decision:
+    def handle(self, msg: DhcpMessage, ingress: Ingress, now: float,
+               src: tuple[str, int] | None = None) -> Decision:
+        """Decide on one message. `src` is its IP source (address, port), used to check
+        a RELEASE that did not come through a relay."""
         if msg.op != Op.BOOTREQUEST:
-            return Decision("dropped_not_request")
+            return Decision(Reason.NOT_REQUEST)
         mt = msg.message_type
-        if mt == MessageType.DISCOVER:
-            return self._discover(msg, ingress, now)
-        if mt == MessageType.REQUEST:
-            return self._request(msg, ingress, now)
-        if mt == MessageType.RELEASE:
-            return self._release(msg, now)
-        if mt == MessageType.DECLINE:
-            return self._decline(msg, now)
-        if mt == MessageType.INFORM:
-            return self._inform(msg, ingress)
-        return Decision("dropped_unknown_type")
+        if mt not in _CLIENT_TYPES:
+            return Decision(Reason.UNKNOWN_TYPE)
+        opts = msg.options
+        cid = opts.get(_CLIENT_ID)
+        if cid is not None and len(cid) > MAX_FIELD:
+            return Decision(Reason.CLIENT_ID_TOO_LONG, detail=f"{len(cid)} bytes")
+        key = cid or msg.mac
+        if not key and mt != _INFORM:
+            return Decision(Reason.NO_CLIENT_ID)
+        if msg.giaddr != ZERO:
+            rai = opts.get(_RELAY_INFO)
+            if rai is not None and len(rai) > MAX_FIELD:
+                return Decision(Reason.RELAY_INFO_TOO_LONG, detail=f"{len(rai)} bytes")
+        notes = self._notes
+        if notes:
+            notes.clear()
+        if mt == _REQUEST:
+            d = self._request(msg, key, ingress, now)
+        elif mt == _DISCOVER:
+            d = self._discover(msg, key, ingress, now)
+        elif mt == _RELEASE:
+            d = self._release(msg, key, now, src)
+        elif mt == _DECLINE:
+            d = self._decline(msg, key, now)
+        else:
+            d = self._inform(msg, ingress)
+        if notes:
+            d.notes = tuple(notes)
+        return d
 
     # -- helpers -----------------------------------------------------------------------
     def _pool_for(self, msg: DhcpMessage, ingress: Ingress) -> Pool | None:
@@ -160,10 +262,10 @@ class DhcpServer:
                 v = avail.get(code)
                 if v is not None and code not in o:
                     o[code] = v
-        cid = msg.options.get(Opt.CLIENT_ID)
+        cid = msg.options.get(_CLIENT_ID)
         if cid is not None:
             o[Opt.CLIENT_ID] = cid  # RFC 6842: echo the client identifier
-        rai = msg.options.get(Opt.RELAY_AGENT_INFO)
+        rai = msg.options.get(_RELAY_INFO)
         if rai is not None:
             o[Opt.RELAY_AGENT_INFO] = rai  # RFC 3046 §2.2: echoed, last option
         return r
@@ -183,28 +285,45 @@ class DhcpServer:
             return Dest.BROADCAST, BROADCAST_IP
         return Dest.LINK, reply.yiaddr
 
-    def _nak(self, msg: DhcpMessage, why: str) -> Decision:
+    def _nak(self, msg: DhcpMessage, reason: Reason) -> Decision:
         r = new_reply(msg, MessageType.NAK)
         r.options[Opt.SERVER_ID] = self.server_id
-        r.options[Opt.MESSAGE] = why.encode()
-        cid = msg.options.get(Opt.CLIENT_ID)
+        r.options[Opt.MESSAGE] = _NAK_TEXT[reason].encode()
+        cid = msg.options.get(_CLIENT_ID)
         if cid is not None:
             r.options[Opt.CLIENT_ID] = cid
-        rai = msg.options.get(Opt.RELAY_AGENT_INFO)
+        rai = msg.options.get(_RELAY_INFO)
         if rai is not None:
             r.options[Opt.RELAY_AGENT_INFO] = rai
         dest, ip = self._dest(msg, r, nak=True)
-        return Decision("nak", r, dest, ip)
+        return Decision(reason, r, dest, ip, sent="nak")
 
-    def _binding(self, msg: DhcpMessage, key: bytes, pool: Pool, now: float,
-                 ip: int, state: LeaseState, expires: float) -> Lease:
+    def _binding(self, msg: DhcpMessage, pool: Pool, now: float, ip: int,
+                 state: LeaseState, expires: float, prev: Lease | None = None) -> Lease:
+        """The lease this message makes, every field bounded (see the module rules).
+        `prev` is the client's own record of `ip`, if any."""
         opts = msg.options
-        hn = opts.get(Opt.HOSTNAME)
+        hostname = None
+        hn = opts.get(_HOSTNAME)
+        if hn is not None:
+            hostname = _hostname(hn)
+            if hostname is None:
+                self._notes.append(Note.HOSTNAME_IGNORED)
+        rai = opts.get(_RELAY_INFO)
+        if msg.giaddr != ZERO:
+            relay, relay_info = _ip(msg.giaddr), rai
+        else:
+            relay, relay_info = 0, None
+            if rai is not None:
+                self._notes.append(Note.OPTION82_UNRELAYED)
+            if msg.ciaddr != ZERO and prev is not None:
+                # A renewal is unicast straight to us (RFC 2131 §4.4.5), not through the
+                # relay that added Option 82: the binding keeps what it was made with.
+                relay, relay_info = prev.relay, prev.relay_info
         return Lease(
-            ip=ip, mac=msg.mac, client_id=opts.get(Opt.CLIENT_ID), state=state,
-            start=now, expires=expires, pool=pool.name,
-            hostname=hn.decode("utf-8", "replace") if hn else None,
-            relay_info=opts.get(Opt.RELAY_AGENT_INFO),
+            ip=ip, mac=msg.mac, client_id=opts.get(_CLIENT_ID), state=state,
+            start=now, expires=expires, pool=pool.name, hostname=hostname,
+            relay_info=relay_info, relay=relay,
         )
 
     def _mine(self, ip: int, key: bytes, now: float) -> bool:
@@ -212,24 +331,67 @@ class DhcpServer:
         h = self.table.holder(ip, now)
         return h is None or h.key == key
 
+    def _over_limit(self, msg: DhcpMessage, key: bytes, pool: Pool) -> Reason | None:
+        """A relayed client that would take a new binding where its relay agent or its
+        relay circuit is at the pool's limit (abuse: random chaddrs behind one port)."""
+        if msg.giaddr == ZERO or not (pool.max_per_relay or pool.max_per_circuit):
+            return None
+        relay = _ip(msg.giaddr)
+        circuit = circuit_id(msg.options.get(_RELAY_INFO) or b"")
+        cur = self.table.of_client(key)
+        if cur is not None and cur.state == _BOUND and cur.relay == relay and \
+                circuit_id(cur.relay_info or b"") == circuit:
+            return None  # already counted there: a renewal or a repeated DORA
+        if pool.max_per_relay and self.table.relay_count(relay) >= pool.max_per_relay:
+            return Reason.RELAY_LIMIT
+        if pool.max_per_circuit and circuit is not None and \
+                self.table.circuit_count(relay, circuit) >= pool.max_per_circuit:
+            return Reason.CIRCUIT_LIMIT
+        return None
+
+    def _same_path(self, msg: DhcpMessage, cur: Lease, src: tuple[str, int] | None) -> bool:
+        """A RELEASE or DECLINE of `cur` came the way `cur` was bound: through the same
+        relay agent and subscriber line (giaddr, Option 82 circuit-id and remote-id), or
+        on our own link for a binding made there. A RELEASE for a relayed binding may
+        also come straight from the client (RFC 2131 §4.4.6: unicast to the server
+        identifier, as dhclient behind `dhcrelay -a` sends it): then from the released
+        address itself (`src`); a DECLINE never (the client has no address to send from,
+        it broadcasts, and its relay forwards that)."""
+        relayed = cur.relay != 0 or cur.relay_info is not None
+        if msg.giaddr != ZERO:
+            if not relayed or (cur.relay and cur.relay != _ip(msg.giaddr)):
+                return False
+            return _subscriber(msg.options.get(_RELAY_INFO)) == _subscriber(cur.relay_info)
+        if not relayed:
+            return True
+        if src is None or msg.ciaddr == ZERO:
+            return False
+        try:
+            return IPv4Address(src[0]).packed == msg.ciaddr
+        except ValueError:
+            return False
+
     # -- messages ----------------------------------------------------------------------
-    def _discover(self, msg: DhcpMessage, ingress: Ingress, now: float) -> Decision:
+    def _discover(self, msg: DhcpMessage, key: bytes, ingress: Ingress, now: float
+                  ) -> Decision:
         pool = self._pool_for(msg, ingress)
         if pool is None:
-            return Decision("dropped_no_subnet")
-        key = client_key(msg.mac, msg.options.get(Opt.CLIENT_ID))
+            return Decision(Reason.NO_SUBNET, detail=f"giaddr {IPv4Address(msg.giaddr)}")
+        limit = self._over_limit(msg, key, pool)
+        if limit is not None:
+            return Decision(limit, detail=f"giaddr {IPv4Address(msg.giaddr)}")
         ip = self._choose(msg, key, pool, now)
         if ip is None:
-            return Decision("dropped_pool_exhausted")
+            return Decision(Reason.POOL_EXHAUSTED, detail=f"pool {pool.name}")
         cur = self.table.of_client(key)
-        if not (cur is not None and cur.ip == ip and cur.state == LeaseState.BOUND
+        if not (cur is not None and cur.ip == ip and cur.state == _BOUND
                 and cur.expires > now):
             # Hold the address for this client while it decides (in memory only).
-            self.table.offer(self._binding(msg, key, pool, now, ip, LeaseState.OFFERED,
+            self.table.offer(self._binding(msg, pool, now, ip, LeaseState.OFFERED,
                                            now + OFFER_HOLD_S))
         r = self._reply(msg, MessageType.OFFER, pool, ip, pool.lease_time)
         dest, dip = self._dest(msg, r)
-        return Decision("offer", r, dest, dip)
+        return Decision(None, r, dest, dip, sent="offer")
 
     def _choose(self, msg: DhcpMessage, key: bytes, pool: Pool, now: float) -> int | None:
         res = pool.reserved_by_mac.get(msg.mac)
@@ -254,92 +416,134 @@ class DhcpServer:
             return True
         return ip & 1 == self.alloc.owner
 
-    def _request(self, msg: DhcpMessage, ingress: Ingress, now: float) -> Decision:
+    def _request(self, msg: DhcpMessage, key: bytes, ingress: Ingress, now: float
+                 ) -> Decision:
         opts = msg.options
-        key = client_key(msg.mac, opts.get(Opt.CLIENT_ID))
         sid = opts.get(Opt.SERVER_ID)
         req = opts.get(Opt.REQUESTED_IP)
+        renewing = False
         if sid is not None:
             # SELECTING
             if sid != self.server_id:
                 cur = self.table.of_client(key)
                 if cur is not None and cur.state == LeaseState.OFFERED:
                     self.table.offer(replace(cur, expires=now))  # lapses at next reclaim
-                return Decision("dropped_other_server")
+                return Decision(Reason.OTHER_SERVER)
             if req is None or len(req) != 4:
-                return self._nak(msg, "no requested address")
+                return self._nak(msg, Reason.NAK_NO_REQUESTED)
             ip = _ip(req)
         elif msg.ciaddr == ZERO:
             # INIT-REBOOT
             if req is None or len(req) != 4:
-                return Decision("dropped_malformed_request")
+                return Decision(Reason.MALFORMED_REQUEST)
             ip = _ip(req)
             net = self._pool_for(msg, ingress)
             if net is None:
-                return Decision("dropped_no_subnet")
+                return Decision(Reason.NO_SUBNET, detail=f"giaddr {IPv4Address(msg.giaddr)}")
             if not net.in_subnet(ip):
-                return self._nak(msg, "wrong network")
+                return self._nak(msg, Reason.NAK_WRONG_NETWORK)
             cur = self.table.of_client(key)
             if cur is None or cur.ip != ip:
                 holder = self.table.holder(ip, now)
                 if holder is not None and holder.key != key:
-                    return self._nak(msg, "address in use")
-                return Decision("dropped_unknown_client")  # §4.3.2: silent
+                    return self._nak(msg, Reason.NAK_IN_USE)
+                return Decision(Reason.UNKNOWN_CLIENT)  # §4.3.2: silent
         else:
             # RENEWING (unicast) or REBINDING (broadcast)
             ip = _ip(msg.ciaddr)
+            renewing = True
         pool = self.pools.leasable(ip)
         if pool is None or (msg.giaddr != ZERO and not pool.in_subnet(_ip(msg.giaddr))):
             net = self._pool_for(msg, ingress)
             if net is not None and net.in_subnet(ip):
-                return self._nak(msg, "address not leasable here")
-            return Decision("dropped_no_subnet")
+                return self._nak(msg, Reason.NAK_NOT_LEASABLE)
+            return Decision(Reason.NO_SUBNET, detail=f"giaddr {IPv4Address(msg.giaddr)}")
         res = pool.reserved_ips.get(ip)
         if res is not None and res != msg.mac:
-            return self._nak(msg, "address reserved for another client")
-        if not self._mine(ip, key, now):
-            return self._nak(msg, "address in use")
+            return self._nak(msg, Reason.NAK_RESERVED)
         cur = self.table.get(ip)
-        if (cur is None or cur.key != key or not cur.holds(now)) and not self._owned(ip, cur, now):
-            return self._nak(msg, "address not available")
         if cur is not None and cur.state == LeaseState.DECLINED and cur.expires > now:
-            return self._nak(msg, "address declined")
-        lease = self.table.commit(self._binding(msg, key, pool, now, ip, LeaseState.BOUND,
-                                                now + pool.lease_time))
+            return self._nak(msg, Reason.NAK_DECLINED)
+        if not self._mine(ip, key, now):
+            return self._nak(msg, Reason.NAK_IN_USE)
+        # This client's record of the address: bound (maybe lapsed), released, or just
+        # offered to it (a DISCOVER came first: not a binding made from one packet).
+        own = cur is not None and cur.key == key
+        if renewing and not own and self.table_complete:
+            # §4.3.2: an address bound to nobody here is not valid for this client. Only
+            # a table that may lack the peer's bindings (not in sync) re-creates it.
+            return self._nak(msg, Reason.NAK_NO_BINDING)
+        if not (own and cur.holds(now)) and not self._owned(ip, cur, now):  # type: ignore[union-attr]
+            return self._nak(msg, Reason.NAK_OTHER_HALF)
+        limit = self._over_limit(msg, key, pool)
+        if limit is not None:
+            return Decision(limit, detail=f"giaddr {IPv4Address(msg.giaddr)}")
+        lease = self.table.commit(self._binding(msg, pool, now, ip, _BOUND,
+                                                now + pool.lease_time, cur if own else None))
         r = self._reply(msg, MessageType.ACK, pool, ip, pool.lease_time)
         dest, dip = self._dest(msg, r)
-        return Decision("ack", r, dest, dip, commit=lease)
+        return Decision(None, r, dest, dip, commits=(lease,), sent="ack")
 
-    def _release(self, msg: DhcpMessage, now: float) -> Decision:
-        key = client_key(msg.mac, msg.options.get(Opt.CLIENT_ID))
+    def _release(self, msg: DhcpMessage, key: bytes, now: float,
+                 src: tuple[str, int] | None) -> Decision:
+        sid = msg.options.get(Opt.SERVER_ID)
+        if sid is not None and sid != self.server_id:
+            return Decision(Reason.OTHER_SERVER)
         cur = self.table.get(_ip(msg.ciaddr))
-        if cur is None or cur.key != key or cur.state != LeaseState.BOUND:
-            return Decision("dropped_release_unknown")
+        if cur is None or cur.key != key or cur.state != _BOUND:
+            return Decision(Reason.RELEASE_UNKNOWN)
+        if not self._same_path(msg, cur, src):
+            return Decision(Reason.RELEASE_MISMATCH, detail=f"{cur.address}: giaddr "
+                            f"{IPv4Address(msg.giaddr)}, source {src[0] if src else '?'}")
         lease = self.table.commit(replace(cur, state=LeaseState.RELEASED, expires=now))
-        return Decision("release", commit=lease)
+        return Decision(commits=(lease,))
 
-    def _decline(self, msg: DhcpMessage, now: float) -> Decision:
-        key = client_key(msg.mac, msg.options.get(Opt.CLIENT_ID))
-        req = msg.options.get(Opt.REQUESTED_IP)
+    def _decline(self, msg: DhcpMessage, key: bytes, now: float) -> Decision:
+        opts = msg.options
+        req = opts.get(Opt.REQUESTED_IP)
         if req is None or len(req) != 4:
-            return Decision("dropped_malformed_request")
-        cur = self.table.get(_ip(req))
-        if cur is None or cur.key != key or cur.state not in (LeaseState.BOUND,
-                                                              LeaseState.OFFERED):
-            return Decision("dropped_decline_unknown")
-        # The address is in use by someone we do not know: quarantine it, forget the
-        # client's binding so its next DISCOVER gets another address.
-        lease = self.table.commit(replace(cur, state=LeaseState.DECLINED, mac=b"",
-                                          client_id=None, start=now,
-                                          expires=now + DECLINE_PROBATION_S))
-        return Decision("decline", commit=lease)
+            return Decision(Reason.MALFORMED_REQUEST)
+        sid = opts.get(Opt.SERVER_ID)
+        if sid is not None and sid != self.server_id:
+            return Decision(Reason.OTHER_SERVER)
+        ip = _ip(req)
+        cur = self.table.get(ip)
+        if cur is None or cur.key != key or cur.state != _BOUND or cur.expires <= now:
+            # RFC 2131 §4.3.3: a client declines the address it was ACKed. Anything
+            # else (an address only OFFERED, someone else's) would let one packet from
+            # any MAC take an address out of the pool for a day.
+            return Decision(Reason.DECLINE_UNKNOWN, detail=str(IPv4Address(ip)))
+        if not self._same_path(msg, cur, None):
+            return Decision(Reason.DECLINE_MISMATCH, detail=str(IPv4Address(ip)))
+        commits = []
+        table = self.table
+        pool = self.pools.by_name.get(cur.pool)
+        cap = pool.max_declined if pool is not None else 1
+        if table.declined_in(cur.pool) >= cap:
+            oldest = table.oldest_declined(cur.pool)
+            if oldest is not None:
+                # The quarantine is full: the oldest one ends now (a bound on what a
+                # client that can bind and decline over and over takes out of the pool).
+                commits.append(table.commit(replace(oldest, state=LeaseState.EXPIRED,
+                                                    expires=now)))
+                self._notes.append(Note.DECLINE_EVICTED)
+        # The client's binding ends first, so that the peer, applying these in order,
+        # sees the address freed by its client before it is quarantined (not a second
+        # client taking a held address: an address conflict). Its next DISCOVER gets
+        # another address.
+        commits.append(table.commit(replace(cur, state=LeaseState.RELEASED, expires=now)))
+        # The address is in use by someone we do not know (§4.3.3): quarantined under an
+        # identity of its own, so that N declined addresses are N leases everywhere.
+        commits.append(table.commit(Lease(
+            ip=ip, mac=b"", client_id=None, state=LeaseState.DECLINED, start=now,
+            expires=now + DECLINE_PROBATION_S, pool=cur.pool)))
+        return Decision(commits=tuple(commits))
 
     def _inform(self, msg: DhcpMessage, ingress: Ingress) -> Decision:
         pool = self._pool_for(msg, ingress)
         if pool is None:
-            return Decision("dropped_no_subnet")
+            return Decision(Reason.NO_SUBNET, detail=f"giaddr {IPv4Address(msg.giaddr)}")
         # RFC 2131 §3.4: no lease time, no yiaddr; sent to ciaddr.
         r = self._reply(msg, MessageType.ACK, pool, 0, None)
         dest, dip = self._dest(msg, r)
-        return Decision("ack", r, dest, dip)
-
+        return Decision(None, r, dest, dip, sent="ack")

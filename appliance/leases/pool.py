@@ -17,19 +17,29 @@ class Pool:
     reserved_by_mac: dict[bytes, int]
     reserved_ips: dict[int, bytes]  # ip -> mac
     config: PoolConfig
+    # Abuse limits from config: quarantined addresses at most (DHCPDECLINE), bound
+    # leases per relay agent and per relay circuit (0: no limit).
+    max_declined: int = 1
+    max_per_relay: int = 0
+    max_per_circuit: int = 0
 
     @classmethod
     def from_config(cls, pc: PoolConfig) -> Pool:
         by_mac = {mac: int(ip) for mac, ip in pc.reservations}
+        ranges = tuple((int(lo), int(hi)) for lo, hi in pc.ranges)
+        size = sum(hi - lo + 1 for lo, hi in ranges)
         return cls(
             name=pc.name,
             net=int(pc.subnet.network_address),
             mask=int(pc.subnet.netmask),
-            ranges=tuple((int(lo), int(hi)) for lo, hi in pc.ranges),
+            ranges=ranges,
             lease_time=pc.lease_time,
             reserved_by_mac=by_mac,
             reserved_ips={ip: mac for mac, ip in by_mac.items()},
             config=pc,
+            max_declined=max(1, size * pc.max_declined_percent // 100),
+            max_per_relay=pc.max_leases_per_relay,
+            max_per_circuit=pc.max_leases_per_circuit,
         )
 
     def in_subnet(self, ip: int) -> bool:

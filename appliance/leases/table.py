@@ -11,6 +11,16 @@ client its previous address). Freed addresses are reported to the allocator thro
 lists keyed by the second a lease ends; lighter than a heap of tuples at a million
 leases) with lazy deletion: an entry is acted on only if the current lease of that
 address is still due.
+
+The wall clock may step (NTP, an operator's `date`). Forward, the reclaim jumps the gap
+and expires whatever is due. Back, the cursor follows it back (`_rewind`): leases still
+end at their `expires` by the clock now in force, and an offer made by the clock that was
+ahead lapses at once instead of holding its address until that clock's time comes round.
+
+Besides the indexes, the table keeps the figures the server's abuse limits read, for
+leases from any source (our commits, the journal, the peer): bound leases per relay
+(giaddr) and per relay circuit (Option 82 circuit-id), and the quarantined addresses of
+each pool, oldest first.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
-from appliance.leases.model import HOLDING_STATES, Lease, LeaseState
+from appliance.leases.model import HOLDING_STATES, Lease, LeaseState, circuit_id
 
 
 class LeaseTable:
@@ -35,6 +45,12 @@ class LeaseTable:
         # client's last version is about to be forgotten (the sync merge remembers it).
         self.on_displace: Callable[[Lease], None] = lambda lease: None
         self.bound = 0  # count of BOUND leases (expired ones included until reclaimed)
+        # BOUND leases made through a relay, per giaddr and per (giaddr, circuit-id).
+        self.per_relay: dict[int, int] = {}
+        self.per_circuit: dict[tuple[int, bytes], int] = {}
+        # DECLINED addresses per pool name, oldest first (dicts keep insertion order).
+        self.declined: dict[str, dict[int, None]] = {}
+        self._offer_horizon = 0.0  # latest `expires` of any offer made
 
     # -- queries ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -53,6 +69,23 @@ class LeaseTable:
             return lease
         return None
 
+    def relay_count(self, relay: int) -> int:
+        """Bound leases made through the relay agent at `relay` (giaddr)."""
+        return self.per_relay.get(relay, 0)
+
+    def circuit_count(self, relay: int, circuit: bytes) -> int:
+        """Bound leases made through circuit `circuit` of the relay agent at `relay`."""
+        return self.per_circuit.get((relay, circuit), 0)
+
+    def declined_in(self, pool: str) -> int:
+        return len(self.declined.get(pool, ()))
+
+    def oldest_declined(self, pool: str) -> Lease | None:
+        """The pool's quarantined address that was declined first."""
+        for ip in self.declined.get(pool, ()):
+            return self.by_ip[ip]
+        return None
+
     def active_count(self, now: float) -> int:
         return sum(1 for lease in self.by_ip.values() if lease.active(now))
 
@@ -62,6 +95,8 @@ class LeaseTable:
     # -- changes ------------------------------------------------------------------------
     def offer(self, lease: Lease) -> None:
         """Hold an address for an OFFER: in memory only, no sequence number."""
+        if lease.expires > self._offer_horizon:
+            self._offer_horizon = lease.expires
         self._put(lease)
 
     def commit(self, lease: Lease) -> Lease:
@@ -87,33 +122,39 @@ class LeaseTable:
         self._put(lease)
 
     def _put(self, lease: Lease) -> None:
+        key = lease.key
+        by_key = self.by_key
         old = self.by_ip.get(lease.ip)
+        # A renewal counts as what it renews: the per-relay and per-circuit counts (and
+        # the quarantine order) stay as they are, and Option 82 is not parsed again.
+        recount = old is None or old.state is not lease.state or old.relay != lease.relay \
+            or old.relay_info != lease.relay_info or old.pool != lease.pool
         if old is not None:
-            if old.state == LeaseState.BOUND:
-                self.bound -= 1
-            if old.key != lease.key:
+            if recount:
+                self._leaving(old)
+            old_key = old.key
+            if old_key != key:
                 # The address moves to another client: the old client's record goes.
-                if self.by_key.get(old.key) is old:
-                    del self.by_key[old.key]
+                if by_key.get(old_key) is old:
+                    del by_key[old_key]
         if lease.state == LeaseState.DELETED:
             self.by_ip.pop(lease.ip, None)
-            if self.by_key.get(lease.key) is old and old is not None:
-                del self.by_key[lease.key]
+            if old is not None and by_key.get(key) is old:
+                del by_key[key]
             self.on_free(lease.ip)
             return
         self.by_ip[lease.ip] = lease
-        if lease.mac or lease.client_id:
-            prev = self.by_key.get(lease.key)
-            if prev is not None and prev.ip != lease.ip and self.by_ip.get(prev.ip) is prev:
-                # The client moved to another address: its old one is no longer its own.
-                if prev.state in HOLDING_STATES and prev.state != LeaseState.DECLINED:
-                    self.by_ip[prev.ip] = replace(prev, state=LeaseState.RELEASED)
-                    if prev.state == LeaseState.BOUND:
-                        self.bound -= 1
-                    self.on_free(prev.ip)
-            self.by_key[lease.key] = lease
-        if lease.state == LeaseState.BOUND:
-            self.bound += 1
+        prev = by_key.get(key)
+        if prev is not None and prev.ip != lease.ip and self.by_ip.get(prev.ip) is prev:
+            # The client moved to another address: its old one is no longer its own.
+            if prev.state in HOLDING_STATES and prev.state != LeaseState.DECLINED:
+                moved = replace(prev, state=LeaseState.RELEASED)
+                self._leaving(prev)
+                self.by_ip[prev.ip] = moved
+                self.on_free(prev.ip)
+        by_key[key] = lease
+        if recount:
+            self._entering(lease)
         if lease.state in HOLDING_STATES:
             sec = int(lease.expires) if lease.expires < 1e15 else 10**15
             if self._cursor is not None and sec < self._cursor:
@@ -126,6 +167,45 @@ class LeaseTable:
         else:
             self.on_free(lease.ip)
 
+    def _entering(self, lease: Lease) -> None:
+        """`lease` is now the record of its address: count it."""
+        state = lease.state
+        if state == LeaseState.BOUND:
+            self.bound += 1
+            if lease.relay:
+                self._relay_delta(lease, 1)
+        elif state == LeaseState.DECLINED:
+            self.declined.setdefault(lease.pool, {})[lease.ip] = None
+
+    def _leaving(self, lease: Lease) -> None:
+        """`lease` stops being the record of its address: uncount it."""
+        state = lease.state
+        if state == LeaseState.BOUND:
+            self.bound -= 1
+            if lease.relay:
+                self._relay_delta(lease, -1)
+        elif state == LeaseState.DECLINED:
+            d = self.declined.get(lease.pool)
+            if d is not None:
+                d.pop(lease.ip, None)
+
+    def _relay_delta(self, lease: Lease, delta: int) -> None:
+        counts = self.per_relay
+        n = counts.get(lease.relay, 0) + delta
+        if n:
+            counts[lease.relay] = n
+        else:
+            del counts[lease.relay]
+        cid = circuit_id(lease.relay_info)
+        if cid is not None:
+            ck = (lease.relay, cid)
+            circuits = self.per_circuit
+            n = circuits.get(ck, 0) + delta
+            if n:
+                circuits[ck] = n
+            else:
+                del circuits[ck]
+
     def reclaim(self, now: float, limit: int = 10000) -> list[Lease]:
         """Expire what is due (at most `limit`, to bound the work per call). Returns the
         EXPIRED leases that must be journaled; lapsed offers are dropped silently.
@@ -135,6 +215,8 @@ class LeaseTable:
         end = int(now)
         if self._cursor is None:
             self._cursor = min(wheel, default=end)
+        elif end < self._cursor - 1:
+            self._rewind(now, end)
         if end - self._cursor > len(wheel):
             due = sorted(k for k in wheel if k < end)  # a long gap: jump, don't walk it
         else:
@@ -150,15 +232,47 @@ class LeaseTable:
         self._cursor = max(self._cursor, end)
         return out
 
+    def _rewind(self, now: float, end: int) -> None:
+        """The wall clock went back: before this, the cursor only moved forward, so
+        nothing (offers included) lapsed until the old time came round again, and the
+        pool froze. Every wheel entry sits at or after the old cursor, at its lease's
+        own second, except those put at the cursor because their second had passed (the
+        clamp in _put): those go back to their own second, by the clock now in force."""
+        wheel = self._wheel
+        old = self._cursor
+        assert old is not None
+        self._cursor = end
+        clamped = wheel.pop(old, None)
+        if clamped:
+            for ip in clamped:
+                lease = self.by_ip.get(ip)
+                if lease is None or lease.state not in HOLDING_STATES:
+                    continue
+                sec = max(end, int(lease.expires) if lease.expires < 1e15 else 10**15)
+                wheel.setdefault(sec, []).append(ip)
+        # An offer is a few seconds' promise (RFC 2131 §4.3.1: the server may reuse an
+        # address it offered). One made by the clock that was ahead (start > now) would
+        # hold its address until that clock's time comes round: it lapses now. Offers
+        # sit in the buckets from the old cursor up to the latest offer's end.
+        for sec in range(old, int(min(self._offer_horizon, 1e15)) + 1):
+            for ip in wheel.get(sec, ()):
+                lease = self.by_ip.get(ip)
+                if lease is not None and lease.state == LeaseState.OFFERED and \
+                        lease.start > now:
+                    self._lapse(ip, lease)
+
+    def _lapse(self, ip: int, lease: Lease) -> None:
+        """An offer nobody took: forget it (RFC 2131 §4.3.1 lets the server reuse it)."""
+        del self.by_ip[ip]
+        if self.by_key.get(lease.key) is lease:
+            del self.by_key[lease.key]
+        self.on_free(ip)
+
     def _expire(self, ip: int, now: float, out: list[Lease]) -> None:
         lease = self.by_ip.get(ip)
         if lease is None or lease.state not in HOLDING_STATES or lease.expires > now:
             return  # stale entry: the address was renewed, released or reused
         if lease.state == LeaseState.OFFERED:
-            # An offer nobody took: forget it (RFC 2131 §4.3.1 lets the server reuse it).
-            del self.by_ip[ip]
-            if self.by_key.get(lease.key) is lease:
-                del self.by_key[lease.key]
-            self.on_free(ip)
+            self._lapse(ip, lease)
             return
         out.append(self.commit(replace(lease, state=LeaseState.EXPIRED)))

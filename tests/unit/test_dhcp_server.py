@@ -7,7 +7,7 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 
 from appliance.config.model import PoolConfig
-from appliance.dhcp.enums import BROADCAST_FLAG, MessageType, Opt
+from appliance.dhcp.enums import BROADCAST_FLAG, MessageType, Opt, Reason
 from appliance.dhcp.message import DhcpMessage
 from appliance.dhcp.server import DECLINE_PROBATION_S, OFFER_HOLD_S, Dest, DhcpServer, Ingress
 from appliance.leases.allocator import Allocator
@@ -54,12 +54,12 @@ def msg(mtype: int, mac: bytes = MAC1, *, xid: int = 0x1234, ciaddr: bytes = ZER
 
 def dora(s: DhcpServer, mac: bytes = MAC1, now: float = T0, **opts: bytes) -> bytes:
     off = s.handle(msg(MessageType.DISCOVER, mac, **opts), INGRESS, now)
-    assert off.counter == "offer"
+    assert off.sent == "offer"
     yi = off.reply.yiaddr
     ack = s.handle(msg(MessageType.REQUEST, mac, requested_ip=yi, server_id=SID, **opts),
                    INGRESS, now)
-    assert ack.counter == "ack", ack
-    assert ack.commit is not None and ack.commit.state == LeaseState.BOUND
+    assert ack.sent == "ack", ack
+    assert ack.commits and ack.commits[-1].state == LeaseState.BOUND
     return yi
 
 
@@ -69,7 +69,7 @@ class TestDiscover:
         d = s.handle(msg(MessageType.DISCOVER, param_request_list=bytes([1, 3, 6, 15])),
                      INGRESS, T0)
         r = d.reply
-        assert d.counter == "offer" and r.message_type == MessageType.OFFER
+        assert d.sent == "offer" and r.message_type == MessageType.OFFER
         assert IPv4Address(r.yiaddr) in IPv4Network("192.0.2.100/30")
         assert r.options[Opt.SERVER_ID] == SID
         assert int.from_bytes(r.options[Opt.LEASE_TIME], "big") == 600
@@ -80,7 +80,7 @@ class TestDiscover:
         assert r.options[Opt.DOMAIN_NAME] == b"example.net"
         assert r.options[Opt.SUBNET_MASK] == ip("255.255.255.0")
         # The offer is not durable: nothing to commit before sending it.
-        assert d.commit is None
+        assert d.commits == ()
 
     def test_parameter_request_list_order_is_kept(self):
         s = make_server()
@@ -104,8 +104,8 @@ class TestDiscover:
     def test_offer_hold_lapses(self):
         s = make_server("192.0.2.100", "192.0.2.100")
         s.handle(msg(MessageType.DISCOVER, MAC1), INGRESS, T0)
-        assert s.handle(msg(MessageType.DISCOVER, MAC2), INGRESS, T0 + 1).counter == \
-            "dropped_pool_exhausted"
+        assert s.handle(msg(MessageType.DISCOVER, MAC2), INGRESS, T0 + 1).reason is \
+            Reason.POOL_EXHAUSTED
         s.table.reclaim(T0 + OFFER_HOLD_S + 1)
         d = s.handle(msg(MessageType.DISCOVER, MAC2), INGRESS, T0 + OFFER_HOLD_S + 2)
         assert d.reply.yiaddr == ip("192.0.2.100")
@@ -137,12 +137,12 @@ class TestDiscover:
         dora(s, MAC1)
         dora(s, MAC2)
         d = s.handle(msg(MessageType.DISCOVER, bytes.fromhex("020000000003")), INGRESS, T0)
-        assert d.reply is None and d.counter == "dropped_pool_exhausted"
+        assert d.reply is None and d.reason is Reason.POOL_EXHAUSTED
 
     def test_no_subnet_for_relay_is_silent(self):
         s = make_server()
         d = s.handle(msg(MessageType.DISCOVER, giaddr=ip("198.51.100.1")), INGRESS, T0)
-        assert d.reply is None and d.counter == "dropped_no_subnet"
+        assert d.reply is None and d.reason is Reason.NO_SUBNET
 
 
 class TestDestination:
@@ -173,16 +173,16 @@ class TestDestination:
         s = make_server()
         a = dora(s)
         d = s.handle(msg(MessageType.REQUEST, ciaddr=a), INGRESS, T0 + 300)
-        assert d.counter == "ack" and d.dest is Dest.UNICAST and d.dest_ip == a
+        assert d.sent == "ack" and d.dest is Dest.UNICAST and d.dest_ip == a
 
     def test_nak_is_broadcast_or_via_relay_with_broadcast_bit(self):
         s = make_server()
         a = dora(s, MAC1)
         d = s.handle(msg(MessageType.REQUEST, MAC2, requested_ip=a), INGRESS, T0)
-        assert d.counter == "nak" and d.dest is Dest.BROADCAST
+        assert d.sent == "nak" and d.dest is Dest.BROADCAST
         d = s.handle(msg(MessageType.REQUEST, MAC2, requested_ip=ip("198.51.100.7"),
                          giaddr=ip("203.0.113.1")), INGRESS, T0)
-        assert d.counter == "nak" and d.dest is Dest.RELAY and d.reply.flags & BROADCAST_FLAG
+        assert d.sent == "nak" and d.dest is Dest.RELAY and d.reply.flags & BROADCAST_FLAG
 
     def test_client_id_echoed(self):
         s = make_server()
@@ -204,7 +204,7 @@ class TestRequest:
         a = s.handle(msg(MessageType.DISCOVER, MAC1), INGRESS, T0).reply.yiaddr
         d = s.handle(msg(MessageType.REQUEST, MAC1, requested_ip=a,
                          server_id=ip("192.0.2.9")), INGRESS, T0)
-        assert d.reply is None and d.commit is None and d.counter == "dropped_other_server"
+        assert d.reply is None and d.commits == () and d.reason is Reason.OTHER_SERVER
         s.table.reclaim(T0 + 1.5)  # reclaimed within a second of lapsing
         assert s.handle(msg(MessageType.DISCOVER, MAC2), INGRESS, T0 + 2).reply.yiaddr == a
 
@@ -213,36 +213,36 @@ class TestRequest:
         a = dora(s, MAC1)
         d = s.handle(msg(MessageType.REQUEST, MAC2, requested_ip=a, server_id=SID),
                      INGRESS, T0)
-        assert d.counter == "nak" and d.commit is None
+        assert d.sent == "nak" and d.commits == ()
 
     def test_init_reboot_own_binding_acked(self):
         s = make_server()
         a = dora(s)
         d = s.handle(msg(MessageType.REQUEST, requested_ip=a), INGRESS, T0 + 100)
-        assert d.counter == "ack" and d.reply.yiaddr == a
-        assert d.commit.expires == T0 + 100 + 600
+        assert d.sent == "ack" and d.reply.yiaddr == a
+        assert d.commits[-1].expires == T0 + 100 + 600
 
     def test_init_reboot_wrong_network_naked(self):
         s = make_server()
         d = s.handle(msg(MessageType.REQUEST, requested_ip=ip("198.51.100.5")), INGRESS, T0)
-        assert d.counter == "nak"
+        assert d.sent == "nak"
 
     def test_init_reboot_someone_elses_address_naked(self):
         s = make_server()
         a = dora(s, MAC1)
         d = s.handle(msg(MessageType.REQUEST, MAC2, requested_ip=a), INGRESS, T0)
-        assert d.counter == "nak"
+        assert d.sent == "nak"
 
     def test_init_reboot_unknown_client_silent(self):
         s = make_server()
         d = s.handle(msg(MessageType.REQUEST, requested_ip=ip("192.0.2.101")), INGRESS, T0)
-        assert d.reply is None and d.counter == "dropped_unknown_client"  # §4.3.2
+        assert d.reply is None and d.reason is Reason.UNKNOWN_CLIENT  # §4.3.2
 
     def test_renewing_extends(self):
         s = make_server()
         a = dora(s)
         d = s.handle(msg(MessageType.REQUEST, ciaddr=a), INGRESS, T0 + 300)
-        assert d.counter == "ack" and d.commit.expires == T0 + 900
+        assert d.sent == "ack" and d.commits[-1].expires == T0 + 900
         assert "requested_ip" not in d.reply.options
 
     def test_rebinding_after_expiry_reinstates_if_free(self):
@@ -252,18 +252,18 @@ class TestRequest:
         assert s.table.get(int(IPv4Address(a))).state == LeaseState.EXPIRED
         d = s.handle(msg(MessageType.REQUEST, ciaddr=a, flags=BROADCAST_FLAG), INGRESS,
                      T0 + 701)
-        assert d.counter == "ack" and d.reply.yiaddr == a
+        assert d.sent == "ack" and d.reply.yiaddr == a
 
     def test_renewing_an_address_held_by_another_is_naked(self):
         s = make_server()
         a = dora(s, MAC1)
         d = s.handle(msg(MessageType.REQUEST, MAC2, ciaddr=a), INGRESS, T0)
-        assert d.counter == "nak"
+        assert d.sent == "nak"
 
     def test_reserved_address_for_another_mac_is_naked(self):
         s = make_server()
         d = s.handle(msg(MessageType.REQUEST, MAC1, ciaddr=ip("192.0.2.50")), INGRESS, T0)
-        assert d.counter == "nak"
+        assert d.sent == "nak"
 
     def test_option82_stored_with_the_lease(self):
         s = make_server()
@@ -273,7 +273,7 @@ class TestRequest:
         d = s.handle(msg(MessageType.REQUEST, giaddr=ip("203.0.113.1"),
                          requested_ip=off.reply.yiaddr, server_id=SID,
                          relay_agent_info=rai), INGRESS, T0)
-        assert d.commit.relay_info == rai
+        assert d.commits[-1].relay_info == rai
         assert d.reply.options[Opt.RELAY_AGENT_INFO] == rai
 
 
@@ -282,14 +282,14 @@ class TestReleaseDeclineInform:
         s = make_server("192.0.2.100", "192.0.2.100")
         a = dora(s, MAC1)
         d = s.handle(msg(MessageType.RELEASE, MAC1, ciaddr=a), INGRESS, T0 + 1)
-        assert d.reply is None and d.commit.state == LeaseState.RELEASED
+        assert d.reply is None and d.commits[-1].state == LeaseState.RELEASED
         assert s.handle(msg(MessageType.DISCOVER, MAC2), INGRESS, T0 + 2).reply.yiaddr == a
 
     def test_release_by_someone_else_ignored(self):
         s = make_server()
         a = dora(s, MAC1)
         d = s.handle(msg(MessageType.RELEASE, MAC2, ciaddr=a), INGRESS, T0 + 1)
-        assert d.commit is None
+        assert d.commits == ()
         assert s.table.get(int(IPv4Address(a))).state == LeaseState.BOUND
 
     def test_decline_quarantines(self):
@@ -297,8 +297,8 @@ class TestReleaseDeclineInform:
         a = dora(s, MAC1)
         d = s.handle(msg(MessageType.DECLINE, MAC1, requested_ip=a, server_id=SID), INGRESS,
                      T0 + 1)
-        assert d.commit.state == LeaseState.DECLINED
-        assert d.commit.expires == T0 + 1 + DECLINE_PROBATION_S
+        assert d.commits[-1].state == LeaseState.DECLINED
+        assert d.commits[-1].expires == T0 + 1 + DECLINE_PROBATION_S
         b = s.handle(msg(MessageType.DISCOVER, MAC1), INGRESS, T0 + 2).reply.yiaddr
         assert b != a
         c = s.handle(msg(MessageType.DISCOVER, MAC2), INGRESS, T0 + 2)
@@ -310,14 +310,14 @@ class TestReleaseDeclineInform:
         assert d.reply.message_type == MessageType.ACK
         assert d.reply.yiaddr == ZERO and Opt.LEASE_TIME not in d.reply.options
         assert d.dest is Dest.UNICAST and d.dest_ip == ip("192.0.2.20")
-        assert d.commit is None
+        assert d.commits == ()
 
 
 @pytest.mark.parametrize("mtype", [2, 5, 6, 9, 0, 200])
 def test_server_messages_and_unknown_types_are_ignored(mtype):
     s = make_server()
     d = s.handle(msg(mtype), INGRESS, T0)
-    assert d.reply is None and d.commit is None
+    assert d.reply is None and d.commits == ()
 
 
 def test_reply_op_is_rejected():

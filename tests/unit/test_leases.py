@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from appliance.config.model import PoolConfig
 from appliance.leases.allocator import Allocator
 from appliance.leases.codec import LeaseDecodeError, decode_lease, encode_lease
-from appliance.leases.model import Lease, LeaseState
+from appliance.leases.model import MAX_FIELD, Lease, LeaseState, address_key, circuit_id
 from appliance.leases.pool import Pools
 from appliance.leases.table import LeaseTable
 
@@ -120,6 +120,7 @@ leases_st = st.builds(
     hostname=st.none() | st.text(max_size=60),
     relay_info=st.none() | st.binary(max_size=255),
     seq=st.integers(0, 2**64 - 1), origin=st.text(max_size=30),
+    relay=st.integers(0, 2**32 - 1),
 )
 
 
@@ -134,3 +135,178 @@ def test_lease_decoder_only_raises_its_error(data: bytes):
         decode_lease(data)
     except LeaseDecodeError:
         pass
+
+
+def test_record_written_before_the_relay_field_reads_as_relay_0():
+    """A journal or peer record from before flag 8 (giaddr) existed decodes unchanged."""
+    old = bytes.fromhex(
+        "c0000264" "01" "02" "41d954fc40000000" "41d954fc4e100000" "0000000000000007"
+        "06" "020000000001" "03" "6c616e" "01" "41" "06" "6c6170746f70")
+    x = decode_lease(old)
+    assert (x.ip, x.state, x.hostname, x.seq, x.relay) == \
+        (int(IPv4Address("192.0.2.100")), LeaseState.BOUND, "laptop", 7, 0)
+    assert encode_lease(x) == old  # and a lease not relayed is written the old way
+
+
+def test_lease_fields_are_bounded_by_the_codec():
+    x = lease(1, mac(1))
+    assert decode_lease(encode_lease(replace(x, client_id=b"c" * MAX_FIELD))).client_id == \
+        b"c" * MAX_FIELD
+    for field, value in (("client_id", b"c" * 256), ("relay_info", b"r" * 256),
+                         ("hostname", "h" * 256)):
+        try:
+            encode_lease(replace(x, **{field: value}))
+        except ValueError:
+            continue
+        raise AssertionError(f"{field} of 256 bytes encoded")
+
+
+# -- identity of leases without a client -------------------------------------------------
+
+
+def test_a_lease_without_client_is_keyed_by_its_address():
+    a, b = (lease(ip, b"", LeaseState.DECLINED) for ip in (10, 11))
+    assert a.key == address_key(10) != b.key == address_key(11)
+    assert len(a.key) > MAX_FIELD  # no client id or MAC a lease can hold is this long
+    t = LeaseTable(origin="A")
+    for x in (a, b):
+        t.commit(x)
+    assert t.of_client(a.key).ip == 10 and t.of_client(b.key).ip == 11
+    assert t.declined_in("lan") == 2 and t.oldest_declined("lan").ip == 10
+
+
+def test_circuit_id_reader_matches_rfc3046_layout():
+    assert circuit_id(bytes([2, 1, 0x41, 1, 4]) + b"eth7") == b"eth7"
+    assert circuit_id(bytes([1, 9]) + b"eth7") is None  # overruns: malformed, no circuit
+    assert circuit_id(b"") is None and circuit_id(None) is None
+
+
+# -- the counts the abuse limits read -----------------------------------------------------
+
+
+GI = int(IPv4Address("203.0.113.1"))
+RAI = bytes([1, 4]) + b"cust"
+
+
+def test_bound_leases_are_counted_per_relay_and_circuit_whatever_their_source():
+    t = LeaseTable(origin="A")
+    relayed = [replace(lease(100 + i, mac(i)), relay=GI, relay_info=RAI) for i in range(3)]
+    for x in relayed[:2]:
+        t.commit(x)
+    t.load(replace(relayed[2], seq=50, origin="B"))  # from the peer, or the journal
+    t.commit(lease(120, mac(9)))  # on our link: counted nowhere
+    assert t.relay_count(GI) == 3 and t.circuit_count(GI, b"cust") == 3
+    t.commit(replace(relayed[0], expires=T0 + 500))  # a renewal: still one
+    assert t.relay_count(GI) == 3
+    t.commit(replace(t.get(101), state=LeaseState.RELEASED))
+    t.commit(replace(t.get(102), state=LeaseState.DELETED))
+    assert t.relay_count(GI) == 1 and t.circuit_count(GI, b"cust") == 1
+    t.reclaim(T0 + 1000)  # the renewed one expires
+    assert t.relay_count(GI) == 0 and t.per_circuit == {} and t.per_relay == {}
+    assert t.bound == 0
+
+
+def test_a_client_moving_away_uncounts_its_old_binding():
+    t = LeaseTable(origin="A")
+    t.commit(replace(lease(100, mac(1)), relay=GI, relay_info=RAI))
+    t.commit(lease(120, mac(1)))  # the same client, now on our link
+    assert t.relay_count(GI) == 0 and t.bound == 1
+
+
+# -- the wall clock steps ---------------------------------------------------------------
+
+
+DAY = 86400.0
+
+
+def _pool_of_one():
+    p = pools("192.0.2.10", "192.0.2.10")
+    t = LeaseTable(origin="A")
+    a = Allocator(p, t)
+    return p.pools[0], t, a
+
+
+def _offer(t: LeaseTable, a: Allocator, pool, now: float, who: int) -> int | None:
+    ip = a.allocate(pool, now)
+    if ip is not None:
+        t.offer(Lease(ip=ip, mac=mac(who), client_id=None, state=LeaseState.OFFERED,
+                      start=now, expires=now + 10, pool="lan"))
+    return ip
+
+
+def test_clock_stepped_back_offers_still_lapse_by_the_new_clock():
+    """Before: reclaim's cursor only moved forward, so after a step back of a day nothing
+    lapsed for a day and a busy pool froze."""
+    pool, t, a = _pool_of_one()
+    now = T0
+    t.reclaim(now)
+    assert _offer(t, a, pool, now, 1) is not None  # made by the clock that was right
+    t.reclaim(now + 1)
+    now = T0 - DAY + 2  # the clock steps back a day
+    # The offer made before the step was made "tomorrow" by this clock: lapsed at once.
+    t.reclaim(now)
+    assert _offer(t, a, pool, now, 2) is not None
+    assert _offer(t, a, pool, now + 1, 3) is None  # held for client 2
+    t.reclaim(now + 9)
+    assert _offer(t, a, pool, now + 9, 3) is None  # 10 s not over
+    t.reclaim(now + 11)
+    assert _offer(t, a, pool, now + 11, 3) is not None  # 10 s after it was made
+
+
+def test_offer_made_between_the_step_and_the_next_reclaim_lapses_in_time():
+    pool, t, a = _pool_of_one()
+    t.reclaim(T0)
+    now = T0 - DAY
+    assert _offer(t, a, pool, now, 1) is not None  # before reclaim has seen the step
+    t.reclaim(now + 0.5)
+    assert _offer(t, a, pool, now + 5, 2) is None
+    t.reclaim(now + 11)
+    assert _offer(t, a, pool, now + 11, 2) is not None
+
+
+def test_bindings_expire_at_their_expires_whatever_the_clock_does():
+    p = pools("192.0.2.10", "192.0.2.12")
+    t = LeaseTable(origin="A")
+    Allocator(p, t)
+    t.reclaim(T0)
+    t.commit(Lease(ip=10, mac=mac(1), client_id=None, state=LeaseState.BOUND, start=T0,
+                   expires=T0 + 600, pool="lan"))
+    back = T0 - DAY
+    assert t.reclaim(back) == []
+    t.commit(Lease(ip=11, mac=mac(2), client_id=None, state=LeaseState.BOUND, start=back,
+                   expires=back + 600, pool="lan"))
+    assert t.reclaim(back + 599) == []
+    assert [x.ip for x in t.reclaim(back + 601)] == [11]  # by the new clock
+    assert t.reclaim(T0 + 599) == []  # ip 10 lasts to its own expires
+    # Forward again, a day and more at once: everything due expires in one call.
+    t.commit(Lease(ip=12, mac=mac(3), client_id=None, state=LeaseState.BOUND, start=T0,
+                   expires=T0 + 3600, pool="lan"))
+    assert sorted(x.ip for x in t.reclaim(T0 + DAY)) == [10, 12]
+    assert t.bound == 0
+
+
+@given(st.lists(st.tuples(st.sampled_from(["offer", "bind", "tick"]),
+                          st.floats(-2 * DAY, 2 * DAY)), max_size=40))
+def test_nothing_ended_outlives_a_reclaim_whatever_the_steps(ops):
+    """The daemon reclaims every second with the clock of the moment. Whatever that clock
+    does between readings (steps back or forward by up to two days), after a reclaim at
+    `now` no lease that ended a second ago still holds its address, and no offer made by
+    a clock ahead of this one does: the pool never freezes."""
+    p = pools("192.0.2.10", "192.0.2.17")
+    t = LeaseTable(origin="A")
+    a = Allocator(p, t)
+    pool = p.pools[0]
+    for i, (op, offset) in enumerate(ops):
+        now = T0 + offset
+        if op == "offer":
+            _offer(t, a, pool, now, i)
+        elif op == "bind":
+            ip = a.allocate(pool, now)
+            if ip is not None:
+                t.commit(Lease(ip=ip, mac=mac(i), client_id=None, state=LeaseState.BOUND,
+                               start=now, expires=now + 30, pool="lan"))
+        t.reclaim(now)
+        left = [x for x in t.leases() if x.state in (LeaseState.OFFERED, LeaseState.BOUND)
+                and (x.expires <= now - 1 or (x.state == LeaseState.OFFERED
+                     and x.start > now + 2))]
+        assert not left, (now, left)
