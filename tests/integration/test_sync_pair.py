@@ -160,7 +160,10 @@ def test_100k_snapshot_then_live_updates_then_exact_delta_after_restart(topo, tm
     a.start()
     b.start()  # empty
     pair.wait_in_sync(180)
-    assert b.wait_stat("sync_snapshots_received", 1) == 1
+    # Both start at once and both dial: a snapshot begun on the connection dropped as a
+    # duplicate is sent again on the one kept (as for the delta below).
+    dup = "two connections to" in b.log_text()
+    assert b.wait_stat("sync_snapshots_received", 1) in ((1, 2) if dup else (1,))
     assert f"SYNC002 receiving a snapshot of {N_BULK} leases from deviceA" in b.log_text()
     rows = b.leases()
     assert len(rows) == N_BULK
