@@ -320,9 +320,13 @@ class DhcpServer:
                 # A renewal is unicast straight to us (RFC 2131 §4.4.5), not through the
                 # relay that added Option 82: the binding keeps what it was made with.
                 relay, relay_info = prev.relay, prev.relay_info
+        # The merge orders a client's versions by `start` first (sync/merge.py): a renewal
+        # stamped by a clock behind the version it renews (the peer's clock was ahead,
+        # or ours was stepped back) would look older to the peer and be dropped there.
+        start = now if prev is None or prev.start <= now else prev.start
         return Lease(
             ip=ip, mac=msg.mac, client_id=opts.get(_CLIENT_ID), state=state,
-            start=now, expires=expires, pool=pool.name, hostname=hostname,
+            start=start, expires=expires, pool=pool.name, hostname=hostname,
             relay_info=relay_info, relay=relay,
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
@@ -336,3 +337,20 @@ def test_pool_split_limits_new_addresses_to_our_half():
         if d.reply is not None:
             got.add(IPv4Address(d.reply.yiaddr))
     assert got == {IPv4Address("192.0.2.101"), IPv4Address("192.0.2.103")}
+
+
+def test_a_renewal_stamped_by_a_clock_behind_the_binding_is_still_the_newer_version():
+    """The peer (clock a minute ahead) made the binding; our clock renews it: the renewal
+    must win the merge's per-client order (sync/merge.version_key), or the peer drops it."""
+    from appliance.sync.merge import version_key
+
+    s = make_server()
+    ip = dora(s, now=T0)
+    made = s.table.get(int.from_bytes(ip, "big"))
+    assert made is not None
+    ahead = replace(made, start=T0 + 60, seq=made.seq + 5, origin="peer")
+    s.table.load(ahead)  # the peer's version, stamped a minute "later" than our clock
+    d = s.handle(msg(MessageType.REQUEST, ciaddr=ip), INGRESS, T0 + 1)
+    assert d.commits and d.commits[0].start == ahead.start
+    assert d.commits[0].expires == T0 + 1 + (made.expires - made.start)  # by our clock
+    assert version_key(d.commits[0]) > version_key(ahead)
