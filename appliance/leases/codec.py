@@ -17,6 +17,7 @@ reads past the buffer it is given.
 from __future__ import annotations
 
 import struct
+from math import isfinite
 
 from appliance.leases.model import MAX_FIELD, Lease, LeaseState
 
@@ -60,6 +61,8 @@ def _short(b: bytes, what: str) -> bytes:
 
 
 def encode_lease(lease: Lease) -> bytes:
+    if not (isfinite(lease.start) and isfinite(lease.expires)):
+        raise ValueError("lease times must be finite numbers")
     flags = 0
     tail = []
     if lease.client_id is not None:
@@ -96,8 +99,9 @@ def decode_lease(buf: bytes | memoryview) -> Lease:
         raise LeaseDecodeError(f"unknown lease state {state}")
     if flags & ~_F_ALL:
         raise LeaseDecodeError(f"unknown lease flags {flags:#x}")
-    if start != start or expires != expires:  # NaN
-        raise LeaseDecodeError("lease time is not a number")
+    if not (isfinite(start) and isfinite(expires)):
+        # NaN or an infinity: no time a server stamps, and the expiry index cannot file it.
+        raise LeaseDecodeError("lease time is not a finite number")
     pos = _HEAD.size
 
     def take() -> bytes:

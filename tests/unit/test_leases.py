@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import struct
 import time
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -310,3 +312,18 @@ def test_nothing_ended_outlives_a_reclaim_whatever_the_steps(ops):
                 and (x.expires <= now - 1 or (x.state == LeaseState.OFFERED
                      and x.start > now + 2))]
         assert not left, (now, left)
+
+
+@pytest.mark.parametrize("field", ["start", "expires"])
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_a_lease_time_that_is_not_finite_is_refused_both_ways(field: str, value: float):
+    """The expiry index cannot file an infinite time (OverflowError): a record or a sync
+    frame carrying one is refused as malformed, never applied."""
+    good = Lease(ip=1, mac=b"\x02" * 6, client_id=None, state=LeaseState.BOUND,
+                 start=1.0, expires=2.0, pool="p", seq=1, origin="a")
+    with pytest.raises(ValueError):
+        encode_lease(replace(good, **{field: value}))
+    raw = bytearray(encode_lease(good))
+    struct.pack_into("!d", raw, 6 if field == "start" else 14, value)
+    with pytest.raises(LeaseDecodeError):
+        decode_lease(bytes(raw))
