@@ -12,7 +12,10 @@ for and reports link changes; it decides nothing.
   never polled.
 - `GarpSender`: an AF_PACKET socket that sends gratuitous ARP *requests* as keepalived
   does (sha = our MAC, spa = tpa = VIP, tha = ff:ff:ff:ff:ff:ff; RFC 5798 §6.4.2 "broadcast
-  a gratuitous ARP request"; RFC 5227 §3 explains why a request, not a reply).
+  a gratuitous ARP request"; RFC 5227 §3 explains why a request, not a reply). The one
+  socket also sends the prebuilt frames of a group's service VIPs out of their own
+  interfaces (sendto with the interface's name), so 200 service interfaces cost no
+  socket each.
 """
 
 from __future__ import annotations
@@ -160,12 +163,29 @@ class Netlink:
                 if e.errno not in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
                     raise NetlinkFailure(f"cannot remove {vip} from link {index}: {e}") from e
 
+    def all_addresses(self) -> dict[int, list[IPv4Interface]]:
+        """Every IPv4 address of every link, by link index: one dump, however many
+        interfaces are asked about."""
+        out: dict[int, list[IPv4Interface]] = {}
+        for index, ip, plen in self._rt.all_addresses():
+            out.setdefault(index, []).append(IPv4Interface((IPv4Address(ip), plen)))
+        return out
+
     def remove_stale(self, index: int, vips: Iterable[IPv4Interface]) -> list[IPv4Interface]:
         """Remove VIPs left on the interface by an earlier run (kill -9, crash): a
         device that starts must not answer for an address it is not master of."""
-        wanted = {v.ip for v in vips}
-        stale = [a for a in self.addresses(index) if a.ip in wanted]
-        self.del_addresses(index, stale)
+        return [v for _, v in self.remove_stale_on({index: vips})]
+
+    def remove_stale_on(self, wanted: dict[int, Iterable[IPv4Interface]]
+                        ) -> list[tuple[int, IPv4Interface]]:
+        """remove_stale for many links at once (a group's service interfaces), reading
+        the address table once. A VIP counts as present whatever its prefix."""
+        ips = {index: {v.ip for v in vips} for index, vips in wanted.items()}
+        present = self.all_addresses()
+        stale = [(index, a) for index, want in ips.items() for a in present.get(index, ())
+                 if a.ip in want]
+        for index, a in stale:
+            self.del_addresses(index, [a])
         return stale
 
 
@@ -255,7 +275,8 @@ class LinkMonitor:
 
 
 class GarpSender:
-    """Sends gratuitous ARP requests for the VIPs out of one interface."""
+    """Sends gratuitous ARP requests for the VIPs out of one interface (`send`), and
+    prebuilt ones out of any interface (`send_frames`)."""
 
     def __init__(self, ifname: str, mac: bytes) -> None:
         self.mac = mac
@@ -263,6 +284,21 @@ class GarpSender:
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         self._sock.bind((ifname, 0))
         self._sock.setblocking(False)
+
+    def send_frames(self, frames: Iterable[tuple[str, bytes]]
+                    ) -> tuple[int, list[tuple[str, OSError]]]:
+        """Each (interface, frame) out of that interface (packet(7): a sendto address
+        overrides the bound one); returns how many went out and the failures, which
+        the caller counts and logs once per round rather than once per interface."""
+        sent = 0
+        failed: list[tuple[str, OSError]] = []
+        for ifname, frame in frames:
+            try:
+                self._sock.sendto(frame, (ifname, 0))
+                sent += 1
+            except OSError as e:
+                failed.append((ifname, e))
+        return sent, failed
 
     def send(self, addresses: Iterable[IPv4Address]) -> int:
         """One request per address; returns how many went out."""

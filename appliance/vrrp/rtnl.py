@@ -208,15 +208,19 @@ class Rtnl:
 
     def addresses(self, index: int) -> list[tuple[bytes, int]]:
         """(IPv4 address, prefix length) of every address on the link."""
+        return [(ip, plen) for i, ip, plen in self.all_addresses() if i == index]
+
+    def all_addresses(self) -> list[tuple[int, bytes, int]]:
+        """(link index, IPv4 address, prefix length) of every address: one dump."""
         rows = self.request(RTM_GETADDR, NLM_F_DUMP,
                             _IFADDR.pack(socket.AF_INET, 0, 0, 0, 0))
         out = []
         for m in rows:
-            if m.index != index or m.family != socket.AF_INET:
+            if m.family != socket.AF_INET:
                 continue
             raw = m.attrs.get(IFA_LOCAL) or m.attrs.get(IFA_ADDRESS)
             if raw is not None and len(raw) == 4:
-                out.append((raw, m.prefixlen))
+                out.append((m.index, raw, m.prefixlen))
         return out
 
     def address(self, add: bool, index: int, ip: bytes, prefixlen: int) -> None:
