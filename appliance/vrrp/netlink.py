@@ -23,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import socket
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Address, IPv4Interface
 
 from appliance.vrrp.rtnl import (
@@ -162,6 +163,18 @@ class Netlink:
             except RtnlError as e:
                 if e.errno not in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
                     raise NetlinkFailure(f"cannot remove {vip} from link {index}: {e}") from e
+
+    def change_addresses(self, add: bool, pairs: Sequence[tuple[int, IPv4Interface]]
+                         ) -> list[tuple[int, IPv4Interface, RtnlError]]:
+        """add_addresses/del_addresses for many (index, VIP) pairs in a few system calls
+        (a group's service VIPs); "already done" is not an error. Returns the failures,
+        each with the kernel's error, instead of raising at the first."""
+        rows = [(index, vip.ip.packed, vip.network.prefixlen) for index, vip in pairs]
+        done = {errno.EEXIST} if add else {errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV}
+        return [(index, vip, RtnlError(err, os.strerror(err)))
+                for (index, vip), err in zip(pairs, self._rt.addresses_change(add, rows),
+                                             strict=True)
+                if err and err not in done]
 
     def all_addresses(self) -> dict[int, list[IPv4Interface]]:
         """Every IPv4 address of every link, by link index: one dump, however many

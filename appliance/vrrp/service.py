@@ -688,38 +688,42 @@ class VrrpService:
                 for ifname, vip in pairs if ifname in self._links]
 
     def _service_op(self, op: str, pairs: Sequence[tuple[str, IPv4Interface]]) -> None:
-        """Add or remove service VIPs on their interfaces. A failure is counted, and
-        logged once per call naming the first few; the rest go on. An interface
-        re-created since it was looked up (a VLAN deleted and added again) is looked up
-        again once."""
+        """Add or remove service VIPs on their interfaces, in a few netlink system calls
+        (netlink.change_addresses). A failure is counted, and logged once per call naming
+        the first few; the rest go on. An interface re-created since it was looked up (a
+        VLAN deleted and added again: its index changed) is looked up again once."""
         if not pairs:
             return
         assert self._netlink is not None
-        change = self._netlink.add_addresses if op == "add" else self._netlink.del_addresses
         t0 = time.monotonic()
-        failed: list[str] = []
-        for ifname, vip in pairs:
-            index = self._links[ifname][0]
-            try:
-                change(index, [vip])
-            except nl.NetlinkFailure as e:
-                again = self._netlink.link_index(ifname)
-                if again is None or again == index:
-                    failed.append(f"{vip} on {ifname}: {e}")
-                    continue
+        add = op == "add"
+        names = {}
+        for ifname, _ in pairs:
+            names[self._links[ifname][0]] = ifname
+        failed = self._netlink.change_addresses(
+            add, [(self._links[ifname][0], vip) for ifname, vip in pairs])
+        retry: list[tuple[int, IPv4Interface]] = []
+        errors: list[str] = []
+        for index, vip, e in failed:
+            ifname = names[index]
+            again = self._netlink.link_index(ifname)
+            if again is not None and again != index:
                 self._links[ifname] = (again, self._links[ifname][1])
-                try:
-                    change(again, [vip])
-                except nl.NetlinkFailure as e2:
-                    failed.append(f"{vip} on {ifname}: {e2}")
+                names[again] = ifname
+                retry.append((again, vip))
+            else:
+                errors.append(f"{vip} on {ifname}: {e.strerror}")
+        if retry:
+            errors += [f"{vip} on {names[i]}: {e.strerror}"
+                       for i, vip, e in self._netlink.change_addresses(add, retry)]
         took_ms = (time.monotonic() - t0) * 1000
-        if failed:
-            self._counters["netlink_errors"] += len(failed)
-            log.error("VRRP_VIP_ERROR %s%d service VIPs not %s: %s", self._who, len(failed),
-                      "added" if op == "add" else "removed", "; ".join(failed[:5]) +
-                      (f"; and {len(failed) - 5} more" if len(failed) > 5 else ""))
+        if errors:
+            self._counters["netlink_errors"] += len(errors)
+            log.error("VRRP_VIP_ERROR %s%d service VIPs not %s: %s", self._who, len(errors),
+                      "added" if add else "removed", "; ".join(errors[:5]) +
+                      (f"; and {len(errors) - 5} more" if len(errors) > 5 else ""))
         log.info("VRRP_SERVICE_VIPS %s%s %d service VIPs in %.1f ms", self._who,
-                 "added" if op == "add" else "removed", len(pairs) - len(failed), took_ms)
+                 "added" if add else "removed", len(pairs) - len(errors), took_ms)
 
     # -- gratuitous ARP -------------------------------------------------------------
     def _start_garps(self, addresses: tuple[IPv4Address, ...],

@@ -77,6 +77,15 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
             w.log.append(("del_vips", vips) if index == 2 else ("del_svc", index, vips))
             w.addresses[index] = [a for a in w.addresses.get(index, []) if a not in vips]
 
+        def change_addresses(self, add: bool, pairs: Any) -> list[tuple[int, Any, Any]]:
+            failed = []
+            for index, vip in pairs:
+                try:
+                    (self.add_addresses if add else self.del_addresses)(index, [vip])
+                except nl.NetlinkFailure:
+                    failed.append((index, vip, OSError(19, "No such device")))
+            return failed
+
         def create_vmac(self, parent: int, vrid: int) -> int:
             w.vmacs.append(nl.vmac_ifname(vrid))
             return 2  # the VIPs' link, as far as these tests look
@@ -543,7 +552,7 @@ def test_service_vip_failures_are_counted_and_logged_once(
         s = VrrpService(cfg(garp_count=3), "eth1", lambda st, info: None, group="ga",
                         service_vips=pairs)
         await s.start()
-        gone = world.index.pop(pairs[0][0])  # the VLAN vanished after start
+        world.index.pop(pairs[0][0])  # the VLAN vanished after start
         await _until(lambda: s.state == "master")
         c = s.counters()
         assert c["netlink_errors"] == 1 and c["tx_garp_errors"] == 3 * 7
@@ -555,8 +564,7 @@ def test_service_vip_failures_are_counted_and_logged_once(
         vip_errors = [r.getMessage() for r in caplog.records if "VRRP_VIP_ERROR" in
                       r.getMessage()]
         assert vip_errors == ["VRRP_VIP_ERROR group ga 1 service VIPs not added: "
-                              f"10.0.0.1/24 on eth1.10: cannot add on link {gone}: No such "
-                              "device"]
+                              "10.0.0.1/24 on eth1.10: No such device"]
         await s.stop()
 
     asyncio.run(run())
@@ -716,3 +724,22 @@ def test_cleanup_removes_every_groups_vips_service_vips_and_vmac(world: World) -
     assert ("delete_link", 40) in world.log
     del world.index["vrrp.52"]
     assert cleanup(groups) == []
+
+
+def test_a_recreated_service_interface_is_looked_up_again(world: World) -> None:
+    """A VLAN deleted and added again has a new index: the VIP goes on the new one."""
+    pairs = svc_vips(2)
+    exist(world, pairs)
+
+    async def run() -> None:
+        s = VrrpService(cfg(), "eth1", lambda st, info: None, group="ga",
+                        service_vips=pairs)
+        await s.start()
+        world.index[pairs[1][0]] = 77
+        await _until(lambda: s.state == "master")
+        assert world.addresses[77] == [pairs[1][1]]
+        assert s.counters()["netlink_errors"] == 0
+        await s.stop()
+        assert world.addresses[77] == []
+
+    asyncio.run(run())
