@@ -244,6 +244,9 @@ class LinkMonitor:
         self._last = {name: initial(name) for name in self._names}
         return dict(self._last)
 
+    def states(self) -> dict[str, bool]:
+        return dict(self._last)
+
     def close(self) -> None:
         if self._rt is not None:
             self._loop.remove_reader(self._rt.fileno())

@@ -315,6 +315,12 @@ class VrrpService:
     def counters(self) -> dict[str, int]:
         return dict(self._counters)
 
+    def links(self) -> dict[str, bool]:
+        """The watched interfaces (tracked, `watch`, our own) and whether each is up, as
+        last seen: read at start, then kept by the link events (on_link reports the
+        changes only, so a caller seeds its view from here after start())."""
+        return self._monitor.states() if self._monitor is not None else {}
+
     @classmethod
     def for_group(cls, spec: GroupSpec, on_transition: TransitionCallback,
                   loop: asyncio.AbstractEventLoop | None = None, *,

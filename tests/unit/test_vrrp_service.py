@@ -104,6 +104,9 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
         def start(self, initial: Any) -> dict[str, bool]:
             return {n: initial(n) for n in self.names}
 
+        def states(self) -> dict[str, bool]:
+            return {n: w.links_up.get(n, True) for n in self.names}
+
         def close(self) -> None:
             pass
 
