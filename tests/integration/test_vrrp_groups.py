@@ -35,9 +35,11 @@ import pytest
 from appliance.config.model import VrrpConfig
 from appliance.testing.netns import Topology, inside, wait_for
 from appliance.testing.require import require_tools
-from appliance.vrrp.service import VrrpService
+from appliance.vrrp.service import VrrpService, cleanup
 from appliance.vrrp.timers import master_down_interval_s
-from lab.vrrp_node import VrrpLab
+from lab.vrrp_node import VrrpLab, group_from_json
+
+GARP = {"garp_count": 5, "garp_interval_ms": 0, "garp_repeat_s": 5}
 
 pytestmark = pytest.mark.netns
 
@@ -113,11 +115,11 @@ def test_load_sharing_and_one_groups_interface_down_moves_only_that_group(
     the group's master only, announced there. a's eth1.100 (ga's VRRP interface) goes
     down: ga moves to b within its Master_Down_Interval, with its service VIP on b's
     eth1.300 and b's gratuitous ARP there; gb does not move. The link comes back: a
-    preempts ga back."""
+    preempts ga back. kill -9: the VIPs stay; cleanup(groups) removes them."""
     addr = vlans(lab)
     w300 = lab.seg_watch("300")
     t0 = time.time()
-    lab.start_groups("a", vlan_groups(200, 100))
+    node_a = lab.start_groups("a", vlan_groups(200, 100))
     lab.start_groups("b", vlan_groups(100, 200))
     lab.wait_group("a", "ga", "master", START_S)
     lab.wait_group("b", "gb", "master", START_S)
@@ -158,6 +160,19 @@ def test_load_sharing_and_one_groups_interface_down_moves_only_that_group(
     garp_from(w300, lab.seg_mac[("a", "eth1.300")], GA_SVC.split("/")[0], t_up)
     assert owns(lab, "a", "eth1.300", GA_SVC) and not owns(lab, "b", "eth1.300", GA_SVC)
     assert {h: moves(lab, h, "gb") for h in ("a", "b")} == gb_before
+
+    # kill -9 leaves ga's VIP and service VIP on a; cleanup(groups) removes what every
+    # group left (`dhcp-hotbackup cleanup` runs it)
+    lab.t.kill9(node_a)
+    assert owns(lab, "a", "eth1.100", GA_VIP) and owns(lab, "a", "eth1.300", GA_SVC)
+    specs = [group_from_json(g, GARP) for g in vlan_groups(200, 100)]
+    with inside(lab.hosts["a"]):
+        done = cleanup(specs)
+    assert done == [f"stale virtual IP {GA_VIP} removed from eth1.100 (group ga)",
+                    f"stale virtual IP {GA_SVC} removed from eth1.300 (group ga)"]
+    assert not owns(lab, "a", "eth1.100", GA_VIP) and not owns(lab, "a", "eth1.300", GA_SVC)
+    with inside(lab.hosts["a"]):
+        assert cleanup(specs) == []
 
 
 def test_a_failed_service_interface_hands_its_group_over_at_once(lab: VrrpLab) -> None:

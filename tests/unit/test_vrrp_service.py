@@ -746,3 +746,40 @@ def test_a_recreated_service_interface_is_looked_up_again(world: World) -> None:
         assert world.addresses[77] == []
 
     asyncio.run(run())
+
+
+def test_takeover_gate_and_priority_act_on_their_group_only(world: World) -> None:
+    """The pair policy's TakeOver(group), a reload's priority and the gate reach one
+    group's machine; the other group on the same interface does not move."""
+    vip_b = IPv4Interface("192.0.2.200/24")
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        seen: list[tuple[str, str, str]] = []
+        a = VrrpService(cfg(advert_interval_ms=1000), "eth1",
+                        lambda st, info: seen.append((info["group"], st, info["reason"])),
+                        group="ga")
+        b = VrrpService(cfg(vrid=52, virtual_ips=(vip_b,), advert_interval_ms=1000), "eth1",
+                        lambda st, info: seen.append((info["group"], st, info["reason"])),
+                        group="gb")
+        await a.start()
+        await b.start()
+        rx = tr_mod.RxHub.of(loop)._receivers["eth1"]
+        rx.dispatch(_datagram(51, 200), loop.time())
+        rx.dispatch(_datagram(52, 200, vips=(vip_b.ip,)), loop.time())
+        seen.clear()
+        a.takeover("the peer's daemon is gone")
+        assert seen == [("ga", "master", "peer_down")] and b.state == "backup"
+        world.log.clear()
+        a.set_priority(150)
+        assert world.log == [("advert", "ga", 150)] and b.priority == 100
+        b.set_gate(False)
+        rx.dispatch(_datagram(52, 50, vips=(vip_b.ip,)), loop.time())  # gated: no preempt
+        assert b.state == "backup" and b.master == str(PEER)
+        b.set_gate(True)
+        rx.dispatch(_datagram(52, 50, vips=(vip_b.ip,)), loop.time())
+        assert b.state == "master" and seen[-1] == ("gb", "master", "preempt")
+        await a.stop()
+        await b.stop()
+
+    asyncio.run(run())
