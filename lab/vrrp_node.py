@@ -102,6 +102,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.groups and None in (args.interface, args.vrid, args.priority, args.vip):
         p.error("either --groups, or --interface, --vrid, --priority and --vip")
+    if args.policy and not args.groups:
+        p.error("--policy needs named groups (--groups): the policy's unnamed group is "
+                "the standalone interfaces")
     return args
 
 
