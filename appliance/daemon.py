@@ -45,8 +45,8 @@ from appliance.sync.merge import Merger
 from appliance.sync.session import Evidence, Loss
 from appliance.sync.session import State as SyncState
 from appliance.sync.transport import SyncHandler, SyncLink, config_summary
-from appliance.vrrp import netlink as vrrp_netlink
-from appliance.vrrp.service import VrrpService
+from appliance.vrrp.service import GroupSpec, VrrpService
+from appliance.vrrp.service import cleanup as vrrp_cleanup
 
 log = logging.getLogger("dhcp-hotbackup")
 
@@ -1021,17 +1021,5 @@ def _cleanup(cfg: Config) -> list[str]:
     done = [f"xdp program ({mode}) detached from {cfg.client_interface}"
             for mode in datapath_cleanup(cfg.client_interface)]
     if cfg.vrrp is not None:
-        nl = vrrp_netlink.Netlink()
-        try:
-            idx = nl.link_index(cfg.client_interface)
-            if idx is not None:
-                done += [f"stale virtual IP {v} removed from {cfg.client_interface}"
-                         for v in nl.remove_stale(idx, cfg.vrrp.virtual_ips)]
-            vmac = nl.link_index(vrrp_netlink.vmac_ifname(cfg.vrrp.vrid))
-            if vmac is not None:
-                nl.delete_link(vmac)
-                done.append(f"virtual MAC interface {vrrp_netlink.vmac_ifname(cfg.vrrp.vrid)}"
-                            " removed")
-        finally:
-            nl.close()
+        done += vrrp_cleanup([GroupSpec("", cfg.vrrp, cfg.client_interface)])
     return done

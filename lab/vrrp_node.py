@@ -1,17 +1,29 @@
 """VRRP test support: `VrrpLab` (our daemon, keepalived and a stand-alone VrrpService node
-on one bridge, with an observer) and `LanWatch`; and the stand-alone node itself:
-VrrpService alone on an asyncio loop.
+on one bridge and on segments of their own, with an observer) and `LanWatch`; and the
+stand-alone node itself: VrrpService alone on an asyncio loop, one service per group.
 
     python -m lab.vrrp_node --interface eth1 --vrid 51 --priority 150 \\
         --advert-ms 100 --vip 192.0.2.1/24 [--track eth2=30] [--preempt 0|1] \\
         [--state-file F] [--gate 0|1] [--vmac 0|1] [--peer 192.0.2.11]
+    python -m lab.vrrp_node --groups groups.json [--policy 1] [--state-file F]
+
+`--groups` runs several groups (issue 12), one VrrpService each on one loop (so groups
+on one interface share its receive socket), from a JSON list of objects with `name`,
+`interface`, `vrid`, `priority`, `vips` and optionally `service_vips` ([[ifname,
+"a.b.c.d/n"], ...]), `advert_ms`, `preempt`, `peer`, `track` ({ifname: decrement}),
+`use_vmac`, `garp_count`, `garp_interval_ms`, `garp_repeat_s`. `--policy 1` runs the
+real pair policy (appliance/pair/policy.py) over them as the daemon will: link events
+of every interface bound to a group and the VRRP transitions go in; SetHealth,
+TakeOver and SetGate are executed on the services, Serve is recorded (`serving`).
 
 Prints every transition as one JSON line on stdout (flushed), and keeps `--state-file`
-(JSON: state, priority, master, gate, counters, transitions) current: rewritten by
-rename on every transition and, when something else changed, every 20 ms.
+current (JSON: state, priority, master, gate, counters, transitions of the first
+group, and `groups`: the same per group, with `healthy` and `service_vips`; `serving`):
+rewritten by rename on every transition and, when something else changed, every 20 ms.
 
-Signals: SIGTERM/SIGINT stop the service (priority-0 advert, VIPs removed) and exit 0;
-SIGUSR1 opens the sync gate, SIGUSR2 closes it.
+Signals: SIGTERM/SIGINT stop the services (priority-0 advert, VIPs removed) and exit 0;
+SIGUSR1 opens the sync gate, SIGUSR2 closes it; SIGHUP re-reads `--groups` and applies
+each group's `service_vips` live (set_service_vips).
 
 The namespace tests and the benchmark run the real daemon (`VrrpLab.start_daemon`, i.e.
 `dhcp-hotbackup run` with a vrrp/ folder). The stand-alone node remains for what the
@@ -33,14 +45,16 @@ import subprocess
 import sys
 import threading
 import time
-from ipaddress import IPv4Address, IPv4Interface
+from collections import deque
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
 from appliance.config.model import VrrpConfig
+from appliance.pair import policy as pp
 from appliance.runtime.tree import read_tree
 from appliance.testing.netns import Netns, Topology, wait_for
 from appliance.testing.trees import standalone_tree
-from appliance.vrrp.service import VrrpService
+from appliance.vrrp.service import GroupSpec, VrrpService, VrrpStartError
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -66,11 +80,14 @@ def _flag(value: str) -> bool:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m lab.vrrp_node",
                                 description=__doc__.splitlines()[0])
-    p.add_argument("--interface", required=True)
-    p.add_argument("--vrid", type=int, required=True)
-    p.add_argument("--priority", type=int, required=True)
+    p.add_argument("--groups", help="JSON list of groups (see the module doc)")
+    p.add_argument("--policy", type=_flag, default=False,
+                   help="run the pair policy over the groups")
+    p.add_argument("--interface")
+    p.add_argument("--vrid", type=int)
+    p.add_argument("--priority", type=int)
     p.add_argument("--advert-ms", type=int, default=100)
-    p.add_argument("--vip", type=IPv4Interface, action="append", required=True)
+    p.add_argument("--vip", type=IPv4Interface, action="append")
     p.add_argument("--track", type=_track, action="append", default=[])
     p.add_argument("--preempt", type=_flag, default=True)
     p.add_argument("--preempt-delay-ms", type=int, default=0)
@@ -82,52 +99,148 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--garp-repeat-s", type=int, default=5)
     p.add_argument("--state-file")
     p.add_argument("--log-level", default="WARNING")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not args.groups and None in (args.interface, args.vrid, args.priority, args.vip):
+        p.error("either --groups, or --interface, --vrid, --priority and --vip")
+    if args.policy and not args.groups:
+        p.error("--policy needs named groups (--groups): the policy's unnamed group is "
+                "the standalone interfaces")
+    return args
+
+
+def group_from_json(g: dict[str, Any], garp_defaults: dict[str, int]) -> GroupSpec:
+    cfg = VrrpConfig(
+        vrid=int(g["vrid"]),
+        priority=int(g["priority"]),
+        advert_interval_ms=int(g.get("advert_ms", 100)),
+        preempt=bool(g.get("preempt", True)),
+        virtual_ips=tuple(IPv4Interface(v) for v in g["vips"]),
+        preempt_delay_ms=int(g.get("preempt_delay_ms", 0)),
+        track=tuple((k, int(v)) for k, v in g.get("track", {}).items()),
+        use_vmac=bool(g.get("use_vmac", False)),
+        garp_count=int(g.get("garp_count", garp_defaults["garp_count"])),
+        garp_interval_ms=int(g.get("garp_interval_ms", garp_defaults["garp_interval_ms"])),
+        garp_repeat_s=int(g.get("garp_repeat_s", garp_defaults["garp_repeat_s"])),
+        peer=IPv4Address(g["peer"]) if g.get("peer") else None,
+    )
+    return GroupSpec(str(g["name"]), cfg, str(g["interface"]),
+                     tuple((i, IPv4Interface(v)) for i, v in g.get("service_vips", [])))
+
+
+def read_groups(path: str, args: argparse.Namespace) -> list[GroupSpec]:
+    with open(path) as f:
+        raw = json.load(f)
+    defaults = {"garp_count": args.garp_count, "garp_interval_ms": args.garp_interval_ms,
+                "garp_repeat_s": args.garp_repeat_s}
+    return [group_from_json(g, defaults) for g in raw]
 
 
 class Node:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.cfg = VrrpConfig(
-            vrid=args.vrid,
-            priority=args.priority,
-            advert_interval_ms=args.advert_ms,
-            preempt=args.preempt,
-            virtual_ips=tuple(args.vip),
-            preempt_delay_ms=args.preempt_delay_ms,
-            track=tuple(args.track),
-            use_vmac=args.vmac,
-            garp_count=args.garp_count,
-            garp_interval_ms=args.garp_interval_ms,
-            garp_repeat_s=args.garp_repeat_s,
-            peer=args.peer,
-        )
+        if args.groups:
+            self.specs = read_groups(args.groups, args)
+        else:
+            self.specs = [GroupSpec("", VrrpConfig(
+                vrid=args.vrid,
+                priority=args.priority,
+                advert_interval_ms=args.advert_ms,
+                preempt=args.preempt,
+                virtual_ips=tuple(args.vip),
+                preempt_delay_ms=args.preempt_delay_ms,
+                track=tuple(args.track),
+                use_vmac=args.vmac,
+                garp_count=args.garp_count,
+                garp_interval_ms=args.garp_interval_ms,
+                garp_repeat_s=args.garp_repeat_s,
+                peer=args.peer,
+            ), args.interface)]
+        self.cfg = self.specs[0].cfg
         self.transitions: list[dict[str, Any]] = []
-        self.service: VrrpService | None = None
+        self.services: dict[str, VrrpService] = {}
         self.gate = args.gate
+        self.policy: pp.PairPolicy | None = None
+        self.serving: set[str] = set()
+        self._events: deque[pp.Event] = deque()
+        self._busy = False
         self._written: str | None = None
         self._done = asyncio.Event()
 
-    def on_transition(self, state: str, info: dict[str, Any]) -> None:
+    @property
+    def service(self) -> VrrpService | None:
+        """The first group's service (the single group of the legacy arguments)."""
+        return self.services.get(self.specs[0].name)
+
+    @staticmethod
+    def bound(spec: GroupSpec) -> tuple[str, ...]:
+        """The client interfaces bound to the group: its own and its service ones."""
+        return tuple(dict.fromkeys([spec.interface, *(i for i, _ in spec.service_vips)]))
+
+    def on_transition(self, group: str, state: str, info: dict[str, Any]) -> None:
         record = {"t": time.time(), "state": state, **info}
         self.transitions.append(record)
         sys.stdout.write(json.dumps(record, default=str) + "\n")
         sys.stdout.flush()
+        if self.policy is not None:
+            self.feed(pp.VrrpChanged(group, pp.Vrrp(state), str(info.get("reason", ""))))
         # after the service has finished the transition (VIPs, GARP): file I/O here
         # would delay them, which a daemon's datapath flip does not
         asyncio.get_running_loop().call_soon(self.write_state)
 
-    def snapshot(self) -> dict[str, Any]:
-        svc = self.service
-        assert svc is not None
+    def on_link(self, ifname: str, up: bool) -> None:
+        if self.policy is not None:
+            self.feed(pp.LinkChanged(ifname, up))
+
+    def feed(self, event: pp.Event) -> None:
+        """One event into the pair policy, its actions executed in order; an event that
+        arrives while actions run (a transition caused by TakeOver) waits its turn."""
+        assert self.policy is not None
+        self._events.append(event)
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            while self._events:
+                now = asyncio.get_running_loop().time()
+                for action in self.policy.handle(self._events.popleft(), now):
+                    self.execute(action)
+        finally:
+            self._busy = False
+
+    def execute(self, action: pp.Action) -> None:
+        if isinstance(action, pp.SetHealth):
+            self.services[action.group].set_health(action.healthy)
+        elif isinstance(action, pp.TakeOver):
+            self.services[action.group].takeover(action.why)
+        elif isinstance(action, pp.SetGate):
+            self.set_gate(action.ready)
+        elif isinstance(action, pp.Serve):
+            (self.serving.add if action.on else self.serving.discard)(action.group)
+        elif isinstance(action, pp.Note):
+            logging.getLogger("lab.vrrp_node").info("%s %s", action.msg_id, action.text)
+
+    def group_snapshot(self, svc: VrrpService) -> dict[str, Any]:
         return {
-            "pid": os.getpid(),
             "state": svc.state,
             "priority": svc.priority,
             "master": svc.master,
-            "gate": self.gate,
+            "healthy": svc.healthy,
+            "service_vips": len(svc.service_vips),
             "counters": svc.counters(),
+            "transitions": [t for t in self.transitions if t.get("group") == svc.group],
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        svc = self.service
+        assert svc is not None
+        groups = {name: self.group_snapshot(s) for name, s in self.services.items()}
+        return {
+            "pid": os.getpid(),
+            **{k: v for k, v in groups[svc.group].items() if k != "transitions"},
+            "gate": self.gate,
             "transitions": self.transitions,
+            "groups": groups,
+            "serving": sorted(self.serving),
         }
 
     def write_state(self) -> None:
@@ -145,19 +258,59 @@ class Node:
 
     def set_gate(self, ready: bool) -> None:
         self.gate = ready
-        if self.service is not None:
-            self.service.set_gate(ready)
+        for svc in self.services.values():
+            svc.set_gate(ready)
+        self.write_state()
+
+    def reload(self) -> None:
+        """SIGHUP: each group's service VIPs from the file again, applied live."""
+        log = logging.getLogger("lab.vrrp_node")
+        if not self.args.groups:
+            return
+        for spec in read_groups(self.args.groups, self.args):
+            svc = self.services.get(spec.name)
+            if svc is None:
+                continue
+            try:
+                svc.set_service_vips(spec.service_vips)
+            except VrrpStartError as e:
+                log.error("reload of group %s refused: %s", spec.name, e)
         self.write_state()
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        self.service = VrrpService(self.cfg, self.args.interface, self.on_transition, loop)
-        self.service.set_gate(self.gate)
+        if self.args.policy:
+            self.policy = pp.PairPolicy(pp.Layout(
+                groups={spec.name: self.bound(spec) for spec in self.specs}))
+            for action in self.policy.start(loop.time()):
+                self.execute(action)
+        for spec in self.specs:
+            svc = VrrpService.for_group(
+                spec, lambda st, info, g=spec.name: self.on_transition(g, st, info), loop,
+                on_link=self.on_link, watch=self.bound(spec))
+            svc.set_gate(self.gate)
+            self.services[spec.name] = svc
         loop.add_signal_handler(signal.SIGTERM, self._done.set)
         loop.add_signal_handler(signal.SIGINT, self._done.set)
         loop.add_signal_handler(signal.SIGUSR1, self.set_gate, True)
         loop.add_signal_handler(signal.SIGUSR2, self.set_gate, False)
-        await self.service.start()
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        started: list[VrrpService] = []
+        try:
+            for svc in self.services.values():
+                await svc.start()
+                started.append(svc)
+        except VrrpStartError as e:
+            print(f"vrrp_node: cannot start group {svc.group or '(unnamed)'}: {e}",
+                  file=sys.stderr, flush=True)
+            for s in started:
+                await s.stop()
+            return 2
+        if self.policy is not None:
+            for svc in started:  # the policy learns the links that were down at start
+                for ifname, up in svc.links().items():
+                    if not up:
+                        self.feed(pp.LinkChanged(ifname, False))
         self.write_state()
         while not self._done.is_set():
             try:
@@ -165,7 +318,8 @@ class Node:
             except TimeoutError:
                 pass
             self.write_state()
-        await self.service.stop()
+        for svc in self.services.values():
+            await svc.stop()
         self.write_state()
         return 0
 
@@ -309,6 +463,12 @@ class VrrpLab:
     Host i gets eth1 = 192.0.2.<10+i>/24 with MAC 02:00:00:00:00:<10+i>; every process
     is started through the Topology (ended by PID) and logs into `workdir`. A daemon host
     `name` has its config tree, lease store and runtime tree under `workdir/name/`.
+
+    Segments (issue 12's VLANs: this kernel has no 802.1Q, so a bridge each):
+    `segment(seg, net)` adds one, the observer joins it as `o<seg>`, and
+    `join(host, seg, ifname)` gives a host a port named like a VLAN sub-interface
+    (`eth1.100`) with the subnet's address 10+i and MAC 02:00:00:<k>:00:<10+i>
+    (segment k).
     """
 
     def __init__(self, topo: Topology, workdir: str, *, vrid: int = 51,
@@ -327,6 +487,43 @@ class VrrpLab:
         self.logs: dict[str, str] = {}  # name -> log of its latest process
         self._daemons: set[str] = set()  # hosts whose latest process is our daemon
         self._starts = 0
+        self.segments: dict[str, tuple[Netns, str]] = {}  # seg -> (bridge ns, subnet)
+        self.seg_mac: dict[tuple[str, str], str] = {}  # (host, ifname) -> MAC
+
+    # -- segments: a bridge per "VLAN" ---------------------------------------------------
+    def segment(self, seg: str, net: str) -> Netns:
+        """A bridge for segment `seg` (subnet `net`, e.g. 198.51.100.0/26), joined by
+        the observer as `o<seg>` with the subnet's sixth address from the top."""
+        ns = self.t.lan(f"s{seg}")
+        subnet = IPv4Network(net)
+        self.segments[seg] = (ns, str(subnet))
+        k = len(self.segments)
+        self.t.attach(self.obs, ns, f"o{seg}",
+                      f"{subnet[subnet.num_addresses - 6]}/{subnet.prefixlen}",
+                      mac=f"02:00:00:{k:02x}:00:fa")
+        return ns
+
+    def join(self, name: str, seg: str, ifname: str) -> str:
+        """Host `name` on segment `seg` as `ifname` with the subnet's address number
+        10+i (as on eth1); returns that address."""
+        ns, net = self.segments[seg]
+        subnet = IPv4Network(net)
+        n = int(self.ip[name].rsplit(".", 1)[1])
+        k = list(self.segments).index(seg) + 1
+        mac = f"02:00:00:{k:02x}:00:{n:02x}"
+        self.t.attach(self.hosts[name], ns, ifname, f"{subnet[n]}/{subnet.prefixlen}",
+                      mac=mac)
+        self.seg_mac[(name, ifname)] = mac
+        return str(subnet[n])
+
+    def seg_watch(self, seg: str) -> LanWatch:
+        """tcpdump on the observer's port into segment `seg`."""
+        return LanWatch(self.t, self.obs, f"o{seg}")
+
+    def addrs(self, name: str, dev: str) -> set[str]:
+        """The IPv4 addresses on `dev` in host `name`, as `ip -4 addr` shows them."""
+        r = self.t.run(self.hosts[name], ["ip", "-4", "-o", "addr", "show", "dev", dev])
+        return {line.split()[3] for line in r.stdout.splitlines() if " inet " in line}
 
     def host(self, name: str) -> Netns:
         n = 10 + len(self.hosts)
@@ -442,16 +639,62 @@ class VrrpLab:
         self._daemons.discard(name)
         return p
 
+    def start_groups(self, name: str, groups: list[dict[str, Any]], *,
+                     policy: bool = False, extra: tuple[str, ...] = ()
+                     ) -> subprocess.Popen[bytes]:
+        """`python -m lab.vrrp_node --groups` on host `name`: one VrrpService per group
+        of `groups` (the JSON objects of the module doc), the pair policy over them
+        with `policy`. The groups file is `groups_file(name)`: rewrite it and send
+        SIGHUP to change the service VIPs live."""
+        path = self.state_file(name)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        with open(self.groups_file(name), "w") as f:
+            json.dump(groups, f, indent=1)
+        cmd = [sys.executable, "-m", "lab.vrrp_node", "--groups", self.groups_file(name),
+               "--policy", "1" if policy else "0", "--state-file", path,
+               "--log-level", "INFO", *extra]
+        with open(self._log(name), "wb") as log:
+            p = self.t.popen(self.hosts[name], cmd, stdout=log, stderr=subprocess.STDOUT,
+                             cwd=_REPO)
+        self._daemons.discard(name)
+        return p
+
+    def groups_file(self, name: str) -> str:
+        return os.path.join(self.dir, f"{name}.groups.json")
+
+    def group_state(self, name: str, group: str) -> dict[str, Any]:
+        """One group's part of a node's state ({} before it is published)."""
+        return self.state(name).get("groups", {}).get(group, {})
+
+    def wait_group(self, name: str, group: str, state: str, timeout: float = 10.0,
+                   **fields: object) -> dict[str, Any]:
+        """Wait until group `group` on host `name` is in `state` with these fields."""
+        def ok() -> bool:
+            g = self.group_state(name, group)
+            return g.get("state") == state and all(g.get(k) == v for k, v in fields.items())
+        try:
+            wait_for(ok, timeout, what=f"{name} group {group} {state} {fields or ''}")
+        except TimeoutError as e:
+            g = {k: v for k, v in self.group_state(name, group).items()
+                 if k not in ("counters", "transitions")}
+            raise AssertionError(f"{e}; it published {g}") from None
+        return self.group_state(name, group)
+
     # -- keepalived --------------------------------------------------------------------
     def start_keepalived(self, name: str, priority: int, *, preempt: bool = True,
-                         garp_repeat_s: int = 5,
-                         advert_ms: int | None = None) -> subprocess.Popen[bytes]:
-        """keepalived on host `name`; `advert_ms` overrides the lab's advert interval."""
+                         garp_repeat_s: int = 5, advert_ms: int | None = None,
+                         interface: str = "eth1", vrid: int | None = None,
+                         vips: list[str] | None = None) -> subprocess.Popen[bytes]:
+        """keepalived on host `name`; `advert_ms`, `vrid` and `vips` override the lab's
+        (a group's peer on a segment: its `interface`, VRID and VIPs)."""
         log = self._log(name, ".ka")
         base = log[:-len(".log")]
         with open(f"{base}.conf", "w") as f:
-            f.write(keepalived_conf(interface="eth1", vrid=self.vrid, priority=priority,
-                                    advert_ms=advert_ms or self.advert_ms, vips=[self.vip],
+            f.write(keepalived_conf(interface=interface, vrid=vrid or self.vrid,
+                                    priority=priority,
+                                    advert_ms=advert_ms or self.advert_ms,
+                                    vips=vips or [self.vip],
                                     preempt=preempt, router_id=name,
                                     garp_repeat_s=garp_repeat_s))
         with open(log, "wb") as out:

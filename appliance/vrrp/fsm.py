@@ -12,7 +12,8 @@ Theory of operation
 One instance is one virtual router (VRID) on one interface. The RFC's variables map as:
 
     Priority                 -> `priority` (effective: configured minus the decrements
-                                of tracked links that are down, floored at 1)
+                                of tracked links that are down, floored at 1; 1 while
+                                the device cannot serve the group, see "Health")
     Advertisement_Interval   -> Params.advert_interval_cs
     Master_Adver_Interval    -> `master_adver_interval_cs`, learned from adverts (§6.4.2)
                                 within a bound (see "Forged adverts" below)
@@ -31,7 +32,7 @@ in the table is an illegal event for that state):
     state       trigger            next          what happens (§ of RFC 5798)
     Initialize  Startup            Master        Priority 255 and gate open (§6.4.1)
                                    Backup        otherwise: Master_Down_Timer armed (§6.4.1)
-    Initialize  Shutdown/Advert/Link/Gate        stays; adverts are not looked at
+    Initialize  Shutdown/Advert/Link/Health/Gate stays; adverts are not looked at
     Backup      Advert             Backup        prio 0 from a trusted router:
                                                  Master_Down_Timer = Skew_Time (§6.4.2);
                                                  prio 0 from anyone else: discarded;
@@ -46,14 +47,14 @@ in the table is an illegal event for that state):
                                                  Master_Down_Timer)
     Backup      Master_Down timer  Master        advert, VIPs, gratuitous ARP (§6.4.2)
     Backup      Shutdown           Initialize    cancel Master_Down_Timer (§6.4.2)
-    Backup      Link/Gate          Backup        priority or gate recomputed
+    Backup      Link/Health/Gate   Backup        priority or gate recomputed
     Master      Advert             Master        prio 0: advert at once (§6.4.3);
                                                  lower priority: discarded (§6.4.3)
                                    Backup        higher priority, or equal priority from a
                                                  greater primary address (§6.4.3)
     Master      Adver timer        Master        advert, re-arm (§6.4.3)
     Master      GARP timer         Master        repeat the gratuitous ARPs
-    Master      Link               Master        priority changed: advert at once, so a
+    Master      Link/Health        Master        priority changed: advert at once, so a
                                                  backup with preemption takes over
     Master      Gate               Master        nothing: the gate only holds back preemption
     Master      Shutdown           Initialize    advert with priority 0, VIPs removed (§6.4.3)
@@ -69,6 +70,17 @@ Master_Down_Timer expires -- no master is heard at all -- because a stale server
 no server, and who actually serves is decided from the VRRP state *and* the sync state
 by the daemon. A Master whose gate closes stays Master: closing the gate never causes a
 switchover by itself.
+
+Health. `HealthChanged(healthy=False)` says the device cannot serve what this group
+decides for (an interface bound to the group is down, or the lease store cannot write;
+the pair policy's SetHealth). It is tracking by another name: the effective priority
+becomes 1, the lowest that still takes part (0 means "the master stops", §5.2.4), so
+the peer wins the election and, with preemption, takes the group at the first advert it
+hears -- a Master advertises the new priority at once, as for a tracked link. The
+machine does not leave Master by itself: nobody else may be there to take over, and a
+master that cannot serve is still the one the LAN can reach. `healthy=True` restores the
+configured priority minus the tracked decrements. An owner (255) that is unhealthy
+advertises 1 as well, and starts in Backup.
 
 Forged adverts. VRRPv3 has no authentication (RFC 5798 §9): any host on the LAN can send
 a well-formed advert. Three rules keep one such packet from doing more than the
@@ -107,6 +119,10 @@ from ipaddress import IPv4Address
 
 from appliance.vrrp.packet import PRIORITY_OWNER, PRIORITY_STOP, Advert, Reject, check_group
 from appliance.vrrp.timers import cs_to_s, master_down_interval_s, skew_time_s
+
+# "Health": the lowest priority that still takes part in the election (§5.2.4: 0 means
+# the master stops), so a device that cannot serve the group loses it to any peer.
+PRIORITY_UNHEALTHY = 1
 
 
 class VrrpStateError(RuntimeError):
@@ -153,6 +169,7 @@ class Trigger(enum.Enum):
     ADVER_TIMER = "adver_timer"
     GARP_TIMER = "garp_timer"
     LINK_CHANGED = "link_changed"
+    HEALTH_CHANGED = "health_changed"
     GATE_CHANGED = "gate_changed"
     PEER_DOWN = "peer_down"
     RECONFIGURED = "reconfigured"
@@ -201,6 +218,14 @@ class GateChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthChanged:
+    """Whether this device can serve the group now (see "Health"): False makes the
+    effective priority 1, True restores the configured (and tracked) one."""
+
+    healthy: bool
+
+
+@dataclass(frozen=True, slots=True)
 class PeerDown:
     """Evidence from outside VRRP (the sync link, docs/failover.md) that the master can
     no longer serve: its daemon is gone (connection reset) or its client link is down.
@@ -229,8 +254,8 @@ class InterfaceChanged:
     up: bool
 
 
-Event = (Startup | Shutdown | AdvertReceived | TimerFired | LinkChanged | GateChanged
-         | PeerDown | PriorityConfigured | InterfaceChanged)
+Event = (Startup | Shutdown | AdvertReceived | TimerFired | LinkChanged | HealthChanged
+         | GateChanged | PeerDown | PriorityConfigured | InterfaceChanged)
 
 
 # -- actions: imperatives for the caller ---------------------------------------------
@@ -328,6 +353,7 @@ TRANSITIONS: dict[tuple[State, Trigger], frozenset[State]] = {
     (State.INITIALIZE, Trigger.SHUTDOWN): frozenset({State.INITIALIZE}),
     (State.INITIALIZE, Trigger.ADVERT): frozenset({State.INITIALIZE}),
     (State.INITIALIZE, Trigger.LINK_CHANGED): frozenset({State.INITIALIZE}),
+    (State.INITIALIZE, Trigger.HEALTH_CHANGED): frozenset({State.INITIALIZE}),
     (State.INITIALIZE, Trigger.GATE_CHANGED): frozenset({State.INITIALIZE}),
     (State.INITIALIZE, Trigger.PEER_DOWN): frozenset({State.INITIALIZE}),
     (State.INITIALIZE, Trigger.RECONFIGURED): frozenset({State.INITIALIZE}),
@@ -343,12 +369,14 @@ TRANSITIONS: dict[tuple[State, Trigger], frozenset[State]] = {
     (State.BACKUP, Trigger.ADVERT): frozenset({State.BACKUP, State.MASTER}),
     (State.BACKUP, Trigger.MASTER_DOWN_TIMER): frozenset({State.MASTER}),
     (State.BACKUP, Trigger.LINK_CHANGED): frozenset({State.BACKUP}),
+    (State.BACKUP, Trigger.HEALTH_CHANGED): frozenset({State.BACKUP}),
     (State.BACKUP, Trigger.GATE_CHANGED): frozenset({State.BACKUP}),
     (State.MASTER, Trigger.SHUTDOWN): frozenset({State.INITIALIZE}),
     (State.MASTER, Trigger.ADVERT): frozenset({State.MASTER, State.BACKUP}),
     (State.MASTER, Trigger.ADVER_TIMER): frozenset({State.MASTER}),
     (State.MASTER, Trigger.GARP_TIMER): frozenset({State.MASTER}),
     (State.MASTER, Trigger.LINK_CHANGED): frozenset({State.MASTER}),
+    (State.MASTER, Trigger.HEALTH_CHANGED): frozenset({State.MASTER}),
     (State.MASTER, Trigger.GATE_CHANGED): frozenset({State.MASTER}),
 }
 
@@ -370,6 +398,7 @@ _EVENT_TRIGGER: dict[type, Trigger] = {
     Shutdown: Trigger.SHUTDOWN,
     AdvertReceived: Trigger.ADVERT,
     LinkChanged: Trigger.LINK_CHANGED,
+    HealthChanged: Trigger.HEALTH_CHANGED,
     GateChanged: Trigger.GATE_CHANGED,
     PeerDown: Trigger.PEER_DOWN,
     PriorityConfigured: Trigger.RECONFIGURED,
@@ -413,6 +442,7 @@ class _Vars:
 
     master_adver_interval_cs: int
     links_down: set[str] = field(default_factory=set)
+    healthy: bool = True  # HealthChanged: False makes the effective priority 1
     gate_ready: bool = True
     preempt_after: float = 0.0  # `now` before which preemption is held back
     master: IPv4Address | None = None
@@ -442,7 +472,10 @@ class VrrpMachine:
     @property
     def priority(self) -> int:
         """Effective priority: configured minus the decrements of tracked links that are
-        down, floored at 1 (0 is reserved for "master stopping", §5.2.4)."""
+        down, floored at 1 (0 is reserved for "master stopping", §5.2.4); 1 while
+        unhealthy (see "Health")."""
+        if not self._v.healthy:
+            return PRIORITY_UNHEALTHY
         down = sum(dec for name, dec in self.params.track if name in self._v.links_down)
         if down == 0:
             return self.params.priority
@@ -462,6 +495,10 @@ class VrrpMachine:
     @property
     def gate_ready(self) -> bool:
         return self._v.gate_ready
+
+    @property
+    def healthy(self) -> bool:
+        return self._v.healthy
 
     @property
     def timers(self) -> dict[Timer, float]:
@@ -520,8 +557,8 @@ class VrrpMachine:
             self._v.master_adver_interval_cs = self.params.advert_interval_cs
             self._v.last_heard = None
             return self._to_backup(Reason.STARTUP, None, now)
-        if isinstance(event, LinkChanged):
-            return self._link(event)
+        if isinstance(event, LinkChanged | HealthChanged):
+            return self._priority_input(event)
         if isinstance(event, GateChanged):
             self._v.gate_ready = event.ready
         return []
@@ -539,8 +576,8 @@ class VrrpMachine:
             return self._to_master(Reason.PEER_DOWN, now)
         if isinstance(event, Shutdown):
             return self._to_initialize(Reason.SHUTDOWN)
-        if isinstance(event, LinkChanged):
-            return self._link(event)
+        if isinstance(event, LinkChanged | HealthChanged):
+            return self._priority_input(event)
         if isinstance(event, GateChanged):
             self._v.gate_ready = event.ready
         return []
@@ -603,8 +640,8 @@ class VrrpMachine:
                 self._advert(PRIORITY_STOP),
                 DelVips(self.params.addresses),
             ]
-        if isinstance(event, LinkChanged):
-            actions = self._link(event)
+        if isinstance(event, LinkChanged | HealthChanged):
+            actions = self._priority_input(event)
             if actions:  # the priority changed: tell the backups now, not next interval
                 actions += [self._advert(self.priority), self._adver_from(now)]
             return actions
@@ -738,11 +775,15 @@ class VrrpMachine:
             actions += [self._advert(new), self._adver_from(now)]
         return actions
 
-    def _link(self, event: LinkChanged) -> list[Action]:
-        if all(name != event.ifname for name, _ in self.params.track):
-            return []
+    def _priority_input(self, event: LinkChanged | HealthChanged) -> list[Action]:
+        """A tracked link or the health changed: the effective priority is recomputed
+        (the caller advertises it at once when Master)."""
         old = self.priority
-        if event.up:
+        if isinstance(event, HealthChanged):
+            self._v.healthy = event.healthy
+        elif all(name != event.ifname for name, _ in self.params.track):
+            return []
+        elif event.up:
             self._v.links_down.discard(event.ifname)
         else:
             self._v.links_down.add(event.ifname)

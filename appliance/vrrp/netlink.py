@@ -12,7 +12,10 @@ for and reports link changes; it decides nothing.
   never polled.
 - `GarpSender`: an AF_PACKET socket that sends gratuitous ARP *requests* as keepalived
   does (sha = our MAC, spa = tpa = VIP, tha = ff:ff:ff:ff:ff:ff; RFC 5798 §6.4.2 "broadcast
-  a gratuitous ARP request"; RFC 5227 §3 explains why a request, not a reply).
+  a gratuitous ARP request"; RFC 5227 §3 explains why a request, not a reply). The one
+  socket also sends the prebuilt frames of a group's service VIPs out of their own
+  interfaces (sendto with the interface's name), so 200 service interfaces cost no
+  socket each.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import socket
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Address, IPv4Interface
 
 from appliance.vrrp.rtnl import (
@@ -160,12 +164,41 @@ class Netlink:
                 if e.errno not in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
                     raise NetlinkFailure(f"cannot remove {vip} from link {index}: {e}") from e
 
+    def change_addresses(self, add: bool, pairs: Sequence[tuple[int, IPv4Interface]]
+                         ) -> list[tuple[int, IPv4Interface, RtnlError]]:
+        """add_addresses/del_addresses for many (index, VIP) pairs in a few system calls
+        (a group's service VIPs); "already done" is not an error. Returns the failures,
+        each with the kernel's error, instead of raising at the first."""
+        rows = [(index, vip.ip.packed, vip.network.prefixlen) for index, vip in pairs]
+        done = {errno.EEXIST} if add else {errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV}
+        return [(index, vip, RtnlError(err, os.strerror(err)))
+                for (index, vip), err in zip(pairs, self._rt.addresses_change(add, rows),
+                                             strict=True)
+                if err and err not in done]
+
+    def all_addresses(self) -> dict[int, list[IPv4Interface]]:
+        """Every IPv4 address of every link, by link index: one dump, however many
+        interfaces are asked about."""
+        out: dict[int, list[IPv4Interface]] = {}
+        for index, ip, plen in self._rt.all_addresses():
+            out.setdefault(index, []).append(IPv4Interface((IPv4Address(ip), plen)))
+        return out
+
     def remove_stale(self, index: int, vips: Iterable[IPv4Interface]) -> list[IPv4Interface]:
         """Remove VIPs left on the interface by an earlier run (kill -9, crash): a
         device that starts must not answer for an address it is not master of."""
-        wanted = {v.ip for v in vips}
-        stale = [a for a in self.addresses(index) if a.ip in wanted]
-        self.del_addresses(index, stale)
+        return [v for _, v in self.remove_stale_on({index: vips})]
+
+    def remove_stale_on(self, wanted: dict[int, Iterable[IPv4Interface]]
+                        ) -> list[tuple[int, IPv4Interface]]:
+        """remove_stale for many links at once (a group's service interfaces), reading
+        the address table once. A VIP counts as present whatever its prefix."""
+        ips = {index: {v.ip for v in vips} for index, vips in wanted.items()}
+        present = self.all_addresses()
+        stale = [(index, a) for index, want in ips.items() for a in present.get(index, ())
+                 if a.ip in want]
+        for index, a in stale:
+            self.del_addresses(index, [a])
         return stale
 
 
@@ -209,6 +242,9 @@ class LinkMonitor:
         self._rt = Rtnl(groups=RTMGRP_LINK)
         self._loop.add_reader(self._rt.fileno(), self._readable)
         self._last = {name: initial(name) for name in self._names}
+        return dict(self._last)
+
+    def states(self) -> dict[str, bool]:
         return dict(self._last)
 
     def close(self) -> None:
@@ -255,7 +291,8 @@ class LinkMonitor:
 
 
 class GarpSender:
-    """Sends gratuitous ARP requests for the VIPs out of one interface."""
+    """Sends gratuitous ARP requests for the VIPs out of one interface (`send`), and
+    prebuilt ones out of any interface (`send_frames`)."""
 
     def __init__(self, ifname: str, mac: bytes) -> None:
         self.mac = mac
@@ -263,6 +300,21 @@ class GarpSender:
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         self._sock.bind((ifname, 0))
         self._sock.setblocking(False)
+
+    def send_frames(self, frames: Iterable[tuple[str, bytes]]
+                    ) -> tuple[int, list[tuple[str, OSError]]]:
+        """Each (interface, frame) out of that interface (packet(7): a sendto address
+        overrides the bound one); returns how many went out and the failures, which
+        the caller counts and logs once per round rather than once per interface."""
+        sent = 0
+        failed: list[tuple[str, OSError]] = []
+        for ifname, frame in frames:
+            try:
+                self._sock.sendto(frame, (ifname, 0))
+                sent += 1
+            except OSError as e:
+                failed.append((ifname, e))
+        return sent, failed
 
     def send(self, addresses: Iterable[IPv4Address]) -> int:
         """One request per address; returns how many went out."""

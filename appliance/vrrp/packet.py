@@ -13,6 +13,9 @@ Two layers, matching what a receiver gets from a raw socket and what it hands on
   address list identical, §7.1) that the state machine applies.
 - `check_source(src, peer)` is the configured-peer filter (vrrp/peer), applied before the
   state machine sees an advert.
+- `vrid_of(ip_packet)` reads the VRID byte without checking anything else: how a
+  receive socket shared by several groups on one interface finds the group a datagram
+  is meant for (keepalived's dispatcher does the same before its checks).
 
 Every way a packet can be refused is a `Reject` member whose value is the counter name
 in the runtime tree (keepalived's rlflags idea). Decoders never raise on bad input; only
@@ -210,6 +213,19 @@ def decode_datagram(packet: bytes) -> Received | Reject:
     if isinstance(advert, Reject):
         return advert
     return Received(src=src, dst=dst, advert=advert)
+
+
+def vrid_of(packet: bytes) -> int | None:
+    """The VRID byte of a datagram as read from a raw IPPROTO_VRRP socket (§5.2.3),
+    or None when the packet is too short to have one. Nothing else is checked: a
+    datagram whose VRID names a group goes to that group, which runs every check of
+    §7.1 on it and counts what it refuses."""
+    if not packet:
+        return None
+    ihl = (packet[0] & 0x0F) * 4
+    if ihl < 20 or len(packet) < ihl + 2:
+        return None
+    return packet[ihl + 1]
 
 
 def check_group(

@@ -1,16 +1,29 @@
-"""VrrpService: one VRRPv3 instance on an asyncio loop, the glue a daemon uses.
+"""VrrpService: one VRRP group (one VRRPv3 instance) on an asyncio loop, the glue a
+daemon uses; `cleanup` removes what crashed groups left behind.
 
-Adapter. It owns the sockets (transport.py), the kernel side (netlink.py) and one
-VrrpMachine (fsm.py); it turns packets, link events, timer expiries and the sync gate
-into events, and executes the actions that come back, in order:
+Adapter. It owns its send socket and its share of the interface's receive socket
+(transport.py), the kernel side (netlink.py) and one VrrpMachine (fsm.py); it turns
+packets, link events, timer expiries, the sync gate and the health into events, and
+executes the actions that come back, in order:
 
     StartTimer/CancelTimer   loop.call_at / Handle.cancel (deadlines are loop.time())
     SendAdvert               transport.send
-    AddVips/DelVips          netlink (on the VMAC macvlan when use_vmac)
-    SendGarp                 garp_count rounds, garp_interval_ms apart
+    AddVips/DelVips          netlink (on the VMAC macvlan when use_vmac), then the
+                             service VIPs on their own interfaces
+    SendGarp                 garp_count rounds, garp_interval_ms apart, for the VIPs
+                             and the service VIPs
     BecomeMaster/Backup/Initialize   on_transition(state, info), synchronously
     Discard                  counters[reason.value] += 1, rate-limited VRRP_RX_REJECT
     IntervalMismatch         counters["rx_interval_mismatch"] += 1, rate-limited log
+
+A group (DESIGN.md, "Many interfaces, several groups") elects on one interface with
+the VIPs of that interface in its adverts, and decides for other client interfaces
+bound to it (Huawei's mVRRP: one admin group, many service interfaces). Their
+addresses are the group's *service VIPs*, (interface, address/prefix) pairs: not in
+the adverts (a peer or keepalived sees the group's own VIPs only), added and
+announced with the group's own when it becomes master, removed when it leaves.
+Several groups may elect on one interface (load-sharing on one LAN): they share its
+receive socket (transport.RxHub), and a VRID used twice there is refused at start.
 
 With vrrp/peer set, adverts from any other source are counted (rx_not_peer) and dropped
 here, before the state machine (packet.check_source).
@@ -19,12 +32,15 @@ The state machine puts the transition first in every list, so `on_transition` ru
 before the advert, the VIPs and the gratuitous ARPs when becoming master, and before
 anything else when leaving it: the daemon flips its datapath role there.
 
-    svc = VrrpService(cfg.vrrp, cfg.client_interface, on_transition, loop)
+    svc = VrrpService(cfg, "eth1.100", on_transition, loop, group="ga",
+                      service_vips=[("eth1.300", IPv4Interface("203.0.113.1/24"))])
     svc.set_gate(False)        # optional, before start: not in sync yet
     await svc.start()
     ...
     svc.set_gate(True)         # in sync: may preempt
-    await svc.stop()           # priority-0 advert, VIPs removed
+    svc.set_health(False)      # cannot serve the group here: advertise priority 1
+    svc.set_service_vips(...)  # reload added or removed a service interface
+    await svc.stop()           # priority-0 advert, VIPs and service VIPs removed
 """
 
 from __future__ import annotations
@@ -32,8 +48,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
 
@@ -51,6 +69,7 @@ from appliance.vrrp.fsm import (
     Discard,
     Event,
     GateChanged,
+    HealthChanged,
     InterfaceChanged,
     IntervalMismatch,
     LinkChanged,
@@ -70,7 +89,7 @@ from appliance.vrrp.fsm import (
 )
 from appliance.vrrp.packet import Received, Reject, check_source
 from appliance.vrrp.timers import ms_to_cs
-from appliance.vrrp.transport import VrrpTransport
+from appliance.vrrp.transport import RxHub, VridInUse, VrrpTransport
 
 log = logging.getLogger("appliance.vrrp")
 
@@ -81,12 +100,14 @@ COUNTERS = (
     "rx_interval_mismatch",  # accepted adverts whose interval is not ours (fsm.py)
     "tx_adverts",
     "tx_errors",  # adverts the kernel refused to send
-    "tx_garps",  # gratuitous ARP frames sent
+    "tx_garps",  # gratuitous ARP frames sent (VIPs and service VIPs)
+    "tx_garp_errors",  # gratuitous ARP frames the kernel refused (an interface down)
     "became_master",
     "became_backup",
     "priority_changes",
     "link_events",  # tracked links going up or down
-    "netlink_errors",  # VIP add/remove failures
+    "netlink_errors",  # VIP and service VIP add/remove failures
+    "health_changes",  # set_health changed the health (the pair policy's SetHealth)
 )
 
 _REJECT_LOG_S = 10.0
@@ -98,10 +119,110 @@ _REJECT_LOG_S = 10.0
 _EARLY_S = {Timer.MASTER_DOWN: 0.0015}
 
 TransitionCallback = Callable[[str, dict[str, Any]], None]
+ServiceVips = Iterable[tuple[str, IPv4Interface]]
 
 
 class VrrpStartError(RuntimeError):
-    """The instance cannot start (missing interface, no address to send from, ...)."""
+    """The instance cannot start (missing interface, no address to send from, a VRID
+    used twice on one interface, ...), or set_service_vips names a missing interface."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSpec:
+    """One group as VRRP sees it: its name, its vrrp/<group>/ settings, the interface it
+    elects on (its VIPs are cfg.virtual_ips) and its service VIPs. What `cleanup` takes;
+    `VrrpService.for_group` builds a service from one."""
+
+    name: str
+    cfg: VrrpConfig
+    interface: str
+    service_vips: tuple[tuple[str, IPv4Interface], ...] = ()
+
+
+class _Shared:
+    """What the groups of one event loop share on the box besides the receive sockets
+    (transport.RxHub): the VMAC interface names (vrrp.<vrid> is one name per box, so
+    two groups with one VRID on different interfaces cannot both use_vmac) and the
+    parent's ARP sysctls the VMAC sets, restored when the last group on it stops."""
+
+    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Shared] = \
+        weakref.WeakKeyDictionary()
+
+    def __init__(self) -> None:
+        self.vmacs: dict[str, str] = {}  # VMAC interface name -> group
+        self.sysctls: dict[tuple[str, str], list[int]] = {}  # (ifname, key) -> [old, users]
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _Shared:
+        shared = cls._by_loop.get(loop)
+        if shared is None:
+            shared = cls._by_loop[loop] = cls()
+        return shared
+
+    def set_sysctl(self, ifname: str, key: str, value: int) -> bool:
+        held = self.sysctls.get((ifname, key))
+        if held is not None:
+            held[1] += 1
+            return True
+        old = nl.set_ipv4_conf(ifname, key, value)
+        if old is None:
+            return False
+        self.sysctls[(ifname, key)] = [old, 1]
+        return True
+
+    def release_sysctl(self, ifname: str, key: str) -> None:
+        held = self.sysctls.get((ifname, key))
+        if held is None:
+            return
+        held[1] -= 1
+        if held[1] == 0:
+            del self.sysctls[(ifname, key)]
+            nl.set_ipv4_conf(ifname, key, held[0])
+
+
+def _pairs(service_vips: ServiceVips) -> tuple[tuple[str, IPv4Interface], ...]:
+    """(interface, VIP) pairs in the given order, each once."""
+    return tuple(dict.fromkeys((str(i), IPv4Interface(v)) for i, v in service_vips))
+
+
+def cleanup(groups: Iterable[GroupSpec]) -> list[str]:
+    """What crashed groups may have left on the box, removed (`dhcp-hotbackup cleanup`,
+    the unit's ExecStopPost): every group's VIPs on its interface, its service VIPs on
+    theirs, and its VMAC interface (the VIPs on it go with it). Reads the address table
+    once whatever the number of groups and interfaces; an interface that does not exist
+    is skipped. Safe to run when nothing is left. Returns one line per removal."""
+    netlink = nl.Netlink()
+    try:
+        wanted: dict[int, list[IPv4Interface]] = {}
+        names: dict[int, str] = {}
+        owner: dict[tuple[int, IPv4Address], str] = {}
+        vmacs: dict[str, str] = {}
+        for g in groups:
+            for ifname, vips in ((g.interface, g.cfg.virtual_ips),
+                                 *((i, (v,)) for i, v in g.service_vips)):
+                index = netlink.link_index(ifname)
+                if index is None:
+                    continue
+                names[index] = ifname
+                wanted.setdefault(index, []).extend(vips)
+                for v in vips:
+                    owner.setdefault((index, v.ip), g.name)
+            if g.cfg.use_vmac:
+                vmacs.setdefault(nl.vmac_ifname(g.cfg.vrid), g.name)
+        done = []
+        for index, vip in netlink.remove_stale_on(wanted):
+            group = owner.get((index, vip.ip), "")
+            done.append(f"stale virtual IP {vip} removed from {names[index]}"
+                        + (f" (group {group})" if group else ""))
+        for name, group in vmacs.items():
+            index = netlink.link_index(name)
+            if index is not None:
+                netlink.delete_link(index)
+                done.append(f"virtual MAC interface {name} removed"
+                            + (f" (group {group})" if group else ""))
+        return done
+    finally:
+        netlink.close()
 
 
 def params_from_config(cfg: VrrpConfig, primary: IPv4Address) -> Params:
@@ -121,14 +242,19 @@ def params_from_config(cfg: VrrpConfig, primary: IPv4Address) -> Params:
 
 
 class VrrpService:
-    """One virtual router on `interface`, driven by `loop`."""
+    """One virtual router (group `group`) on `interface`, driven by `loop`."""
 
     def __init__(self, cfg: VrrpConfig, interface: str, on_transition: TransitionCallback,
                  loop: asyncio.AbstractEventLoop | None = None, *,
                  on_link: Callable[[str, bool], None] | None = None,
-                 watch: tuple[str, ...] = ()) -> None:
+                 watch: tuple[str, ...] = (), group: str = "",
+                 service_vips: ServiceVips = ()) -> None:
         self.cfg = cfg
         self.interface = interface
+        # The group's name (vrrp/<group>/): in every transition's info, every log line
+        # and the runtime tree's path; "" for the single group of a legacy tree.
+        self.group = group
+        self._who = f"group {group} " if group else ""
         self._on_transition = on_transition
         # Interfaces whose up/down the caller wants to hear about (on_link), besides the
         # tracked ones; only tracked ones change the priority.
@@ -136,6 +262,10 @@ class VrrpService:
         self._watch = watch
         self._loop = loop
         self._gate = True
+        self._healthy = True
+        self._service_vips = _pairs(service_vips)
+        self._links: dict[str, tuple[int, bytes]] = {}  # service ifname -> (index, MAC)
+        self._service_frames: list[tuple[str, bytes]] = []  # prebuilt gratuitous ARPs
         self._machine: VrrpMachine | None = None
         self._primary: IPv4Address | None = None
         self._vips: dict[IPv4Address, IPv4Interface] = {v.ip: v for v in cfg.virtual_ips}
@@ -148,7 +278,8 @@ class VrrpService:
         self._garp: nl.GarpSender | None = None
         self._vip_index: int | None = None
         self._vmac_index: int | None = None
-        self._sysctl_restore: dict[str, int] = {}
+        self._vmac_name: str | None = None
+        self._sysctls_held: list[str] = []
         self._stopping = False
         self._before = State.INITIALIZE  # the state the event being handled found
         self._busy = False
@@ -172,8 +303,31 @@ class VrrpService:
         m = self._machine.master if self._machine else None
         return str(m) if m is not None else None
 
+    @property
+    def healthy(self) -> bool:
+        """The last set_health (True until told otherwise)."""
+        return self._healthy
+
+    @property
+    def service_vips(self) -> tuple[tuple[str, IPv4Interface], ...]:
+        return self._service_vips
+
     def counters(self) -> dict[str, int]:
         return dict(self._counters)
+
+    def links(self) -> dict[str, bool]:
+        """The watched interfaces (tracked, `watch`, our own) and whether each is up, as
+        last seen: read at start, then kept by the link events (on_link reports the
+        changes only, so a caller seeds its view from here after start())."""
+        return self._monitor.states() if self._monitor is not None else {}
+
+    @classmethod
+    def for_group(cls, spec: GroupSpec, on_transition: TransitionCallback,
+                  loop: asyncio.AbstractEventLoop | None = None, *,
+                  on_link: Callable[[str, bool], None] | None = None,
+                  watch: tuple[str, ...] = ()) -> VrrpService:
+        return cls(spec.cfg, spec.interface, on_transition, loop, on_link=on_link,
+                   watch=watch, group=spec.name, service_vips=spec.service_vips)
 
     # -- control --------------------------------------------------------------------
     async def start(self) -> None:
@@ -192,6 +346,8 @@ class VrrpService:
             raise
         if not self._gate:
             self._feed(GateChanged(False))
+        if not self._healthy:
+            self._feed(HealthChanged(False))
         self._feed(Startup())
 
     def set_gate(self, ready: bool) -> None:
@@ -199,6 +355,47 @@ class VrrpService:
         self._gate = ready
         if self._machine is not None and not self._stopping:
             self._feed(GateChanged(ready))
+
+    def set_health(self, healthy: bool) -> None:
+        """The pair policy's SetHealth: False while this device cannot serve the group
+        (an interface bound to it is down, the lease store fails) -- the group
+        advertises priority 1, at once when Master, so the peer takes it; True restores
+        the configured (and tracked) priority. May be called before start()."""
+        if healthy != self._healthy:
+            self._counters["health_changes"] += 1
+            log.info("VRRP_HEALTH %s%s", self._who,
+                     "healthy: configured priority again" if healthy else
+                     "cannot serve here: advertising priority 1")
+        self._healthy = healthy
+        if self._machine is not None and not self._stopping:
+            self._feed(HealthChanged(healthy))
+
+    def set_service_vips(self, service_vips: ServiceVips) -> None:
+        """Reload added or removed service interfaces: the new (interface, VIP) set.
+        While Master the removed ones go and the new ones are added and announced now;
+        otherwise a new one found on its interface (a crashed run) is removed. Raises
+        VrrpStartError, changing nothing, when an interface does not exist."""
+        new = _pairs(service_vips)
+        if self._netlink is None or self._stopping:
+            self._service_vips = new
+            return
+        links = self._resolve(new)
+        old = self._service_vips
+        added = [p for p in new if p not in set(old)]
+        removed = [p for p in old if p not in set(new)]
+        master = self._machine is not None and self._machine.state is State.MASTER
+        if master:
+            self._service_op("del", removed)  # with the old links: theirs may be gone
+        self._service_vips, self._links = new, links
+        self._service_frames = self._frames(new)
+        if master:
+            self._service_op("add", added)
+            self._start_garps((), self._frames(added), cancel=False)
+        else:
+            self._service_op("del", added)
+        log.info("VRRP_SERVICE_VIPS %s%d service VIPs on %d interfaces (%d added, %d "
+                 "removed)%s", self._who, len(new), len(links), len(added), len(removed),
+                 " while master" if master else "")
 
     def set_priority(self, priority: int) -> None:
         """vrrp/priority changed on reload: applied live (a master advertises it now)."""
@@ -228,10 +425,29 @@ class VrrpService:
         index = netlink.link_index(self.interface)
         if index is None:
             raise VrrpStartError(f"interface {self.interface} does not exist")
-        stale = netlink.remove_stale(index, self.cfg.virtual_ips)
+        # Refusals that concern other groups come before anything changes on the box: a
+        # group refused for its VRID must not first remove the other group's VIPs.
+        try:
+            RxHub.of(self._loop).check(self.interface, self.cfg.vrid)
+        except VridInUse as e:
+            raise VrrpStartError(str(e)) from None
+        vmac = nl.vmac_ifname(self.cfg.vrid)
+        shared = _Shared.of(self._loop)
+        if self.cfg.use_vmac and vmac in shared.vmacs:
+            raise VrrpStartError(
+                f"use_vmac: groups {shared.vmacs[vmac] or '(unnamed)'} and "
+                f"{self.group or '(unnamed)'} both need the interface {vmac} (VRID "
+                f"{self.cfg.vrid}): give one another VRID, or use_vmac 0")
+        self._links = self._resolve(self._service_vips)
+        wanted: dict[int, list[IPv4Interface]] = {index: list(self.cfg.virtual_ips)}
+        for ifname, vip in self._service_vips:
+            wanted.setdefault(self._links[ifname][0], []).append(vip)
+        stale = netlink.remove_stale_on(wanted)
         if stale:
-            log.info("VRRP_STALE_VIPS removed %s left on %s by an earlier run",
-                     ", ".join(map(str, stale)), self.interface)
+            names = {i: n for n, (i, _) in self._links.items()} | {index: self.interface}
+            log.info("VRRP_STALE_VIPS %sremoved %s left by an earlier run", self._who,
+                     ", ".join(f"{v} on {names[i]}" for i, v in stale))
+        self._service_frames = self._frames(self._service_vips)
         self._primary = netlink.primary_address(index, self._vips)
         if self._primary is None:
             raise VrrpStartError(
@@ -247,14 +463,15 @@ class VrrpService:
         mac = netlink.link_mac(index)
         self._vip_index = index
         if self.cfg.use_vmac:
+            shared.vmacs[vmac] = self.group
+            self._vmac_name = vmac
             self._vmac_index = netlink.create_vmac(index, self.cfg.vrid)
             self._vip_index = self._vmac_index
-            send_ifname = nl.vmac_ifname(self.cfg.vrid)
+            send_ifname = vmac
             mac = nl.vmac_address(self.cfg.vrid)
             for key, value in (("arp_ignore", 1), ("arp_announce", 2)):
-                old = nl.set_ipv4_conf(self.interface, key, value)
-                if old is not None:
-                    self._sysctl_restore[key] = old
+                if shared.set_sysctl(self.interface, key, value):
+                    self._sysctls_held.append(key)
         self._machine = VrrpMachine(params_from_config(self.cfg, self._primary))
         names = list(dict.fromkeys([*(name for name, _ in self.cfg.track), *self._watch,
                                     self.interface]))
@@ -266,8 +483,12 @@ class VrrpService:
                     self._feed(InterfaceChanged(False))
         self._garp = nl.GarpSender(send_ifname, mac)
         self._transport = VrrpTransport(self._loop, self.interface, self._datagram,
-                                        send_ifname)
-        self._transport.open()
+                                        send_ifname, vrid=self.cfg.vrid, group=self.group)
+        try:
+            self._transport.open()
+        except VridInUse as e:
+            self._transport = None
+            raise VrrpStartError(str(e)) from None
 
     def _close(self) -> None:
         for handle in self._timers.values():
@@ -284,9 +505,14 @@ class VrrpService:
             if self._vmac_index is not None:
                 self._safe(self._netlink.delete_link, self._vmac_index)
                 self._vmac_index = None
-            for key, value in self._sysctl_restore.items():
-                nl.set_ipv4_conf(self.interface, key, value)
-            self._sysctl_restore.clear()
+            assert self._loop is not None
+            shared = _Shared.of(self._loop)
+            for key in self._sysctls_held:
+                shared.release_sysctl(self.interface, key)
+            self._sysctls_held.clear()
+            if self._vmac_name is not None:
+                shared.vmacs.pop(self._vmac_name, None)
+                self._vmac_name = None
             self._netlink.close()
         self._transport = self._monitor = self._garp = self._netlink = None
 
@@ -371,10 +597,12 @@ class VrrpService:
             self._send_advert(action)
         elif isinstance(action, AddVips):
             self._vip_op("add", action.addresses)
+            self._service_op("add", self._service_vips)
         elif isinstance(action, DelVips):
             self._vip_op("del", action.addresses)
+            self._service_op("del", self._service_vips)
         elif isinstance(action, SendGarp):
-            self._start_garps(action.addresses)
+            self._start_garps(action.addresses, self._service_frames)
         elif isinstance(action, BecomeMaster):
             self._counters["became_master"] += 1
             self._transition("master", action.reason.value, accept=action.accept)
@@ -387,7 +615,8 @@ class VrrpService:
             self._transition("initialize", action.reason.value)
         elif isinstance(action, PriorityChanged):
             self._counters["priority_changes"] += 1
-            log.info("VRRP_PRIORITY effective priority %d -> %d", action.old, action.new)
+            log.info("VRRP_PRIORITY %seffective priority %d -> %d", self._who, action.old,
+                     action.new)
         elif isinstance(action, Discard):
             self._count_reject(action.reason, action.src)
         elif isinstance(action, IntervalMismatch):
@@ -402,9 +631,10 @@ class VrrpService:
             "previous": self._before.value,
             "vrid": self.cfg.vrid,
             "interface": self.interface,
+            "group": self.group,
         }
         info.update(extra)
-        log.info("VRRP_TRANSITION vrid %d -> %s (%s), priority %d, master %s",
+        log.info("VRRP_TRANSITION %svrid %d -> %s (%s), priority %d, master %s", self._who,
                  self.cfg.vrid, state, reason, info["priority"], info["master"])
         try:
             self._on_transition(state, info)
@@ -421,7 +651,8 @@ class VrrpService:
             self._counters["tx_errors"] += 1
             n = self._counters["tx_errors"]
             if n <= 5 or n % 1000 == 0:  # one per advert would flood the log
-                log.warning("VRRP_TX_ERROR advert not sent (%d so far): %s", n, e)
+                log.warning("VRRP_TX_ERROR %sadvert not sent (%d so far): %s", self._who,
+                            n, e)
 
     def _vip_op(self, op: str, addresses: tuple[IPv4Address, ...]) -> None:
         assert self._netlink is not None and self._vip_index is not None
@@ -433,29 +664,112 @@ class VrrpService:
                 self._netlink.del_addresses(self._vip_index, vips)
         except nl.NetlinkFailure as e:
             self._counters["netlink_errors"] += 1
-            log.error("VRRP_VIP_ERROR %s", e)
+            log.error("VRRP_VIP_ERROR %s%s", self._who, e)
 
-    def _start_garps(self, addresses: tuple[IPv4Address, ...]) -> None:
+    # -- service VIPs ---------------------------------------------------------------
+    def _resolve(self, pairs: Sequence[tuple[str, IPv4Interface]]
+                 ) -> dict[str, tuple[int, bytes]]:
+        """(index, MAC) of every service interface; VrrpStartError naming a missing one."""
+        assert self._netlink is not None
+        links: dict[str, tuple[int, bytes]] = {}
+        missing: list[str] = []
+        for ifname in dict.fromkeys(i for i, _ in pairs):
+            index = self._netlink.link_index(ifname)
+            if index is None:
+                missing.append(ifname)
+                continue
+            try:
+                links[ifname] = (index, self._netlink.link_mac(index))
+            except nl.NetlinkFailure as e:
+                raise VrrpStartError(f"{self._who}service interface {ifname}: {e}") from e
+        if missing:
+            raise VrrpStartError(
+                f"{self._who}service interface{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(missing)} do{'' if len(missing) > 1 else 'es'} not exist")
+        return links
+
+    def _frames(self, pairs: Iterable[tuple[str, IPv4Interface]]) -> list[tuple[str, bytes]]:
+        """The gratuitous ARP of each service VIP, built once (not per round)."""
+        return [(ifname, nl.arp_announcement(self._links[ifname][1], vip.ip))
+                for ifname, vip in pairs if ifname in self._links]
+
+    def _service_op(self, op: str, pairs: Sequence[tuple[str, IPv4Interface]]) -> None:
+        """Add or remove service VIPs on their interfaces, in a few netlink system calls
+        (netlink.change_addresses). A failure is counted, and logged once per call naming
+        the first few; the rest go on. An interface re-created since it was looked up (a
+        VLAN deleted and added again: its index changed) is looked up again once."""
+        if not pairs:
+            return
+        assert self._netlink is not None
+        t0 = time.monotonic()
+        add = op == "add"
+        names = {}
+        for ifname, _ in pairs:
+            names[self._links[ifname][0]] = ifname
+        failed = self._netlink.change_addresses(
+            add, [(self._links[ifname][0], vip) for ifname, vip in pairs])
+        retry: list[tuple[int, IPv4Interface]] = []
+        errors: list[str] = []
+        for index, vip, e in failed:
+            ifname = names[index]
+            again = self._netlink.link_index(ifname)
+            if again is not None and again != index:
+                self._links[ifname] = (again, self._links[ifname][1])
+                names[again] = ifname
+                retry.append((again, vip))
+            else:
+                errors.append(f"{vip} on {ifname}: {e.strerror}")
+        if retry:
+            errors += [f"{vip} on {names[i]}: {e.strerror}"
+                       for i, vip, e in self._netlink.change_addresses(add, retry)]
+        took_ms = (time.monotonic() - t0) * 1000
+        if errors:
+            self._counters["netlink_errors"] += len(errors)
+            log.error("VRRP_VIP_ERROR %s%d service VIPs not %s: %s", self._who, len(errors),
+                      "added" if add else "removed", "; ".join(errors[:5]) +
+                      (f"; and {len(errors) - 5} more" if len(errors) > 5 else ""))
+        log.info("VRRP_SERVICE_VIPS %s%s %d service VIPs in %.1f ms", self._who,
+                 "added" if add else "removed", len(pairs) - len(errors), took_ms)
+
+    # -- gratuitous ARP -------------------------------------------------------------
+    def _start_garps(self, addresses: tuple[IPv4Address, ...],
+                     frames: list[tuple[str, bytes]], cancel: bool = True) -> None:
+        """garp_count rounds, garp_interval_ms apart, each the VIPs' and the service
+        VIPs' announcements. `cancel`: the rounds of an earlier SendGarp stop (a new
+        batch replaces them); False adds rounds for service VIPs added live."""
         assert self._loop is not None
-        self._cancel_garps()
+        if cancel:
+            self._cancel_garps()
         count = self.cfg.garp_count
         spacing = self.cfg.garp_interval_ms / 1000
-        if count <= 0:
+        if count <= 0 or not (addresses or frames):
             return
         if spacing <= 0:
             for _ in range(count):
-                self._send_garp(addresses)
+                self._send_garp(addresses, frames)
             return
-        self._send_garp(addresses)
+        self._send_garp(addresses, frames)
         now = self._loop.time()
-        self._garp_handles = [
-            self._loop.call_at(now + i * spacing, self._send_garp, addresses)
+        self._garp_handles += [
+            self._loop.call_at(now + i * spacing, self._send_garp, addresses, frames)
             for i in range(1, count)
         ]
 
-    def _send_garp(self, addresses: tuple[IPv4Address, ...]) -> None:
-        if self._garp is not None:
+    def _send_garp(self, addresses: tuple[IPv4Address, ...],
+                   frames: list[tuple[str, bytes]]) -> None:
+        if self._garp is None:
+            return
+        if addresses:
             self._counters["tx_garps"] += self._garp.send(addresses)
+        if frames:
+            sent, failed = self._garp.send_frames(frames)
+            self._counters["tx_garps"] += sent
+            if failed:
+                self._counters["tx_garp_errors"] += len(failed)
+                if self._may_log("garp", None) is not None:
+                    log.warning("VRRP_GARP_ERROR %s%d gratuitous ARPs for service VIPs not "
+                                "sent: %s", self._who, len(failed), "; ".join(
+                                    f"{i}: {e}" for i, e in failed[:5]))
 
     def _cancel_garps(self) -> None:
         for handle in self._garp_handles:
@@ -467,18 +781,18 @@ class VrrpService:
         self._counters[reason.value] += 1
         suppressed = self._may_log(reason, now)
         if suppressed is not None:
-            log.warning("VRRP_RX_REJECT dropped an advert on %s%s: %s (%d more since "
-                        "last report)", self.interface, f" from {src}" if src else "",
-                        reason.value, suppressed)
+            log.warning("VRRP_RX_REJECT %sdropped an advert on %s%s: %s (%d more since "
+                        "last report)", self._who, self.interface,
+                        f" from {src}" if src else "", reason.value, suppressed)
 
     def _interval_mismatch(self, m: IntervalMismatch) -> None:
         self._counters["rx_interval_mismatch"] += 1
         suppressed = self._may_log("interval", None)
         if suppressed is not None:
-            log.warning("VRRP_INTERVAL_MISMATCH advert from %s on %s says %d cs, ours is "
+            log.warning("VRRP_INTERVAL_MISMATCH %sadvert from %s on %s says %d cs, ours is "
                         "%d cs; Master_Down_Interval from %d cs (%d more since last report)"
                         ": set the same vrrp/advert_interval_ms on both devices",
-                        m.src, self.interface, m.advertised_cs,
+                        self._who, m.src, self.interface, m.advertised_cs,
                         ms_to_cs(self.cfg.advert_interval_ms), m.used_cs, suppressed)
 
     def _may_log(self, key: object, now: float | None) -> int | None:

@@ -8,6 +8,7 @@ a cable pull produces. Errors that mean "already done" are not errors.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 from ipaddress import IPv4Address, IPv4Interface
 
@@ -67,6 +68,45 @@ def test_links_and_addresses(box):
             nl.add_addresses(12345, [VIP])  # no such link
     finally:
         nl.close()
+
+
+def test_many_addresses_in_few_calls_and_stale_ones_across_links(box):
+    """change_addresses (batched requests, 64 to a datagram) against what `ip` shows:
+    150 VIPs over three links in one call, "already there" and "not there" are not
+    failures, a missing link is one, named; remove_stale_on finds them with one dump,
+    whatever their prefix."""
+    t, ns = box
+    for name in ("v1", "v2"):
+        t.run(ns, ["ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}p"])
+    with inside(ns):
+        nl = Netlink()
+    try:
+        links = [nl.link_index(n) for n in ("eth1", "v1", "v2")]
+        pairs = [(links[i % 3], IPv4Interface(f"10.{i % 3}.{i}.1/24")) for i in range(150)]
+        assert nl.change_addresses(True, pairs) == []
+        assert nl.change_addresses(True, pairs[:70]) == []  # already there
+        shown = {name: addresses_of(t, ns, name) for name in ("eth1", "v1", "v2")}
+        assert len(shown["v1"]) == 50 and "10.1.1.1/24" in shown["v1"]
+        assert len(shown["eth1"]) == 51  # and its own 192.0.2.1
+        failed = nl.change_addresses(True, [(99999, VIP), *pairs[:2]])
+        assert [(i, v, e.errno) for i, v, e in failed] == [(99999, VIP, errno.ENODEV)]
+
+        wanted = {links[1]: [IPv4Interface("10.1.1.1/16")], links[2]: [pairs[2][1]],
+                  links[0]: [IPv4Interface("203.0.113.9/24")]}
+        assert nl.remove_stale_on(wanted) == [(links[1], IPv4Interface("10.1.1.1/24")),
+                                              (links[2], pairs[2][1])]
+        assert "10.1.1.1/24" not in addresses_of(t, ns, "v1")
+        assert nl.change_addresses(False, pairs) == []
+        assert nl.change_addresses(False, pairs) == []  # not there
+        assert addresses_of(t, ns, "eth1") == {"192.0.2.1/24"}
+        assert addresses_of(t, ns, "v1") == set()
+    finally:
+        nl.close()
+
+
+def addresses_of(t: Topology, ns, dev: str) -> set[str]:
+    rows = ip_json(t, ns, "-4", "addr", "show", "dev", dev)
+    return {f"{a['local']}/{a['prefixlen']}" for r in rows for a in r["addr_info"]}
 
 
 def test_vmac_macvlan(box):

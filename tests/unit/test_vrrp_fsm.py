@@ -26,6 +26,7 @@ from appliance.vrrp.fsm import (
     Discard,
     Event,
     GateChanged,
+    HealthChanged,
     InterfaceChanged,
     IntervalMismatch,
     LinkChanged,
@@ -158,6 +159,7 @@ SAMPLE_EVENTS: list[Event] = [
     rx(200, vrid=52), rx(200, addresses=(HIGHER_IP,)), rx(200, src=ME),
     TimerFired(Timer.MASTER_DOWN), TimerFired(Timer.ADVER), TimerFired(Timer.GARP),
     LinkChanged("eth2", False), LinkChanged("eth2", True), LinkChanged("other", False),
+    HealthChanged(False), HealthChanged(True),
     GateChanged(False), GateChanged(True),
     PeerDown("peer reset"),
     PriorityConfigured(90), PriorityConfigured(200),
@@ -230,6 +232,7 @@ events = st.one_of(
               vrid=st.sampled_from([51, 51, 51, 52])),
     st.builds(LinkChanged, st.sampled_from(["eth2", "eth3", "eth9"]), st.booleans()),
     st.builds(GateChanged, st.booleans()),
+    st.builds(HealthChanged, st.booleans()),
     st.builds(PeerDown, st.just("sync evidence")),
 )
 
@@ -245,6 +248,8 @@ def _check_invariants(m: VrrpMachine, now: float) -> None:
         assert m.timers == {}
     assert all(d >= now for d in m.timers.values())  # never armed in the past
     assert 1 <= m.priority <= 255
+    if not m.healthy:
+        assert m.priority == 1  # an unhealthy device loses every election it can
 
 
 @settings(max_examples=500, deadline=None)
@@ -792,6 +797,71 @@ def test_skew_uses_effective_priority() -> None:
     m = backup(0.0, priority=150)
     m.handle(LinkChanged("eth2", False), 0.5)
     assert m.skew_time_s == pytest.approx(skew_time_s(120, 100))
+
+
+# -- health (the pair policy's SetHealth) -----------------------------------------------
+
+
+def test_unhealthy_master_advertises_priority_one_at_once_and_stays_master() -> None:
+    m = master(0.0, priority=200)
+    actions = m.handle(HealthChanged(False), 5.0)
+    assert actions == [PriorityChanged(200, 1), SendAdvert(advert(1)),
+                       StartTimer(Timer.ADVER, 6.0)]
+    assert m.state is State.MASTER and m.priority == 1 and not m.healthy
+    assert m.handle(HealthChanged(False), 5.1) == []  # no change, no action
+    m.handle(TimerFired(Timer.ADVER), 6.0)
+    actions = m.handle(HealthChanged(True), 6.5)
+    assert actions == [PriorityChanged(1, 200), SendAdvert(advert(200)),
+                       StartTimer(Timer.ADVER, 7.5)]
+
+
+def test_health_restores_the_tracked_priority_not_the_configured_one() -> None:
+    m = backup(0.0, priority=100)
+    m.handle(LinkChanged("eth2", False), 1.0)  # 70
+    assert m.handle(HealthChanged(False), 1.1) == [PriorityChanged(70, 1)]
+    assert m.handle(LinkChanged("eth2", True), 1.2) == []  # still 1 while unhealthy
+    assert m.handle(LinkChanged("eth3", False), 1.3) == []
+    assert m.handle(HealthChanged(True), 1.4) == [PriorityChanged(1, 10)]
+    assert m.handle(LinkChanged("eth3", True), 1.5) == [PriorityChanged(10, 100)]
+
+
+def test_unhealthy_owner_starts_as_backup_and_reconfigure_waits_for_health() -> None:
+    m = VrrpMachine(params(priority=255))
+    assert m.handle(HealthChanged(False), 0.0) == [PriorityChanged(255, 1)]
+    assert m.handle(Startup(), 0.0)[0] == BecomeBackup(Reason.STARTUP, None)
+    b = backup(0.0, priority=100)
+    b.handle(HealthChanged(False), 0.5)
+    assert b.handle(PriorityConfigured(150), 1.0) == []  # effective stays 1
+    assert b.handle(HealthChanged(True), 1.5) == [PriorityChanged(1, 150)]
+
+
+def test_unhealthy_backup_never_preempts_and_still_takes_an_abandoned_group() -> None:
+    """Priority 1 preempts nobody; when no master is heard at all it still becomes
+    Master (the pair policy then keeps the group unserved: FAULT)."""
+    m = backup(0.0, priority=200)
+    m.handle(HealthChanged(False), 0.5)
+    m.handle(rx(50), 1.0)
+    assert m.state is State.BACKUP and m.master == LOWER_IP
+    actions = m.handle(TimerFired(Timer.MASTER_DOWN), 1.0 + m.master_down_interval_s)
+    assert actions[0] == BecomeMaster(Reason.MASTER_DOWN, 1, True)
+
+
+def test_health_moves_mastership_at_once_and_back() -> None:
+    """Health is tracking by another name: the unhealthy master advertises 1, the
+    healthy backup preempts at once; healthy again, it preempts back at the next
+    advert it hears."""
+    lan, a, b = _pair(200, 100)
+    assert a.state is State.MASTER
+    t0 = lan.now
+    lan.feed(a, HealthChanged(False))
+    assert b.state is State.MASTER and a.state is State.BACKUP
+    assert [(who, s) for _, who, s in lan.transitions_after(t0)] == [
+        (HIGHER_IP, "master"), (LOWER_IP, "backup")]
+    lan.run_until(15.0)
+    lan.feed(a, HealthChanged(True))
+    assert a.state is State.BACKUP  # waits for b's next advert
+    lan.run_until(16.01)
+    assert a.state is State.MASTER and b.state is State.BACKUP
 
 
 # -- the sync gate ---------------------------------------------------------------------
