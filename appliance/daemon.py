@@ -36,12 +36,12 @@ from appliance.leases.model import HOLDING_STATES, Lease, LeaseState, client_key
 from appliance.leases.pool import Pools
 from appliance.leases.syncstate import CursorFile, load_epoch
 from appliance.leases.table import LeaseTable
+from appliance.pair import policy as pp
 from appliance.ratelog import RateLimitedLog
-from appliance.role import STORE_FAILED_PRIORITY, Role, decide
 from appliance.runtime.tree import RuntimeTree
 from appliance.sync.changelog import Cursor, RingLog
 from appliance.sync.frames import NoticeCode
-from appliance.sync.merge import Merger
+from appliance.sync.merge import Merger, node_index
 from appliance.sync.session import Evidence, Loss
 from appliance.sync.session import State as SyncState
 from appliance.sync.transport import SyncHandler, SyncLink, config_summary
@@ -148,28 +148,21 @@ class _Replication(SyncHandler):
         d = self.d
         link = d.link
         assert link is not None
-        # The pool split guards against a peer that may be serving unseen. A peer whose
-        # daemon is proven gone allocates nothing: the whole pool is ours until it
-        # comes back (and syncs before it may serve).
-        d.allocator.owner = None if d.peer_dead and not link.in_sync else link.pool_owner
-        if d.vrrp is not None:
-            d.vrrp.set_gate(link.ready_to_serve and d.store_error is None)
+        # The pool split, the ACK wait and the VRRP gate follow (the pair policy).
+        d._policy(pp.SyncChanged(_SYNC[state], link.ready_to_serve))
         if d.store_damage_pending and link.ready_to_serve:
             d.store_damage_pending = False
             d.store_damage += "; the peer's snapshot is in"
             log.warning("D064 lease store rebuilt: the peer's full snapshot is durable here "
                         "(%d leases); this device may serve again", len(d.table))
         log.info("D040 sync %s (ready to serve: %s, allocating from %s)", state.tree_value,
-                 link.ready_to_serve, "the whole pool" if link.pool_owner is None else
-                 f"our half (parity {link.pool_owner})")
+                 link.ready_to_serve, "the whole pool" if d.allocator.owner is None else
+                 f"our half (parity {d.allocator.owner})")
         d._publish_soon()
 
         # Renewals of addresses we have no binding for are NAKed only while no binding
         # can be missing from our table (dhcp/server.py, RENEWING / REBINDING).
         d.server.table_complete = link.in_sync
-        if state in (SyncState.IN_SYNC, SyncState.SYNCING):
-            d._tell_peer_role()
-            d.peer_dead = False
 
     def on_drift(self, paths: tuple[str, ...]) -> None:
         if paths:
@@ -183,36 +176,36 @@ class _Replication(SyncHandler):
 
     # -- the second path between the devices (docs/failover.md) ---------------------------
     def on_notice(self, code: int, detail: str) -> None:
+        """The peer's word: which groups it serves (ROLE), or "take these now"
+        (HAND_OVER; CLIENT_LINK_DOWN and STORE_FAILED from a single-group peer)."""
         d = self.d
         if code == NoticeCode.ROLE_ACTIVE:
-            d.peer_active = True
+            d._policy(pp.PeerRoles(d._peer_groups(detail)))
         elif code == NoticeCode.ROLE_STANDBY:
-            d.peer_active = False
+            d._policy(pp.PeerRoles(frozenset()))
+        elif code == NoticeCode.HAND_OVER:
+            groups, _, why = detail.partition("|")
+            d._policy(pp.PeerHandsOver(d._peer_groups(groups), why or "no reason given"))
         elif code == NoticeCode.CLIENT_LINK_DOWN:
-            d.peer_active = False
-            d._takeover("the peer's client link is down (its notice on the sync link)")
+            d._policy(pp.PeerHandsOver(d._peer_groups(""), f"its client link {detail} is "
+                                       "down"))
         elif code == NoticeCode.STORE_FAILED:
-            # Its store cannot hold a lease, so it serves nobody (and makes no change) until
-            # it is back and in sync: the whole pool is ours meanwhile (on_state).
-            d.peer_active = False
-            d.peer_dead = True
-            d._takeover(f"the peer's lease store failed ({detail}; its notice on the sync "
-                        "link)")
+            d._policy(pp.PeerHandsOver(d._peer_groups(""), f"its lease store failed "
+                                       f"({detail})"))
 
     def on_peer_lost(self, how: Loss, detail: str, evidence: Evidence) -> None:
-        d = self.d
-        was_active, d.peer_active = d.peer_active, False
-        if evidence is Evidence.DIED:
-            # Closed or reset without a BYE, and the peer's sync port refuses connections:
-            # its daemon is gone, so it serves nobody. A reset while the port still
-            # answers (injected) and silence (TIMEOUT) prove nothing: VRRP decides.
-            d.peer_dead = True
-            d.allocator.owner = None
-            if was_active:
-                d._takeover(f"the peer's daemon is gone (sync connection {how.value})")
-        else:
-            log.info("D045 sync peer lost (%s%s): VRRP's timers decide", how.value,
-                     f": {detail}" if detail else "")
+        # Closed or reset without a BYE, and the peer's sync port refuses connections:
+        # its daemon is gone, so it serves nobody. A reset while the port still answers
+        # (injected) and silence (TIMEOUT) prove nothing: VRRP decides.
+        why = f"sync connection {how.value}" + (f": {detail}" if detail else "")
+        self.d._policy(pp.PeerGone(why) if evidence is Evidence.DIED else pp.PeerLost(why))
+
+
+# The sync link's state as the pair policy sees it.
+_SYNC = {SyncState.DISCONNECTED: pp.Sync.DOWN, SyncState.HANDSHAKE: pp.Sync.DOWN,
+         SyncState.SYNCING: pp.Sync.SYNCING, SyncState.IN_SYNC: pp.Sync.IN_SYNC}
+# The one VRRP group of a tree written for one interface (vrrp/ files directly).
+LEGACY_GROUP = "vrrp"
 
 
 class Daemon:
@@ -224,16 +217,21 @@ class Daemon:
         self.stats: dict[str, int] = defaultdict(int)
         for name in STAT_NAMES:
             self.stats[name] = 0
-        # Every device starts standby; only the VRRP master transition (or standalone
-        # mode) makes it active, and the datapath is flipped before anything else.
+        # Every device starts standby: only the pair policy's Serve makes it active, and
+        # the datapath is flipped before anything else (appliance/pair/policy.py).
         self.active = False
-        self.role = Role.STANDBY
+        self.serving: frozenset[str] = frozenset()
+        self.group = pp.STANDALONE if cfg.vrrp is None else LEGACY_GROUP
+        self.policy = pp.PairPolicy(pp.Layout(
+            groups={self.group: (cfg.client_interface,)},
+            sync_mode=cfg.sync.mode if cfg.sync is not None else None,
+            half=node_index(cfg.sync.local, cfg.sync.peer) if cfg.sync is not None else 0))
+        self._events: deque[pp.Event] = deque()
+        self._in_policy = False
+        self._gate = True  # the last SetGate, for a VRRP instance started later
         self.datapath: Datapath | None = None
         self.vrrp: VrrpService | None = None
         self.link: SyncLink | None = None
-        self.peer_active = False  # the peer's last word on the sync link: it serves
-        self.peer_dead = False  # the sync link proved the peer's daemon gone
-        self.client_link_up = True
         # The lease store (journal, snapshot, cursor): the error while writes fail (None:
         # they work); the damage replay found at start, if any (runtime store/damage).
         self.store_error: str | None = None
@@ -329,25 +327,23 @@ class Daemon:
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
         if cfg.sync is not None:
             await self._start_sync()
-        if cfg.vrrp is None:
-            self._set_role(Role.ACTIVE, "standalone")
-        else:
+        # The policy's first word: the pool split, the ACK wait, the gate (closed: not in
+        # sync yet, so never preempt a healthy master with stale sessions), and the
+        # interfaces of no group served at once.
+        for action in self.policy.start(self.clock.mono()):
+            self._execute(action)
+        if self.store_error is not None:
+            self._policy(pp.StoreChanged(False, self.store_error))
+        if cfg.vrrp is not None:
             if cfg.sync is None:
                 log.warning("D005 vrrp/ without sync/: sessions are not replicated; the peer "
                             "(keepalived or another device) starts from its own store")
-            self.vrrp = VrrpService(cfg.vrrp, cfg.client_interface, self._on_vrrp, self.loop,
-                                    on_link=self._on_link, watch=(cfg.client_interface,))
-            if self.link is not None:
-                # Not in sync yet: never preempt a healthy master with stale sessions.
-                self.vrrp.set_gate(self.link.ready_to_serve)
-            await self.vrrp.start()
-        if self.store_error is not None:
-            self._enforce_store_state("lease store failed at start")
+            await self._start_vrrp()
         self._publish()
         tasks = [asyncio.create_task(self._housekeeping(), name="housekeeping")]
         log.info("D002 serving DHCP on %s as %s, server identifier %s, role %s",
                  cfg.client_interface, cfg.node.name, socket.inet_ntoa(self.server_id),
-                 self.role.value)
+                 self.role)
         self._notify("READY=1\nSTATUS=" + self._status_line())
         try:
             await self._stop.wait()
@@ -359,7 +355,8 @@ class Daemon:
                     t.cancel()
             # Standby first (no more answers), then priority 0 so the peer takes over
             # at once (RFC 5798 §6.4.3), then the program leaves the interface.
-            self._set_role(Role.STANDBY, "stopping")
+            for g in sorted(self.serving):
+                self._set_serving(g, False, "stopping")
             if self.vrrp is not None:
                 await self.vrrp.stop()
             if self._link_closing is not None:
@@ -396,7 +393,6 @@ class Daemon:
         self.link = SyncLink(node=cfg.node.name, sync=cfg.sync, log=self.changelog,
                              handler=self.replication, held=Cursor(epoch, seq),
                              summary=config_summary(cfg), wall=self.clock.wall)
-        self.allocator.owner = self.link.pool_owner
         # sync/local may not be up yet (interface still coming up): retry, keep serving.
         for attempt in range(50):
             try:
@@ -426,79 +422,119 @@ class Daemon:
         # one frame, and the peer's acks are cumulative.
         return self.link.commit(leases[-1].seq)
 
-    # -- role --------------------------------------------------------------------------
-    def _set_role(self, role: Role, reason: str) -> None:
-        """Flip who serves. The datapath's role word is written first: from that
-        instant the kernel passes (or drops) DHCP; the rest is bookkeeping."""
-        if role is self.role:
+    # -- who serves: the pair policy (appliance/pair/policy.py) --------------------------
+    def _policy(self, event: pp.Event) -> None:
+        """Hand an event to the pair policy and execute its actions, in order. An action
+        that makes VRRP move (TakeOver) calls back with the transition while the list
+        runs; that event waits in the queue until the list is done, so one event's
+        actions never interleave with another's."""
+        self._events.append(event)
+        if self._in_policy:
             return
+        self._in_policy = True
+        try:
+            while self._events:
+                ev = self._events.popleft()
+                for action in self.policy.handle(ev, self.clock.mono()):
+                    self._execute(action)
+        finally:
+            self._in_policy = False
+
+    def _execute(self, a: pp.Action) -> None:
+        if isinstance(a, pp.Serve):
+            self._set_serving(a.group, a.on, a.why)
+        elif isinstance(a, pp.Announce):
+            if self.link is not None:
+                # The peer takes over on evidence only the groups we said we served.
+                self.link.notice(NoticeCode.ROLE_ACTIVE if a.groups else
+                                 NoticeCode.ROLE_STANDBY, ",".join(sorted(a.groups)))
+        elif isinstance(a, pp.HandOver):
+            sent = self.link is not None and self.link.notice(
+                NoticeCode.HAND_OVER, f"{','.join(sorted(a.groups))}|{a.why}"[:255])
+            log.warning("D046 group %s cannot be served here (%s): %s",
+                        ", ".join(sorted(a.groups)), a.why,
+                        "the peer was told to take over now" if sent else
+                        "no sync connection: the peer's VRRP timers decide")
+        elif isinstance(a, pp.TakeOver):
+            log.warning("D049 %s: taking over now", a.why)
+            if self.vrrp is not None:
+                self.vrrp.takeover(a.why)
+        elif isinstance(a, pp.SetHealth):
+            if self.vrrp is not None:
+                self.vrrp.set_health(a.healthy)
+        elif isinstance(a, pp.SetGate):
+            self._gate = a.ready
+            if self.vrrp is not None:
+                self.vrrp.set_gate(a.ready)
+        elif isinstance(a, pp.SetSplit):
+            self.allocator.owner = a.half
+        elif isinstance(a, pp.SetAckWait):
+            if self.link is not None:
+                self.link.ack_wait = a.on
+        elif isinstance(a, pp.SuspectPeer):
+            if self.link is not None:
+                self.link.suspect_peer()
+        elif isinstance(a, pp.Note):
+            (log.warning if a.warning else log.info)("%s %s", a.msg_id, a.text)
+
+    def _set_serving(self, group: str, on: bool, why: str) -> None:
+        """Start or stop serving a group. The datapath's role word is written first:
+        from that instant the kernel passes (or drops) DHCP; the rest is bookkeeping."""
         t0 = self.clock.mono()
-        active = role is Role.ACTIVE
-        if self.datapath is not None:
+        self.serving = self.serving | {group} if on else self.serving - {group}
+        active = bool(self.serving)
+        if self.datapath is not None and active != self.active:
             self.datapath.set_role(active)
-        self.active = active
-        self.role = role
+        was, self.active = self.active, active
         if not active:
             self.stats["dropped_standby"] += self.intake.clear()
+        if was == active:
+            return
         flip_us = (self.clock.mono() - t0) * 1e6
-        log.info("D030 role %s (%s): datapath flipped in %.0f us", role.value, reason, flip_us)
-        self._tell_peer_role()
+        log.info("D030 role %s (%s): datapath flipped in %.0f us", self.role, why, flip_us)
         if self.loop is not None and not self._stop.is_set():
             # Just the role and VRRP files, after the current callbacks (the first
             # requests to the new master come first); the rest waits for housekeeping.
             # (When stopping, the stop path publishes last itself: no late rewrite.)
             self.loop.call_soon(self._publish_role)
 
+    @property
+    def role(self) -> str:
+        """The runtime tree's `role`: active while this device serves any group."""
+        return "active" if self.active else "standby"
+
+    def _peer_groups(self, detail: str) -> frozenset[str]:
+        """The groups a notice names; none named: every group (a single-group peer)."""
+        named = frozenset(g for g in detail.split(",") if g)
+        return named or frozenset(self.policy.layout.groups)
+
+    async def _start_vrrp(self) -> None:
+        cfg = self.cfg
+        assert cfg.vrrp is not None and self.loop is not None
+        self.vrrp = VrrpService(cfg.vrrp, cfg.client_interface, self._on_vrrp, self.loop,
+                                on_link=self._on_link, watch=(cfg.client_interface,))
+        self.vrrp.set_gate(self._gate)
+        if not self.policy.healthy(self.group):
+            self.vrrp.set_health(False)
+        await self.vrrp.start()
+        for ifname, up in self.vrrp.links().items():
+            if not up:
+                self._policy(pp.LinkChanged(ifname, False))
+
     def _on_vrrp(self, state: str, info: dict[str, object]) -> None:
         """VRRP transition: called synchronously, before VIPs and gratuitous ARPs."""
-        self._set_role(decide(self.cfg.standalone, state, self.client_link_up,
-                              self.store_error is None),
-                       f"vrrp {info.get('previous', '?')} -> {state}: {info.get('reason', '')}")
+        self._policy(pp.VrrpChanged(self.group, pp.Vrrp(state), str(info.get("reason", ""))))
         log.info("D031 vrrp %s (priority %s, master %s)", state, info.get("priority"),
                  info.get("master"))
-        if state == "master" and info.get("reason") == "master_down" and \
-                self.link is not None:
-            self.link.suspect_peer()
         self._last_transition = {"state": state, "time": self.clock.wall(),
                                  **{k: v if isinstance(v, (int, float, str, bool)) or v is None
                                     else str(v) for k, v in info.items()}}
 
     def _on_link(self, ifname: str, up: bool) -> None:
-        if ifname != self.cfg.client_interface or up == self.client_link_up:
-            return
-        self.client_link_up = up
-        was_active = self.role is Role.ACTIVE
-        state = self.vrrp.state if self.vrrp is not None else None
-        self._set_role(decide(self.cfg.standalone, state, up, self.store_error is None),
-                       f"client link {ifname} {'up' if up else 'down'}")
-        if not up and was_active and self.link is not None:
-            # The LAN cannot hear our adverts any more; the sync link can carry the news.
-            sent = self.link.notice(NoticeCode.CLIENT_LINK_DOWN, ifname)
-            log.warning("D046 client link %s down while serving: %s", ifname,
-                        "peer told to take over now" if sent else
-                        "no sync connection: the peer's VRRP timers decide")
-
-    def _takeover(self, why: str) -> None:
-        if self.vrrp is None or self.vrrp.state != "backup":
-            log.info("D047 %s; not taking over (vrrp %s)", why,
-                     self.vrrp.state if self.vrrp else "off")
-            return
-        if not self.client_link_up:
-            log.warning("D048 %s, but our own client link is down: not taking over", why)
-            return
-        if self.store_error is not None:
-            log.warning("D065 %s, but our own lease store has failed: not taking over", why)
-            return
-        log.warning("D049 %s: taking over now", why)
-        self.vrrp.takeover(why)
-
-    def _tell_peer_role(self) -> None:
-        if self.link is not None:
-            self.link.notice(NoticeCode.ROLE_ACTIVE if self.role is Role.ACTIVE
-                             else NoticeCode.ROLE_STANDBY)
+        self._policy(pp.LinkChanged(ifname, up))
 
     def _status_line(self) -> str:
-        parts = [self.role.value]
+        parts = [self.role]
         if self.vrrp is not None:
             parts.append(f"vrrp {self.vrrp.state} prio {self.vrrp.priority}")
         parts.append(f"{self.table.bound} leases")
@@ -676,45 +712,16 @@ class Daemon:
         log.error("D060 lease store failed: %s; %s", e,
                   "this device stops serving and hands over to its peer" if pair else
                   "answering only what can be made durable, retrying every second")
-        # Standby first, then the notice (as for a client link down: docs/failover.md),
-        # then priority 1, which keeps the peer master when the link is down too.
-        self._store_role("lease store failed")
+        # The policy: standby first, then the notice (as for a client link down:
+        # docs/failover.md), then the lowest VRRP priority, which keeps the peer master
+        # when the link is down too; then the link closes until the store is back.
+        self._policy(pp.StoreChanged(False, self.store_error))
         link = self.link
         if link is not None and self._link_closing is None:
-            detail = self.store_error.encode()[:200].decode(errors="ignore")  # a u8 length
-            sent = link.notice(NoticeCode.STORE_FAILED, detail)
-            log.warning("D066 %s; sync link closed until the store writes again",
-                        "peer told to take over now" if sent else
-                        "no sync connection to tell the peer: its VRRP decides")
+            log.warning("D066 sync link closed until the store writes again")
             assert self.loop is not None
             self._link_closing = self.loop.create_task(link.close(), name="sync-close")
-        self._store_vrrp()
         self._publish_soon()
-
-    def _enforce_store_state(self, why: str) -> None:
-        """Role, VRRP priority and preempt gate as the store's health says."""
-        self._store_role(why)
-        self._store_vrrp()
-
-    def _store_role(self, why: str) -> None:
-        state = self.vrrp.state if self.vrrp is not None else None
-        self._set_role(decide(self.cfg.standalone, state, self.client_link_up,
-                              self.store_error is None), why)
-
-    def _store_vrrp(self) -> None:
-        """Priority 1 and the gate closed while the store is failed; the configured
-        priority back when it writes again (the gate follows the new link's catch-up)."""
-        if self.vrrp is None or self.cfg.vrrp is None:
-            return
-        if self.store_error is not None:
-            self.vrrp.set_gate(False)
-            self.vrrp.set_priority(STORE_FAILED_PRIORITY)
-        elif self.cfg.vrrp.priority == 255:
-            # The owner's 255 cannot be set live (fsm._reconfigure): a new instance.
-            assert self.loop is not None
-            self.loop.create_task(self._restart_vrrp(), name="vrrp-restart")
-        else:
-            self.vrrp.set_priority(self.cfg.vrrp.priority)
 
     async def _store_retry(self) -> None:
         """Housekeeping while the store is failed: a probe write, and if the disk takes
@@ -749,7 +756,7 @@ class Daemon:
                     "serve again" if pair else "serving")
         if pair:
             self._link_task = self.loop.create_task(self._reopen_link(), name="sync-reopen")
-        self._enforce_store_state("lease store writes again")
+        self._policy(pp.StoreChanged(True))
         self._publish_soon()
 
     async def _reopen_link(self) -> None:
@@ -761,8 +768,8 @@ class Daemon:
         if self.store_error is not None:
             return  # failed again meanwhile: the next recovery reopens it
         await self._open_link()
-        if self.vrrp is not None and self.link is not None:
-            self.vrrp.set_gate(self.link.ready_to_serve)
+        if self.link is not None:  # a new link holds nothing yet: the gate closes
+            self._policy(pp.SyncChanged(pp.Sync.DOWN, self.link.ready_to_serve))
 
     def _store_damaged(self) -> None:
         """Replay found damage (journal.py): keep the damaged files aside and rewrite
@@ -819,7 +826,7 @@ class Daemon:
 
     def _publish_role(self) -> None:
         rt = self.runtime
-        rt.set("role", self.role.value)
+        rt.set("role", self.role)
         if self.vrrp is not None:
             rt.set("vrrp/state", self.vrrp.state)
             rt.set("vrrp/priority", self.vrrp.priority)
@@ -844,7 +851,7 @@ class Daemon:
         # pid before role: a reader that finds `role` may read who wrote it at once.
         rt.set("pid", os.getpid())
         rt.set("node", self.cfg.node.name)
-        rt.set("role", self.role.value)
+        rt.set("role", self.role)
         rt.set("leases/active", self.table.bound if hasattr(self, "table") else 0)
         rt.set("store/state", "ok" if self.store_error is None else "failed")
         rt.set("store/error", self.store_error or "")
@@ -944,8 +951,8 @@ class Daemon:
         vrrp_changes = [c for c in live if c.startswith("vrrp/")]
         if vrrp_changes and self.vrrp is not None and new.vrrp is not None:
             if vrrp_changes == ["vrrp/priority"]:
-                if self.store_error is None:  # else it is applied when the store recovers
-                    self.vrrp.set_priority(new.vrrp.priority)
+                # While unhealthy VRRP keeps advertising the lowest priority (SetHealth).
+                self.vrrp.set_priority(new.vrrp.priority)
             else:
                 assert self.loop is not None
                 self.loop.create_task(self._restart_vrrp(), name="vrrp-restart")
@@ -964,15 +971,8 @@ class Daemon:
         assert cfg.vrrp is not None and self.vrrp is not None
         log.warning("D024 reload: restarting VRRP with the new vrrp/ settings")
         await self.vrrp.stop()
-        self._set_role(decide(cfg.standalone, "initialize", self.client_link_up,
-                              self.store_error is None), "vrrp restart")
-        self.vrrp = VrrpService(cfg.vrrp, cfg.client_interface, self._on_vrrp, self.loop,
-                                on_link=self._on_link, watch=(cfg.client_interface,))
-        if self.link is not None:
-            self.vrrp.set_gate(self.link.ready_to_serve)
-        await self.vrrp.start()
-        if self.store_error is not None:
-            self._enforce_store_state("lease store still failed")
+        self._policy(pp.VrrpChanged(self.group, pp.Vrrp.INITIALIZE, "vrrp restart"))
+        await self._start_vrrp()
 
 
 def _watchdog_interval() -> float:

@@ -20,7 +20,9 @@ it. Each group has its own state here, on VRRP's state and the device's health:
              is down, or the lease store cannot write): handed to the peer
 
 Interfaces without a group (a standalone device, or a standalone interface of a pair)
-belong to no group and are always served.
+belong to the group STANDALONE (""), always VRRP "master": served while their link is up,
+through a store failure too (nobody to hand them to; the packet path withholds every
+reply whose lease is not durable).
 
 A group is *healthy* on this device while every interface bound to it has its link and
 the lease store writes. Health is told to VRRP (`SetHealth`: an unhealthy master must
@@ -445,6 +447,12 @@ class PairPolicy:
             return self._master(g, healthy, out)
         if old is GroupState.BACKUP:
             return self._backup(g, trigger, event, healthy, out)
+        if trigger is Trigger.PEER_HANDS_OVER and g in event.groups:  # type: ignore[union-attr]
+            out.append(Note("D047", f"the peer hands group {g} over: {event.why}; "  # type: ignore[union-attr]
+                                    f"not taking it over: it is {old.value} here"))
+        elif trigger is Trigger.PEER_GONE and g in self._f.peer_groups:
+            out.append(Note("D047", f"the peer's daemon is gone ({event.why}); not taking "  # type: ignore[union-attr]
+                                    f"group {g} over: it is {old.value} here"))
         if old is GroupState.ACTIVE and trigger is Trigger.HEALTH and not healthy:
             out.insert(0, Serve(g, False, self._why_unhealthy(g)))
             self._hand_over(g, out)
@@ -468,9 +476,7 @@ class PairPolicy:
             out.append(Note("D046", f"cannot serve ({why}): answering nobody until it "
                                     "recovers", True))
             return
-        out.append(HandOver(frozenset({g}), why))
-        out.append(Note("D046", f"group {g} cannot be served here ({why}): handed to the "
-                                "peer", True))
+        out.append(HandOver(frozenset({g}), why))  # the caller logs it (D046), told or not
 
     def _backup(self, g: str, trigger: Trigger, event: Event, healthy: bool,
                 out: list[Action]) -> GroupState:
@@ -478,8 +484,7 @@ class PairPolicy:
         if trigger is Trigger.PEER_HANDS_OVER and g in event.groups:  # type: ignore[union-attr]
             why = f"the peer hands group {g} over: {event.why}"  # type: ignore[union-attr]
             if not healthy:
-                out.append(Note("D048", f"{why}; not taking it: {self._why_unhealthy(g)}",
-                                True))
+                out.append(self._cannot_take(g, why))
             elif not f.ready:
                 out.append(Note("D048", f"{why}; not taking it: not in sync yet (VRRP's "
                                         "timers decide)", True))
@@ -491,23 +496,35 @@ class PairPolicy:
             if healthy:
                 out.append(TakeOver(g, why))
             else:
-                out.append(Note("D048", f"{why}; not taking group {g}: "
-                                        f"{self._why_unhealthy(g)}", True))
+                out.append(self._cannot_take(g, why))
         return GroupState.BACKUP
+
+    def _cannot_take(self, g: str, why: str) -> Note:
+        """D065 when only our store keeps us from taking the group, D048 otherwise."""
+        only_store = not self._f.store_ok and not any(
+            i in self._f.links_down for i in self.layout.interfaces_of(g))
+        return Note("D065" if only_store else "D048",
+                    f"{why}; not taking group {g}: {self._why_unhealthy(g)}", True)
 
     # -- health and outputs ---------------------------------------------------------
     def _announce(self) -> Announce:
         return Announce(frozenset(g for g in self.serving if g != STANDALONE))
 
     def _is_healthy(self, g: str) -> bool:
+        """Every interface of the group has its link, and (a group with a peer to take
+        it) the store writes. Interfaces of no group stay served through a store
+        failure: there is nobody to hand them to, and the packet path withholds every
+        reply whose lease could not be made durable."""
         f = self._f
-        return f.store_ok and not any(i in f.links_down for i in self.layout.interfaces_of(g))
+        if any(i in f.links_down for i in self.layout.interfaces_of(g)):
+            return False
+        return f.store_ok or g == STANDALONE
 
     def _why_unhealthy(self, g: str) -> str:
         f = self._f
         down = [i for i in self.layout.interfaces_of(g) if i in f.links_down]
         parts = [f"interface {', '.join(down)} down"] if down else []
-        if not f.store_ok:
+        if not f.store_ok and g != STANDALONE:
             parts.append("the lease store cannot write")
         return "; ".join(parts) or "healthy"
 

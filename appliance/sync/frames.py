@@ -158,6 +158,9 @@ class NoticeCode(IntEnum):
     ROLE_ACTIVE = 4  # the sender now serves DHCP (sent on every role change and connect)
     ROLE_STANDBY = 5  # the sender no longer serves DHCP
     STORE_FAILED = 6  # "my lease store cannot write (disk full, I/O error): take over now"
+    # "take these groups now": detail "<group>,<group>|<why>" (the pair policy's HandOver:
+    # an interface of the group is down, or the lease store cannot write)
+    HAND_OVER = 7
 
 
 class ByeReason(IntEnum):

@@ -470,6 +470,10 @@ class SyncLink:
         self.dial = dial
         self.listen = listen
         self.sync_mode = sync.mode == "sync"
+        # Whether a commit's reply waits for the peer: the daemon's pair policy says so
+        # (SetAckWait: `sync` mode while in sync); None, for a link used alone: the same
+        # rule, decided here.
+        self.ack_wait: bool | None = None
         self.ack_timeout_s = sync.ack_timeout_ms / 1000.0
         self.stats = Stats()
         self.wall = wall  # the wall clock of the time exchange (the daemon's Clock.wall)
@@ -659,7 +663,9 @@ class SyncLink:
             return None  # not started: the change is in the log, it goes at connect
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush)
-        if not (self.sync_mode and self.state is State.IN_SYNC) or self._suspect:
+        wait = self.ack_wait if self.ack_wait is not None else \
+            self.sync_mode and self.state is State.IN_SYNC
+        if not wait or self._suspect:
             return None
         fut: asyncio.Future[bool] = self.loop.create_future()
         self.backlog.add(seq, self.loop.time(), fut)

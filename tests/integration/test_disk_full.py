@@ -116,10 +116,13 @@ def test_disk_full_hands_over_then_comes_back(tmp_path: Path):
         assert ha.a.value("vrrp/priority") == "1"  # B's takeover sticks
         assert "No space left" in (ha.a.value("store/error") or "")
         log_a = ha.a.log_text()
-        assert "D060 lease store failed" in log_a and "D066 peer told" in log_a
+        assert "D060 lease store failed" in log_a and "D066 sync link closed" in log_a
+        assert "D046 group vrrp cannot be served here (the lease store cannot write): the " \
+            "peer was told to take over now" in log_a
         # B took over on A's notice (or on its priority-1 advert, whichever came first).
         assert ha.b.transition().get("reason") in ("peer_down", "preempt")
-        assert "the peer's lease store failed" in ha.b.log_text()
+        assert "the peer hands group vrrp over: the lease store cannot write" in \
+            ha.b.log_text()
         took_ms = _takeover_ms(ha)
         ha.b.wait(lambda: ha.b.stat("ack") >= 200, "B serves: 200 ACKs", 30)
         withheld = ha.a.wait(lambda: ha.a.stat("dropped_store_failed"), "withheld", 5)

@@ -226,15 +226,20 @@ def test_the_peer_learns_what_we_serve_at_connect_and_on_every_change():
     assert Announce(frozenset({H})) in actions
 
 
-def test_standalone_interfaces_are_served_from_the_start_and_stop_on_a_store_failure():
+def test_standalone_interfaces_are_served_from_the_start_and_through_a_store_failure():
     p = PairPolicy(Layout(groups={STANDALONE: ("eth1",)}))
     actions = p.start(0.0)
     assert Serve(STANDALONE, True, "vrrp master") in actions
     assert p.serving == frozenset({STANDALONE})
-    actions = p.handle(StoreChanged(False, "ENOSPC"), 0.0)
-    assert actions[0] == Serve(STANDALONE, False, "the lease store cannot write")
+    # Nobody to hand them to: still served (the packet path withholds what it cannot
+    # make durable).
+    assert p.handle(StoreChanged(False, "ENOSPC"), 0.0) == []
+    assert p.serving == frozenset({STANDALONE})
+    actions = p.handle(LinkChanged("eth1", False), 0.0)
+    assert actions[0] == Serve(STANDALONE, False, "interface eth1 down")
     assert not any(isinstance(a, HandOver | SetHealth | Announce) for a in actions)
-    assert p.handle(StoreChanged(True), 0.0)[0] == Serve(STANDALONE, True, "healthy again")
+    assert p.handle(LinkChanged("eth1", True), 0.0)[0] == \
+        Serve(STANDALONE, True, "healthy again")
 
 
 def test_an_unknown_group_is_a_bug_of_the_caller():
