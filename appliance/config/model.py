@@ -276,9 +276,7 @@ def settings(cfg: Config, legacy: bool | None = None) -> list[Setting]:
     out: list[Setting] = []
     for f in fields(cfg):
         v = getattr(cfg, f.name)
-        if f.name in _NOT_SECTIONS or not (v is None or is_dataclass(v)):
-            continue
-        if v is None:
+        if f.name in _NOT_SECTIONS or not is_dataclass(v):  # sync/ absent: None
             continue
         item = ("section", f.name)
         for sf in fields(v):
@@ -424,20 +422,25 @@ def plan(old: Config, new: Config, live: frozenset[Reload] = ALL_LIVE) -> Reload
     held = {c for _, c in changes if c not in live}
     run = new
     if Reload.MEMBERSHIP in held:
-        # Which interfaces and groups exist, and who is bound where, stay as they run;
-        # then so do the groups' own settings (a kept group restarted with settings
-        # from a tree it is not in would be neither).
-        run = replace(run, interfaces=old.interfaces, groups=old.groups, legacy=old.legacy)
-    else:
-        groups = []
-        for g in new.groups:
-            was = old.group(g.name)
-            if was is not None and Reload.GROUP in held and _restarts(was, g):
-                g = replace(was, vrrp=replace(was.vrrp, priority=g.vrrp.priority))
-            if was is not None and Reload.PRIORITY in held:
-                g = replace(g, vrrp=replace(g.vrrp, priority=was.vrrp.priority))
-            groups.append(g)
-        run = replace(run, groups=tuple(groups))
+        # Which interfaces and groups exist, and who is bound where, stay as they run.
+        run = replace(run, interfaces=old.interfaces, legacy=old.legacy)
+    groups = []
+    for g in (old if Reload.MEMBERSHIP in held else new).groups:
+        was, now = old.group(g.name), new.group(g.name)
+        if now is None:
+            now = g  # a group the new tree removed, kept with the membership
+        elif Reload.MEMBERSHIP in held and (now.interface, now.vrrp.virtual_ips) != \
+                (g.interface, g.vrrp.virtual_ips):
+            # what it takes from the interfaces changed with them: kept, but for the
+            # priority (a reload that also adds a VLAN still moves the master)
+            now = replace(g, vrrp=replace(g.vrrp, priority=now.vrrp.priority))
+        if was is not None:
+            if Reload.GROUP in held and _restarts(was, now):
+                now = replace(was, vrrp=replace(was.vrrp, priority=now.vrrp.priority))
+            if Reload.PRIORITY in held:
+                now = replace(now, vrrp=replace(now.vrrp, priority=was.vrrp.priority))
+        groups.append(now)
+    run = replace(run, groups=tuple(groups))
     if Reload.POOLS in held:
         run = replace(run, pools=old.pools)
     # Sections (node/, sync/, datapath/, ...): a held field keeps its running value; a
@@ -448,11 +451,11 @@ def plan(old: Config, new: Config, live: frozenset[Reload] = ALL_LIVE) -> Reload
                 or not hasattr(run, section):
             continue
         was, now = getattr(old, section), getattr(run, section)
-        if was is None or now is None or "/" not in path:
+        name = path.split("/")[1] if "/" in path else ""
+        if was is None or now is None or not name:
             run = replace(run, **{section: was})
-        elif hasattr(now, path.split("/")[1]):
-            run = replace(run, **{section: replace(now, **{path.split("/")[1]:
-                                                           getattr(was, path.split("/")[1])})})
+        elif hasattr(now, name):
+            run = replace(run, **{section: replace(now, **{name: getattr(was, name)})})
     applied = tuple(p for p, _ in _changes(old, run))
     pending = tuple(p for p, _ in _changes(run, new))
     return _effects(old, run, applied, pending)

@@ -245,6 +245,15 @@ def test_interface_and_group_added_and_removed_leave_the_others_alone(tmp_path):
     assert today.restart_needed == ("interfaces/eth1.300", "vrrp/gc")
     assert today.applied == ("pools/v300",)
     assert today.config.interfaces == old.interfaces and today.config.groups == old.groups
+    # a priority in the same reload still moves the master
+    grown = tree(tmp_path, "grown2", {**FULL, "interfaces/eth1.300/group": "ga",
+                                      "interfaces/eth1.300/virtual_ip": "203.0.113.10/24",
+                                      "pools/v300/subnet": "203.0.113.0/25",
+                                      "pools/v300/range": "203.0.113.100-203.0.113.120",
+                                      "vrrp/gb/priority": "250"})
+    today = plan(old, grown, live=TODAY)
+    assert today.restart_needed == ("interfaces/eth1.300",)
+    assert today.priorities == (("gb", 250),) and not today.groups_restarted
 
 
 def test_standalone_interface_added(tmp_path):
@@ -285,6 +294,8 @@ def test_rebinding_the_advert_interface_restarts_its_group(tmp_path):
      ["vrrp/advert_interval_ms", "vrrp/priority"], []),
     ({"client/interface": "eth3", "pools/v100/lease_time": "60"},
      ["pools/v100/lease_time"], ["client/interface"]),
+    ({"client/interface": "eth3", "vrrp/priority": "90"}, ["vrrp/priority"],
+     ["client/interface"]),
     ({"sync/mode": "sync", "datapath/mode": "xdp", "datapath/rate_limit_pps": "1"},
      ["datapath/rate_limit_pps"], ["datapath/mode", "sync/mode"]),
     ({"node/name": "x"}, [], ["node/name"]),
