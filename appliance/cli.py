@@ -13,7 +13,7 @@ from ipaddress import IPv4Address
 from appliance import __version__
 from appliance.config import tree as config_tree
 from appliance.config.model import Config
-from appliance.config.schema import KEYS
+from appliance.config.schema import KEYS, RELOAD_HELP
 from appliance.leases.model import LeaseState
 
 EPILOG = """\
@@ -105,15 +105,40 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if args.list_keys:
         for k in KEYS:
             default = "(required)" if k.default is None else repr(k.default)
-            print(f"{k.path:40} {default:28} {k.help}")
+            how = k.reload.value if k.reload is not None else "?"
+            how += ",same" if k.agree else ""
+            layout = " [one-interface layout]" if k.legacy else ""
+            print(f"{k.path:36} {default:24} {how:16} {k.help}{layout}")
+        print("\nreload: " + "; ".join(f"{c.value}: {t}" for c, t in RELOAD_HELP.items())
+              + "; same: both devices must agree (drift check)")
         return 0
     path = args.dir or args.config
     cfg = _load(path)
-    mode = "standalone" if cfg.standalone else f"VRRP vrid {cfg.vrrp.vrid}"  # type: ignore[union-attr]
-    size = sum(hi - lo + 1 for p in cfg.pools for lo, hi in ((int(a), int(b)) for a, b in p.ranges))
-    print(f"{path}: ok — node {cfg.node.name}, {mode}, interface {cfg.client_interface}, "
-          f"{len(cfg.pools)} pool(s), {size} addresses")
+    print(f"{path}: ok — node {cfg.node.name}, {_shape(cfg)}, {len(cfg.pools)} pool(s), "
+          f"{_size(cfg)} addresses")
     return 0
+
+
+def _size(cfg: Config) -> int:
+    return sum(int(hi) - int(lo) + 1 for p in cfg.pools for lo, hi in p.ranges)
+
+
+def _shape(cfg: Config) -> str:
+    """Interfaces and groups in a line, readable with 200 VLANs."""
+    if cfg.legacy or (len(cfg.interfaces) == 1 and len(cfg.groups) <= 1):
+        mode = "standalone" if cfg.standalone else f"VRRP vrid {cfg.groups[0].vrrp.vrid}"
+        return f"{mode}, interface {cfg.interfaces[0].name}"
+    names = [i.name for i in cfg.interfaces]
+    shown = ", ".join(names[:4]) + (f", ... {names[-1]}" if len(names) > 4 else "")
+    out = f"{len(names)} interfaces ({shown})"
+    if cfg.groups:
+        out += ", groups " + ", ".join(
+            f"{g.name} (vrid {g.vrrp.vrid} on {g.interface}, {len(cfg.bound(g.name))} "
+            "interface(s))" for g in cfg.groups)
+    alone = sum(1 for i in cfg.interfaces if i.standalone)
+    if alone:
+        out += f", {alone} standalone"
+    return out
 
 
 def _pid_alive(run: dict[str, str]) -> bool:
@@ -145,8 +170,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{cfg.node.name}: not running (runtime tree {cfg.node.run_dir})")
         return 3
     g = run.get
+    names = [i.name for i in cfg.interfaces]  # not client_interface: a tree may have many
     print(f"{cfg.node.name}: {g('role', '?')}   pid {g('pid')}   interface "
-          f"{cfg.client_interface}")
+          f"{', '.join(names[:4])}{' ...' if len(names) > 4 else ''}")
     if "vrrp/state" in run:
         print(f"  vrrp      {g('vrrp/state')}  priority {g('vrrp/priority')}  master "
               f"{g('vrrp/master', '-')}")

@@ -16,12 +16,12 @@ import os
 import signal
 import socket
 from collections import defaultdict, deque
-from dataclasses import replace
 from ipaddress import IPv4Address
 
 from appliance.clock import SYSTEM, Clock
 from appliance.config import tree as config_tree
-from appliance.config.model import Config, diff
+from appliance.config.model import Config, plan
+from appliance.config.schema import Reload
 from appliance.datapath import Datapath, DatapathError
 from appliance.datapath import cleanup as datapath_cleanup
 from appliance.dhcp.enums import LOG as DHCP_LOG
@@ -204,10 +204,6 @@ class _Replication(SyncHandler):
 # The sync link's state as the pair policy sees it.
 _SYNC = {SyncState.DISCONNECTED: pp.Sync.DOWN, SyncState.HANDSHAKE: pp.Sync.DOWN,
          SyncState.SYNCING: pp.Sync.SYNCING, SyncState.IN_SYNC: pp.Sync.IN_SYNC}
-# The one VRRP group of a tree written for one interface (vrrp/ files directly).
-LEGACY_GROUP = "vrrp"
-
-
 class Daemon:
     def __init__(self, cfg: Config, clock: Clock = SYSTEM) -> None:
         self.cfg = cfg
@@ -221,9 +217,9 @@ class Daemon:
         # the datapath is flipped before anything else (appliance/pair/policy.py).
         self.active = False
         self.serving: frozenset[str] = frozenset()
-        self.group = pp.STANDALONE if cfg.vrrp is None else LEGACY_GROUP
+        self.group = cfg.groups[0].name if cfg.groups else pp.STANDALONE
         self.policy = pp.PairPolicy(pp.Layout(
-            groups={self.group: (cfg.client_interface,)},
+            groups={self.group: tuple(i.name for i in cfg.interfaces)},
             sync_mode=cfg.sync.mode if cfg.sync is not None else None,
             half=node_index(cfg.sync.local, cfg.sync.peer) if cfg.sync is not None else 0))
         self._events: deque[pp.Event] = deque()
@@ -919,21 +915,18 @@ class Daemon:
                 "time": now, "result": "refused", "problems": [str(p) for p in e.problems]})
             return
         old = self.cfg
-        changed = diff(old, new)
-        restart = [c for c in changed if c.startswith(("node/", "client/", "sync/",
-                                                         "datapath/mode"))]
-        live = [c for c in changed if c not in restart]
+        # The plan says what changed and how each change applies (config/schema.py's
+        # Key.reload); this daemon serves one interface, so adding, removing or
+        # re-binding interfaces and groups waits for a restart like node/ and sync/.
+        p = plan(old, new, live=frozenset({Reload.POOLS, Reload.PRIORITY, Reload.GROUP,
+                                           Reload.DATAPATH}))
+        live, restart = list(p.applied), list(p.restart_needed)
         if restart:
             log.warning("D023 reload: %s take effect only after a restart; the running "
                         "values stay", ", ".join(restart))
-        # What only a restart changes stays as it runs.
-        new = replace(new, node=old.node, client_interface=old.client_interface,
-                      sync=old.sync, datapath=replace(new.datapath, mode=old.datapath.mode),
-                      vrrp=new.vrrp if (new.vrrp is None) == (old.vrrp is None) else old.vrrp)
-        if (new.vrrp is None) != (old.vrrp is None):
-            restart.append("vrrp/ (added or removed)")
+        new = p.config
         self.cfg = new
-        if any(c.startswith("pools/") for c in live):
+        if p.pools_changed:
             self.pools = Pools.from_config(new.pools)
             owner = self.allocator.owner
             self.allocator = Allocator(self.pools, self.table)
@@ -943,19 +936,17 @@ class Daemon:
                     self.allocator.release(lease.ip)
             self.server.alloc = self.allocator
             self.server.set_pools(self.pools)
-        if any(c.startswith(("datapath/rate_limit", "datapath/new_client")) for c in live) \
-                and self.datapath:
-            d = new.datapath
+        if p.datapath_limits is not None and self.datapath:
+            d = p.datapath_limits
             self.datapath.set_limits((d.rate_limit_pps, d.rate_limit_burst),
                                      (d.new_client_pps, d.new_client_burst))
-        vrrp_changes = [c for c in live if c.startswith("vrrp/")]
-        if vrrp_changes and self.vrrp is not None and new.vrrp is not None:
-            if vrrp_changes == ["vrrp/priority"]:
-                # While unhealthy VRRP keeps advertising the lowest priority (SetHealth).
-                self.vrrp.set_priority(new.vrrp.priority)
-            else:
+        if self.vrrp is not None and new.vrrp is not None:
+            if p.groups_restarted:
                 assert self.loop is not None
                 self.loop.create_task(self._restart_vrrp(), name="vrrp-restart")
+            elif p.priorities:
+                # While unhealthy VRRP keeps advertising the lowest priority (SetHealth).
+                self.vrrp.set_priority(new.vrrp.priority)
         if self.link is not None:
             self.link.set_summary(config_summary(new))
         log.info("D022 reload: %s", ", ".join(live) if live else "nothing changed")
@@ -999,6 +990,11 @@ def _notifier():
 
 
 def run(cfg: Config) -> int:
+    missing = config_tree.missing_interfaces(cfg)
+    if missing:
+        raise RuntimeError(f"interface(s) not on this box: {', '.join(missing)} (named in "
+                           f"{cfg.source or 'the config tree'})")
+    _ = (cfg.client_interface, cfg.vrrp)  # Unsupported (RuntimeError): more than one
     return asyncio.run(Daemon(cfg).run())
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import Enum
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
@@ -68,7 +69,10 @@ def choice(*options: str) -> Parser:
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,14}$")
+# Linux's dev_valid_name(): under IFNAMSIZ (16) bytes, no '/', ':' or white space
+# (':' names an address label, eth0:1, not a device); "." and ".." are refused by the
+# first character.
+_IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,14}$")
 
 
 def name(lines: list[str]) -> str:
@@ -81,8 +85,35 @@ def name(lines: list[str]) -> str:
 def ifname(lines: list[str]) -> str:
     s = _one(lines)
     if not _IFNAME.match(s):
-        raise Invalid("must be a Linux interface name (1-15 characters, no '/' or spaces)")
+        raise Invalid("must be a Linux interface name (1-15 characters: letters, digits, "
+                      "'.', '_', '-', '@'; no '/', ':' or spaces)")
     return s
+
+
+def group_name(s: str) -> str:
+    """A VRRP group's name: its folder vrrp/<group>/. Not a setting's name of the
+    one-interface layout (vrrp/vrid, vrrp/track/...), so that no folder is both."""
+    if not _NAME.match(s):
+        raise Invalid(f"group name '{s}' must be 1-63 characters of letters, digits, '.', "
+                      "'_', '-'")
+    if s in LEGACY_VRRP_NAMES:
+        raise Invalid(f"group name '{s}' is a setting of the one-interface layout "
+                      f"(vrrp/{s}); choose another name")
+    return s
+
+
+def group_lines(lines: list[str]) -> tuple[str, ...]:
+    """interfaces/<ifname>/group: one group, or two sharing the interface (RFC 3074)."""
+    if not lines:
+        raise Invalid("names no group: remove the file for a standalone interface (always "
+                      "active here), or write the group's name")
+    if len(lines) > 2:
+        raise Invalid(f"{len(lines)} groups: one line (that group's master serves here) or "
+                      "two (both devices serve here, clients split by the RFC 3074 hash)")
+    out = tuple(group_name(s) for s in lines)
+    if len(out) == 2 and out[0] == out[1]:
+        raise Invalid(f"names group '{out[0]}' twice")
+    return out
 
 
 def abspath(lines: list[str]) -> str:
@@ -191,83 +222,178 @@ def mac_filename(s: str) -> bytes:
     return bytes(int(x, 16) for x in re.split("[:-]", s))
 
 
+class Reload(Enum):
+    """What a reload (SIGHUP) does when a key's value changes (docs/operations.md,
+    "Reload"). config.model.plan() sorts every change into these."""
+
+    POOLS = "pools"  # the pools are rebuilt at once; no lease is touched
+    PRIORITY = "priority"  # the group's next advert carries it (RFC 5798 6.4.3: preemption)
+    GROUP = "group"  # the group's VRRP instance restarts (priority 0 first: the peer takes
+    #                  over meanwhile); its interfaces follow it, the other groups run on
+    MEMBERSHIP = "membership"  # an interface or group added, removed or re-bound; the
+    #                            others are not disturbed
+    DATAPATH = "datapath"  # written to the XDP map (one map write)
+    RESTART = "restart"  # only a restart applies it: the running value stays, and is named
+
+
+# What each class does, for docs/config.md and `check-config --list-keys`.
+RELOAD_HELP = {
+    Reload.POOLS: "live: the pools are rebuilt at once; no lease is touched",
+    Reload.PRIORITY: "live: the group's next advert carries it (a peer may preempt)",
+    Reload.GROUP: "live: the group's VRRP instance restarts (priority 0 first, so the peer "
+                  "serves meanwhile); other groups run on",
+    Reload.MEMBERSHIP: "live: the interface or group is added, removed or re-bound; the "
+                       "others are not disturbed",
+    Reload.DATAPATH: "live: one write to the XDP map",
+    Reload.RESTART: "restart: a reload keeps the running value and names it (D023)",
+}
+
+
 @dataclass(frozen=True)
 class Key:
-    path: str  # relative path; '<name>' stands for a pool name
+    path: str  # relative path; '<name>', '<ifname>', '<group>', '<mac>' stand for one name
     parse: Parser
     default: Any  # None: required when its folder exists
     help: str
     example: str = ""
+    # How a reload applies a change (None: not classified yet, so a restart; a unit test
+    # names every key left so), and whether both devices of a pair must hold the same
+    # value (compared in the sync link's drift check; None: not decided, not compared).
+    reload: Reload | None = None
+    agree: bool | None = None
+    legacy: bool = False  # the one-interface layout (client/interface, vrrp/<setting>)
 
 
 REQUIRED = None
+_R = Reload
 
 KEYS: tuple[Key, ...] = (
-    Key("node/name", name, "(host name)", "this device's name, shown to the peer", "deviceA"),
-    Key("node/state_dir", abspath, "/var/lib/dhcp-hotbackup", "durable lease store"),
-    Key("node/run_dir", abspath, "/run/dhcp-hotbackup", "runtime tree (status files)"),
-    Key("client/interface", ifname, REQUIRED, "client-facing interface; XDP attaches here",
-        "eth1"),
-    Key("vrrp/vrid", integer(1, 255), REQUIRED, "VRRP virtual router id", "10"),
-    Key("vrrp/priority", integer(1, 255), 100, "1..254; 255 = address owner", "120"),
-    Key("vrrp/advert_interval_ms", integer(10, 40950, 10), 100,
-        "advertisement interval; VRRPv3 counts centiseconds"),
-    Key("vrrp/preempt", boolean, True, "1: a higher priority takes the master role back"),
-    Key("vrrp/preempt_delay_ms", integer(0, 3_600_000), 0,
-        "wait this long after start before preempting"),
-    Key("vrrp/virtual_ip", interfaces, REQUIRED,
-        "one per line; the first is the DHCP server identifier", "192.0.2.1/24"),
-    Key("vrrp/use_vmac", boolean, False, "1: virtual MAC 00:00:5e:00:01:<vrid> on a macvlan"),
-    Key("vrrp/accept", boolean, True, "1: accept packets to the virtual IP when master"),
-    Key("vrrp/garp_count", integer(0, 100), 5, "gratuitous ARPs sent on becoming master"),
-    Key("vrrp/garp_interval_ms", integer(0, 10000), 0, "spacing between gratuitous ARPs"),
-    Key("vrrp/garp_repeat_s", integer(0, 3600), 5,
-        "a second batch of gratuitous ARPs this long after the first (0: none)"),
-    Key("vrrp/peer", unicast_ip, "(any source)",
-        "optional: the other device's address on the VRRP interface; adverts from any "
-        "other source are dropped and counted (stats/vrrp_rx_not_peer)", "192.0.2.3"),
-    Key("vrrp/track/<ifname>", integer(1, 254), REQUIRED,
-        "priority decrement while <ifname> is down", "30"),
-    Key("sync/interface", ifname, REQUIRED, "the dedicated sync link", "eth2"),
+    Key("node/name", name, "(host name)", "this device's name, shown to the peer", "deviceA",
+        reload=_R.RESTART, agree=False),
+    Key("node/state_dir", abspath, "/var/lib/dhcp-hotbackup", "durable lease store",
+        reload=_R.RESTART, agree=False),
+    Key("node/run_dir", abspath, "/run/dhcp-hotbackup", "runtime tree (status files)",
+        reload=_R.RESTART, agree=False),
+    Key("interfaces/<ifname>/group", group_lines, "(standalone)",
+        "the VRRP group (a folder vrrp/<group>/) whose master serves this interface; two "
+        "lines: both devices serve it, clients split between the two groups by the RFC 3074 "
+        "hash; no file: standalone, always active here", "ga",
+        reload=_R.MEMBERSHIP, agree=True),
+    Key("interfaces/<ifname>/virtual_ip", interfaces, "(none)",
+        "one line per group line, same order: that group's virtual IP/prefix here, the DHCP "
+        "server identifier for its clients", "192.0.2.1/24",
+        reload=_R.MEMBERSHIP, agree=True),
+    Key("vrrp/<group>/interface", ifname, "(the first interface naming the group)",
+        "where the group advertises; one election moves every interface bound to it", "eth1",
+        reload=_R.GROUP, agree=True),
+    Key("vrrp/<group>/vrid", integer(1, 255), REQUIRED, "VRRP virtual router id", "10",
+        reload=_R.GROUP, agree=True),
+    Key("vrrp/<group>/priority", integer(1, 255), 100, "1..254; 255 = address owner", "120",
+        reload=_R.PRIORITY, agree=False),
+    Key("vrrp/<group>/advert_interval_ms", integer(10, 40950, 10), 100,
+        "advertisement interval; VRRPv3 counts centiseconds", reload=_R.GROUP, agree=False),
+    Key("vrrp/<group>/preempt", boolean, True,
+        "1: a higher priority takes the master role back", reload=_R.GROUP, agree=False),
+    Key("vrrp/<group>/preempt_delay_ms", integer(0, 3_600_000), 0,
+        "wait this long after start before preempting", reload=_R.GROUP, agree=False),
+    Key("vrrp/<group>/virtual_ip", interfaces, "(its interface's virtual_ip)",
+        "more virtual IPs its adverts carry, one per line; needed only when the group's "
+        "interface serves no DHCP for it", "198.51.100.1/24", reload=_R.GROUP, agree=True),
+    Key("vrrp/<group>/use_vmac", boolean, False,
+        "1: virtual MAC 00:00:5e:00:01:<vrid> on a macvlan", reload=_R.GROUP, agree=False),
+    Key("vrrp/<group>/accept", boolean, True,
+        "1: accept packets to the virtual IP when master", reload=_R.GROUP, agree=False),
+    Key("vrrp/<group>/garp_count", integer(0, 100), 5,
+        "gratuitous ARPs sent on becoming master", reload=_R.GROUP, agree=False),
+    Key("vrrp/<group>/garp_interval_ms", integer(0, 10000), 0,
+        "spacing between gratuitous ARPs", reload=_R.GROUP, agree=False),
+    Key("vrrp/<group>/garp_repeat_s", integer(0, 3600), 5,
+        "a second batch of gratuitous ARPs this long after the first (0: none)",
+        reload=_R.GROUP, agree=False),
+    Key("vrrp/<group>/peer", unicast_ip, "(any source)",
+        "optional: the other device's address on the group's interface; adverts from any "
+        "other source are dropped and counted (stats/vrrp_rx_not_peer)", "192.0.2.3",
+        reload=_R.GROUP, agree=False),
+    Key("vrrp/<group>/track/<ifname>", integer(1, 254), REQUIRED,
+        "priority decrement while <ifname> (any interface) is down", "30",
+        reload=_R.GROUP, agree=False),
+    Key("sync/interface", ifname, REQUIRED, "the dedicated sync link", "eth2",
+        reload=_R.RESTART, agree=False),
     Key("sync/local", endpoint, REQUIRED, "listen address:port on the sync link",
-        "198.51.100.1:6470"),
-    Key("sync/peer", endpoint, REQUIRED, "the peer's address:port", "198.51.100.2:6470"),
-    Key("sync/key", secret, REQUIRED, "shared secret, file mode 0600"),
+        "198.51.100.1:6470", reload=_R.RESTART, agree=False),
+    Key("sync/peer", endpoint, REQUIRED, "the peer's address:port", "198.51.100.2:6470",
+        reload=_R.RESTART, agree=False),
+    Key("sync/key", secret, REQUIRED, "shared secret, file mode 0600",
+        reload=_R.RESTART, agree=False),
     Key("sync/mode", choice("sync", "async"), "sync",
-        "sync: the peer acks before the client gets its ACK; async: it follows within ms"),
+        "sync: the peer acks before the client gets its ACK; async: it follows within ms",
+        reload=_R.RESTART, agree=False),
     Key("sync/ack_timeout_ms", integer(1, 10000), 50,
-        "longest a client's ACK waits for the peer before serving alone"),
+        "longest a client's ACK waits for the peer before serving alone",
+        reload=_R.RESTART, agree=False),
     Key("sync/max_clock_skew_ms", integer(1, 86_400_000), 1000,
         "clock skew with the peer (measured over the sync link) beyond which an alarm is "
-        "raised (log SYNC040, runtime sync/clock_skew_alarm)"),
-    Key("pools/<name>/subnet", subnet, REQUIRED, "the pool's subnet", "192.0.2.0/24"),
+        "raised (log SYNC040, runtime sync/clock_skew_alarm)",
+        reload=_R.RESTART, agree=False),
+    Key("pools/<name>/subnet", subnet, REQUIRED, "the pool's subnet", "192.0.2.0/24",
+        reload=_R.POOLS, agree=True),
     Key("pools/<name>/range", ranges, REQUIRED, "FIRST-LAST, one per line",
-        "192.0.2.100-192.0.2.199"),
-    Key("pools/<name>/router", ip_list, (), "routers (option 3), one per line", "192.0.2.1"),
-    Key("pools/<name>/dns", ip_list, (), "DNS servers (option 6), one per line", "192.0.2.53"),
-    Key("pools/<name>/domain", domain, None, "domain name (option 15)", "example.net"),
-    Key("pools/<name>/lease_time", integer(10, 31_536_000), 3600, "lease time in seconds"),
+        "192.0.2.100-192.0.2.199", reload=_R.POOLS, agree=True),
+    Key("pools/<name>/router", ip_list, (), "routers (option 3), one per line", "192.0.2.1",
+        reload=_R.POOLS, agree=True),
+    Key("pools/<name>/dns", ip_list, (), "DNS servers (option 6), one per line", "192.0.2.53",
+        reload=_R.POOLS, agree=True),
+    Key("pools/<name>/domain", domain, None, "domain name (option 15)", "example.net",
+        reload=_R.POOLS, agree=True),
+    Key("pools/<name>/lease_time", integer(10, 31_536_000), 3600, "lease time in seconds",
+        reload=_R.POOLS, agree=True),
     Key("pools/<name>/reservations/<mac>", ip_one, REQUIRED, "fixed address for that MAC",
-        "192.0.2.50"),
+        "192.0.2.50", reload=_R.POOLS, agree=True),
     Key("pools/<name>/max_declined_percent", integer(1, 100), 10,
         "at most this share of the pool's addresses quarantined after DHCPDECLINE (at least "
-        "one address); a decline beyond it ends the oldest quarantine early"),
+        "one address); a decline beyond it ends the oldest quarantine early",
+        reload=_R.POOLS, agree=True),
     Key("pools/<name>/max_leases_per_relay", integer(0, 16_777_216), 0,
-        "bound leases one relay agent (giaddr) may hold in this pool; 0 = no limit"),
+        "bound leases one relay agent (giaddr) may hold in this pool; 0 = no limit",
+        reload=_R.POOLS, agree=True),
     Key("pools/<name>/max_leases_per_circuit", integer(0, 16_777_216), 0,
         "bound leases one relay circuit (Option 82 circuit-id) may hold in this pool; "
-        "0 = no limit", "4"),
+        "0 = no limit", "4", reload=_R.POOLS, agree=True),
     Key("datapath/mode", choice("xdp", "off"), "xdp",
-        "xdp: steer DHCP in the kernel; off: role kept in user space"),
+        "xdp: steer DHCP in the kernel; off: role kept in user space",
+        reload=_R.RESTART, agree=False),
     Key("datapath/rate_limit_pps", integer(0, 1_000_000), 50,
-        "DHCP packets per second per client MAC, in the kernel; 0 = off"),
+        "DHCP packets per second per client MAC, in the kernel; 0 = off",
+        reload=_R.DATAPATH, agree=False),
     Key("datapath/rate_limit_burst", integer(0, 1_000_000), 0,
-        "token-bucket burst; 0 = twice rate_limit_pps"),
+        "token-bucket burst; 0 = twice rate_limit_pps", reload=_R.DATAPATH, agree=False),
     Key("datapath/new_client_pps", integer(0, 1_000_000), 200,
         "clients the kernel has no rate-limit bucket for (unseen MACs) admitted per "
-        "second, all together, in the kernel; 0 = off"),
+        "second, all together, in the kernel; 0 = off", reload=_R.DATAPATH, agree=False),
     Key("datapath/new_client_burst", integer(0, 1_000_000), 0,
-        "new-client budget depth; 0 = twice new_client_pps"),
+        "new-client budget depth; 0 = twice new_client_pps", reload=_R.DATAPATH, agree=False),
 )
+
+# The one-interface layout that trees written before interfaces/ use, read unchanged:
+# client/interface, and each vrrp/<group>/ setting directly in vrrp/ (config/tree.py
+# maps it onto one interface bound to one group named LEGACY_GROUP). Derived from the
+# group keys, so the two layouts never disagree on a parser, a default or a class.
+_GROUP = "vrrp/<group>/"
+LEGACY_KEYS: tuple[Key, ...] = (
+    Key("client/interface", ifname, REQUIRED,
+        "the one client-facing interface (= interfaces/<ifname>/); XDP attaches here",
+        "eth1", reload=_R.MEMBERSHIP, agree=False, legacy=True),
+    *(replace(k, path="vrrp/" + k.path[len(_GROUP):], legacy=True,
+              help="one per line; the first is the DHCP server identifier",
+              default=REQUIRED)
+      if k.path == _GROUP + "virtual_ip" else
+      replace(k, path="vrrp/" + k.path[len(_GROUP):], legacy=True)
+      for k in KEYS if k.path.startswith(_GROUP) and k.path != _GROUP + "interface"),
+)
+KEYS += LEGACY_KEYS
+
+# The names directly under vrrp/ in the one-interface layout: no group may take one.
+LEGACY_VRRP_NAMES = frozenset(k.path.split("/")[1] for k in LEGACY_KEYS
+                              if k.path.startswith("vrrp/"))
 
 KEY_BY_PATH = {k.path: k for k in KEYS}

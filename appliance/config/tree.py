@@ -21,19 +21,29 @@ import socket
 import stat
 from dataclasses import dataclass
 from enum import Enum
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 from typing import Any
 
 from appliance.config.model import (
+    LEGACY_GROUP,
     Config,
     DatapathConfig,
+    GroupConfig,
+    InterfaceConfig,
     NodeConfig,
     PoolConfig,
     SyncConfig,
     VrrpConfig,
 )
-from appliance.config.schema import KEY_BY_PATH, Invalid, ifname, mac_filename
+from appliance.config.schema import (
+    KEY_BY_PATH,
+    LEGACY_VRRP_NAMES,
+    Invalid,
+    group_name,
+    ifname,
+    mac_filename,
+)
 from appliance.config.schema import name as pool_name
 
 DEFAULT_ROOT = "/etc/dhcp-hotbackup"
@@ -180,8 +190,9 @@ class _Reader:
         self.problems: list[Problem] = []
 
     def fail(self, rel: str, value: str, rule: str) -> None:
-        self.problems.append(Problem(str(self.root / rel) if rel else str(self.root),
-                                     value, rule))
+        p = Problem(str(self.root / rel) if rel else str(self.root), value, rule)
+        if p not in self.problems:  # a folder listed twice is one problem
+            self.problems.append(p)
 
     def probe(self, rel: str) -> Entry:
         return probe(self.root / rel)
@@ -212,6 +223,8 @@ class _Reader:
                 top = key.path.split("/")[0]
                 hint = (f" (a standalone device has no {top}/ folder at all)"
                         if top in ("vrrp", "sync") else "")
+                if key.path.startswith("vrrp/<group>/"):
+                    hint = f" (remove {'/'.join(rel.split('/')[:2])}/ if the group is gone)"
                 self.fail(rel, "", f"missing: this setting is required{hint}")
             return key.default
         if e.kind is Kind.DIR:
@@ -243,11 +256,17 @@ class _Reader:
 
 
 def _names(prefix: str) -> set[str]:
+    """The names a folder may hold: 'vrrp' gives vrid, priority, ..., track."""
     out = set()
     for p in KEY_BY_PATH:
         if p.startswith(prefix + "/"):
-            out.add(p[len(prefix) + 1 :].split("/")[0])
+            n = p[len(prefix) + 1 :].split("/")[0]
+            if not n.startswith("<"):
+                out.add(n)
     return out
+
+
+TOPS = ("node", "client", "interfaces", "vrrp", "sync", "pools", "datapath")
 
 
 def load(root: str | os.PathLike[str] = DEFAULT_ROOT) -> Config:
@@ -261,9 +280,8 @@ def load(root: str | os.PathLike[str] = DEFAULT_ROOT) -> Config:
     if tops is None:
         raise ConfigError(r.problems)
     for top in tops:
-        if top not in ("node", "client", "vrrp", "sync", "pools", "datapath"):
-            r.fail(top, "", "unknown folder; known: node, client, vrrp, sync, pools, "
-                   "datapath")
+        if top not in TOPS:
+            r.fail(top, "", "unknown folder; known: " + ", ".join(TOPS))
 
     r.check_known("node", _names("node"))
     node_name = r.get("node/name") if r.probe("node/name").kind is not Kind.ABSENT \
@@ -273,10 +291,7 @@ def load(root: str | os.PathLike[str] = DEFAULT_ROOT) -> Config:
         state_dir=r.get("node/state_dir"),
         run_dir=r.get("node/run_dir"),
     )
-    r.check_known("client", _names("client"))
-    client_if = r.get("client/interface")
-
-    vrrp = _vrrp(r) if _present(r, "vrrp", "vrrp/vrid and vrrp/virtual_ip") else None
+    interfaces, groups, legacy = _layout(r)
     sync = _sync(r) if _present(r, "sync", "sync/interface, local, peer and key") else None
 
     pools: list[PoolConfig] = []
@@ -301,6 +316,8 @@ def load(root: str | os.PathLike[str] = DEFAULT_ROOT) -> Config:
     if names == []:
         r.fail("pools", "", "at least one pool is required (pools/<name>/subnet and range)")
     _check_pools(r, pools)
+    if not legacy:
+        _check_vips(r, interfaces, groups, pools)
 
     r.check_known("datapath", _names("datapath"))
     datapath = DatapathConfig(
@@ -312,8 +329,8 @@ def load(root: str | os.PathLike[str] = DEFAULT_ROOT) -> Config:
     )
     if r.problems:
         raise ConfigError(r.problems)
-    return Config(node=node, client_interface=client_if, pools=tuple(pools), vrrp=vrrp,
-                  sync=sync, datapath=datapath, source=str(r.root))
+    return Config(node=node, pools=tuple(pools), interfaces=interfaces, groups=groups,
+                  sync=sync, datapath=datapath, source=str(r.root), legacy=legacy)
 
 
 def _hostname() -> str:
@@ -321,37 +338,275 @@ def _hostname() -> str:
     return h[:63]
 
 
-def _vrrp(r: _Reader) -> VrrpConfig | None:
-    r.check_known("vrrp", _names("vrrp"))
+Layout = tuple[tuple[InterfaceConfig, ...], tuple[GroupConfig, ...], bool]
+
+_MIXED = ("the tree mixes two layouts: client/interface with the group's settings "
+          "directly in vrrp/ (one interface), and interfaces/<ifname>/ with one folder "
+          "vrrp/<group>/ per group (docs/config.md); keep one")
+
+
+def _layout(r: _Reader) -> Layout:
+    """Which layout the tree is written in, read into interfaces and groups. The
+    interfaces/ layout when interfaces/ exists (or, without client/, vrrp/ holds group
+    folders); else the one-interface layout. Both at once is an error naming both."""
+    has_client = r.probe("client").kind is not Kind.ABSENT
+    has_ifs = r.probe("interfaces").kind is not Kind.ABSENT
+    if has_client and has_ifs:
+        r.fail("interfaces", "", _MIXED + ": this tree has client/ too")
+        return (), (), False
+    group_dirs = _group_dirs(r)
+    if has_ifs or (group_dirs and not has_client):
+        ifs, groups = _interfaces_layout(r)
+        return ifs, groups, False
+    if group_dirs:
+        for n in group_dirs:
+            r.fail(f"vrrp/{n}", "", _MIXED + ": this is a group folder, and the tree has "
+                   "client/interface")
+        r.check_known("client", _names("client"))
+        r.get("client/interface")
+        return (), (), True
+    if not has_client:
+        r.fail("client/interface", "", "missing: name the client-facing interface here, "
+               "or give each one a folder interfaces/<ifname>/ (docs/config.md)")
+        return (), (), True
+    r.check_known("client", _names("client"))
+    client_if = r.get("client/interface")
+    vrrp = None
+    if _present(r, "vrrp", "vrrp/vrid and vrrp/virtual_ip"):
+        vals = _vrrp(r, "vrrp", "vrrp")
+        vrrp = _vrrp_config(r, "vrrp", vals, vals["virtual_ips"]) if vals else None
+    if client_if is None:
+        return (), (), True
+    ifs, groups = one_interface(client_if, vrrp)
+    return ifs, groups, True
+
+
+def one_interface(name: str, vrrp: VrrpConfig | None
+                  ) -> tuple[tuple[InterfaceConfig, ...], tuple[GroupConfig, ...]]:
+    """The one-interface layout on the model, the only place that maps it (a package
+    upgrade must not break a running pair's tree): client/interface is one interface;
+    the settings directly in vrrp/ are one group named LEGACY_GROUP advertising there,
+    whose first virtual_ip is the interface's (the server identifier) and whose adverts
+    carry all of them. Without vrrp/, the interface is standalone."""
+    if vrrp is None:
+        return (InterfaceConfig(name),), ()
+    return ((InterfaceConfig(name, (LEGACY_GROUP,), (vrrp.virtual_ips[0],)),),
+            (GroupConfig(LEGACY_GROUP, name, vrrp),))
+
+
+def _group_dirs(r: _Reader) -> list[str]:
+    """Folders in vrrp/ that are not the one-interface layout's vrrp/track/."""
+    if r.probe("vrrp").kind is not Kind.DIR:
+        return []
+    return [n for n in r.folder("vrrp") or ()
+            if n not in LEGACY_VRRP_NAMES and r.probe(f"vrrp/{n}").kind is Kind.DIR]
+
+
+def _interfaces_layout(r: _Reader) -> tuple[tuple[InterfaceConfig, ...],
+                                            tuple[GroupConfig, ...]]:
+    ifs: list[InterfaceConfig] = []
+    named: dict[str, list[str]] = {}  # group -> the interfaces whose group file names it
+    names = r.folder("interfaces")
+    if names == [] and r.probe("interfaces").kind is Kind.DIR:
+        r.fail("interfaces", "", "the folder holds no interface: give each client-facing "
+               "interface a folder interfaces/<ifname>/ (empty: standalone, always active)")
+    for n in names or ():
+        rel = f"interfaces/{n}"
+        try:
+            ifname([n])
+        except Invalid as e:
+            r.fail(rel, n, f"folder name: {e}")
+            continue
+        e = r.probe(rel)
+        if e.kind is not Kind.DIR:
+            r.fail(rel, "", e.why if e.kind is Kind.BROKEN else
+                   "must be a folder: each client interface is a folder interfaces/<ifname>/"
+                   " (empty for a standalone interface)")
+            continue
+        if r.folder(rel) is None:
+            continue
+        r.check_known(rel, _names("interfaces/<ifname>"))
+        groups = r.get(f"{rel}/group", "interfaces/<ifname>/group")
+        vips = r.get(f"{rel}/virtual_ip", "interfaces/<ifname>/virtual_ip")
+        groups = () if isinstance(groups, str) else groups  # absent: standalone
+        vips = () if isinstance(vips, str) else vips
+        for g in groups or ():
+            named.setdefault(g, []).append(n)
+        if groups is None or vips is None:
+            continue
+        if len(vips) != len(groups):
+            shown = " / ".join(map(str, vips))
+            if not groups:
+                r.fail(f"{rel}/virtual_ip", shown, "a standalone interface (no group file) "
+                       "answers with its own address: remove this file, or name the group "
+                       f"in {rel}/group")
+            elif not vips:
+                r.fail(f"{rel}/virtual_ip", "", f"missing: one virtual IP/prefix per line "
+                       f"of {rel}/group, in the same order")
+            else:
+                r.fail(f"{rel}/virtual_ip", shown, f"{len(vips)} lines for {len(groups)} "
+                       f"in {rel}/group: one virtual IP/prefix per group, in the same order")
+            continue
+        ifs.append(InterfaceConfig(n, groups, vips))
+
+    found: dict[str, tuple[str | None, dict[str, Any]]] = {}
+    exists: set[str] = set()
+    if _present(r, "vrrp", "one folder per group, vrrp/<group>/, with its vrid"):
+        for n in r.folder("vrrp") or ():
+            rel = f"vrrp/{n}"
+            if n in LEGACY_VRRP_NAMES:
+                r.fail(rel, "", _MIXED + ": this is the one-interface layout's setting, and "
+                       "the tree has interfaces/; move it into vrrp/<group>/")
+                continue
+            try:
+                group_name(n)
+            except Invalid as e:
+                r.fail(rel, n, f"folder name: {e}")
+                continue
+            e = r.probe(rel)
+            if e.kind is not Kind.DIR:
+                r.fail(rel, "", e.why if e.kind is Kind.BROKEN else
+                       "must be a folder: each group is a folder vrrp/<group>/ holding its "
+                       "vrid")
+                continue
+            exists.add(n)
+            held = r.folder(rel)
+            if held == []:
+                r.fail(rel, "", "the folder holds no setting: a group needs its vrid; "
+                       "remove the folder if the group is gone")
+            if not held:
+                continue
+            vals = _vrrp(r, rel, "vrrp/<group>")
+            where = r.get(f"{rel}/interface", "vrrp/<group>/interface")
+            if vals is not None and where is not None:
+                found[n] = (where if r.probe(f"{rel}/interface").kind is Kind.FILE else None,
+                            vals)
+
+    for g, users in sorted(named.items()):
+        if g not in exists:
+            for i in users:
+                r.fail(f"interfaces/{i}/group", g, f"no group '{g}': there is no folder "
+                       f"vrrp/{g}/ (groups: {', '.join(sorted(exists)) or 'none'})")
+    by_name = {i.name: i for i in ifs}
+    groups: list[GroupConfig] = []
+    for n, (where, vals) in sorted(found.items()):
+        rel = f"vrrp/{n}"
+        if where is None:
+            if n not in named:
+                r.fail(rel, "", "no interface names this group (interfaces/<ifname>/group) "
+                       f"and it has no {rel}/interface and virtual_ip of its own: bind an "
+                       "interface to it, or remove the folder")
+                continue
+            where = named[n][0]  # the first in name order
+        own = by_name.get(where)
+        own_vip = own.virtual_ip(n) if own is not None else None
+        vips = ((own_vip,) if own_vip is not None else ()) + vals["virtual_ips"]
+        if not vips:
+            if where in named.get(n, ()):
+                continue  # its interface's own virtual_ip is wrong: reported there
+            r.fail(f"{rel}/virtual_ip", "", f"missing: the group advertises on {where}, which "
+                   f"serves no DHCP for it (interfaces/{where}/group does not name it), so "
+                   "its adverts need a virtual IP/prefix here")
+            continue
+        vrrp = _vrrp_config(r, rel, vals, vips)
+        if vrrp is not None:
+            groups.append(GroupConfig(n, where, vrrp))
+    advertised: dict[tuple[str, int], str] = {}
+    for g in groups:
+        k = (g.interface, g.vrrp.vrid)
+        if k in advertised:
+            r.fail(f"vrrp/{g.name}/vrid", str(g.vrrp.vrid), f"vrrp/{advertised[k]} advertises "
+                   f"vrid {g.vrrp.vrid} on {g.interface} too: groups on one interface need "
+                   "different vrids (RFC 5798 5.2.3)")
+        else:
+            advertised[k] = g.name
+    return tuple(ifs), tuple(groups)
+
+
+def _check_vips(r: _Reader, ifs: tuple[InterfaceConfig, ...],
+                groups: tuple[GroupConfig, ...], pools: list[PoolConfig]) -> None:
+    """Every virtual IP once; a server identifier inside a pool's subnet (else that
+    interface's own clients get no address) and not the network or broadcast address."""
+    pools_ok = bool(pools) and not any(
+        p.path.startswith(str(r.root / "pools")) for p in r.problems)
+    seen: dict[IPv4Address, str] = {}
+
+    def once(rel: str, vip: IPv4Interface) -> None:
+        if vip.ip in seen:
+            r.fail(rel, str(vip), f"used twice: {seen[vip.ip]} holds {vip.ip} too")
+        else:
+            seen[vip.ip] = rel
+        net = vip.network
+        if net.prefixlen < 31 and vip.ip in (net.network_address, net.broadcast_address):
+            which = "network" if vip.ip == net.network_address else "broadcast"
+            r.fail(rel, str(vip), f"is the {which} address of {net}, not a host's")
+
+    for i in ifs:
+        rel = f"interfaces/{i.name}/virtual_ip"
+        for vip in i.virtual_ips:
+            once(rel, vip)
+            if pools_ok and not any(vip.ip in p.subnet for p in pools):
+                r.fail(rel, str(vip), "outside every pool's subnet: no pool serves this "
+                       "interface's clients; add pools/<name>/ for that subnet or fix the "
+                       "address")
+    for g in groups:
+        own = next((i for i in ifs if i.name == g.interface), None)
+        own_vip = own.virtual_ip(g.name) if own is not None else None
+        for vip in g.vrrp.virtual_ips:
+            if vip != own_vip:
+                once(f"vrrp/{g.name}/virtual_ip", vip)
+
+
+def missing_interfaces(cfg: Config) -> list[str]:
+    """The client interfaces (and the interfaces groups advertise on) that this box
+    does not have, by name, sorted: the daemon names them at start. if_nametoindex asks
+    the kernel in this process's network namespace (/sys/class/net shows the one that
+    mounted /sys, which in a namespace entered without `ip netns exec` is another)."""
+    names = {i.name for i in cfg.interfaces} | {g.interface for g in cfg.groups}
+    out = []
+    for n in sorted(names):
+        try:
+            socket.if_nametoindex(n)
+        except OSError:
+            out.append(n)
+    return out
+
+
+def _vrrp(r: _Reader, base: str, key: str) -> dict[str, Any] | None:
+    """The VRRP settings in folder `base` (vrrp/ or vrrp/<group>/), with schema paths
+    under `key`; VrrpConfig's arguments, virtual_ips being the file's (() if absent)."""
+    r.check_known(base, _names(key))
     track: list[tuple[str, int]] = []
-    for f in r.folder("vrrp/track") or ():
+    for f in r.folder(f"{base}/track") or ():
         try:
             ifname([f])
         except Invalid as e:
-            r.fail(f"vrrp/track/{f}", f, f"file name: {e}")
+            r.fail(f"{base}/track/{f}", f, f"file name: {e}")
             continue
-        dec = r.get(f"vrrp/track/{f}", "vrrp/track/<ifname>")
+        dec = r.get(f"{base}/track/{f}", f"{key}/track/<ifname>")
         if dec is not None:
             track.append((f, dec))
-    vals = {k: r.get(f"vrrp/{k}") for k in (
+    vals = {k: r.get(f"{base}/{k}", f"{key}/{k}") for k in (
         "vrid", "priority", "advert_interval_ms", "preempt", "preempt_delay_ms", "virtual_ip",
         "use_vmac", "accept", "garp_count", "garp_interval_ms", "garp_repeat_s", "peer")}
     if any(v is None for v in vals.values()):
         return None
+    vips = vals.pop("virtual_ip")
+    vals["virtual_ips"] = () if isinstance(vips, str) else vips  # absent in a group
     # vrrp/peer absent: the schema's "(any source)", i.e. no filter
-    peer = vals["peer"] if isinstance(vals["peer"], IPv4Address) else None
-    if peer is not None and peer in {v.ip for v in vals["virtual_ip"]}:
-        r.fail("vrrp/peer", str(peer), "must be the other device's own address, not a "
+    vals["peer"] = vals["peer"] if isinstance(vals["peer"], IPv4Address) else None
+    vals["track"] = tuple(track)
+    return vals
+
+
+def _vrrp_config(r: _Reader, base: str, vals: dict[str, Any],
+                 vips: tuple[IPv4Interface, ...]) -> VrrpConfig | None:
+    peer = vals["peer"]
+    if peer is not None and peer in {v.ip for v in vips}:
+        r.fail(f"{base}/peer", str(peer), "must be the other device's own address, not a "
                "virtual IP (adverts are sent from the interface's own address)")
         return None
-    return VrrpConfig(
-        vrid=vals["vrid"], priority=vals["priority"],
-        advert_interval_ms=vals["advert_interval_ms"], preempt=vals["preempt"],
-        virtual_ips=vals["virtual_ip"], preempt_delay_ms=vals["preempt_delay_ms"],
-        track=tuple(track), use_vmac=vals["use_vmac"], accept=vals["accept"],
-        garp_count=vals["garp_count"], garp_interval_ms=vals["garp_interval_ms"],
-        garp_repeat_s=vals["garp_repeat_s"], peer=peer,
-    )
+    return VrrpConfig(**{**vals, "virtual_ips": vips})
 
 
 def _sync(r: _Reader) -> SyncConfig | None:

@@ -153,23 +153,11 @@ class SyncHandler:
 
 def config_summary(cfg: Config) -> list[tuple[str, str]]:
     """The settings that must match on both devices, as (config path, canonical value):
-    pools (subnet, ranges, options, lease time, each reservation) and the VRRP group.
-    The session sends keyed digests of these in HELLO and names the paths that differ."""
-    out: list[tuple[str, str]] = []
-    for p in cfg.pools:
-        base = f"pools/{p.name}"
-        out.append((f"{base}/subnet", str(p.subnet)))
-        out.append((f"{base}/range", " ".join(f"{a}-{b}" for a, b in sorted(p.ranges))))
-        out.append((f"{base}/router", " ".join(map(str, p.router))))
-        out.append((f"{base}/dns", " ".join(map(str, p.dns))))
-        out.append((f"{base}/domain", p.domain or ""))
-        out.append((f"{base}/lease_time", str(p.lease_time)))
-        for mac, ip in p.reservations:
-            out.append((f"{base}/reservations/{mac.hex(':')}", str(ip)))
-    if cfg.vrrp is not None:
-        out.append(("vrrp/vrid", str(cfg.vrrp.vrid)))
-        out.append(("vrrp/virtual_ip", " ".join(map(str, cfg.vrrp.virtual_ips))))
-    return out
+    config.model.drift_summary (the keys the schema marks `agree`). The session sends
+    keyed digests of these in HELLO and names the paths that differ."""
+    from appliance.config.model import drift_summary
+
+    return drift_summary(cfg)
 
 
 def _tune(sock: socket.socket | None, params: Params) -> None:

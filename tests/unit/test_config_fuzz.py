@@ -42,10 +42,6 @@ VALID = {
     "pools/lan/reservations/02:00:00:00:00:01": "192.0.2.50",
     "datapath/mode": "off", "datapath/rate_limit_pps": "50",
 }
-FOLDERS = sorted({"", *(str(Path(rel).parent) for rel in VALID),
-                  "vrrp/track", "pools/lan/reservations"} - {"."})
-PLACES = sorted({*VALID, *FOLDERS, "pools/guest", "vrrp/preempt", "node/typo"})
-
 # Names as they come: any characters but '/' and NUL, and undecodable bytes (a file
 # created by another locale), which Python hands over as surrogate escapes.
 names = st.one_of(
@@ -53,7 +49,8 @@ names = st.one_of(
             min_size=1, max_size=12),
     st.binary(min_size=1, max_size=12).map(os.fsdecode),
     st.sampled_from(["README", ".hidden", "x~", "vrid.dpkg-new", "subnet", "range", "key",
-                     "track", "reservations", "02:00:00:00:00:09", "lan", "guest"]),
+                     "track", "reservations", "02:00:00:00:00:09", "lan", "guest", "group",
+                     "virtual_ip", "interface", "ga", "eth1.100"]),
 ).filter(lambda n: n not in (".", "..") and "/" not in n and "\x00" not in n)
 
 contents = st.one_of(
@@ -68,17 +65,41 @@ contents = st.one_of(
 LINKS = ["dangling", "self", "pair", "root", "parent", "outside-file", "outside-dir",
          "/dev/zero", "/dev/null", "/", "fifo", "valid-sibling"]
 
-steps = st.one_of(
-    st.tuples(st.just("write"), st.sampled_from(PLACES), contents),
-    st.tuples(st.just("remove"), st.sampled_from(PLACES)),
-    st.tuples(st.just("mkdir"), st.sampled_from(PLACES)),
-    st.tuples(st.just("empty"), st.sampled_from(FOLDERS)),
-    st.tuples(st.just("add"), st.sampled_from(FOLDERS), names, contents),
-    st.tuples(st.just("adddir"), st.sampled_from(FOLDERS), names),
-    st.tuples(st.just("link"), st.sampled_from(PLACES), st.sampled_from(LINKS)),
-    st.tuples(st.just("fifo"), st.sampled_from(PLACES)),
-    st.tuples(st.just("chmod"), st.sampled_from(PLACES), st.sampled_from([0, 0o200, 0o100])),
-)
+# The same pair in the interfaces/ layout: two VLANs, two groups, one of them shared
+# (RFC 3074 split), an admin group advertising on its own interface.
+VALID_INTERFACES = {
+    **{k: v for k, v in VALID.items() if not k.startswith(("client/", "vrrp/"))},
+    "interfaces/eth1.100/group": "ga", "interfaces/eth1.100/virtual_ip": "192.0.2.1/24",
+    "interfaces/eth1.200/group": "ga\ngb",
+    "interfaces/eth1.200/virtual_ip": "198.51.100.1/24\n198.51.100.2/24",
+    "vrrp/ga/vrid": "10", "vrrp/ga/priority": "200", "vrrp/ga/track/eth3": "20",
+    "vrrp/gb/vrid": "20", "vrrp/gb/interface": "eth1.200", "vrrp/gb/peer": "198.51.100.3",
+    "vrrp/adm/vrid": "5", "vrrp/adm/interface": "eth0", "vrrp/adm/virtual_ip": "203.0.113.1/24",
+    "pools/v200/subnet": "198.51.100.0/24", "pools/v200/range": "198.51.100.10-198.51.100.20",
+}
+
+
+def _places(valid: dict[str, str]) -> tuple[list[str], list[str]]:
+    folders = sorted({"", *(str(Path(rel).parent) for rel in valid)} - {"."})
+    return folders, sorted({*valid, *folders, "pools/guest", "vrrp/preempt", "node/typo",
+                            "client/interface", "interfaces/eth1.300", "vrrp/gc/vrid"})
+
+
+def _steps(valid: dict[str, str]) -> st.SearchStrategy:
+    folders, places = _places(valid)
+    folders = sorted({*folders, "vrrp/track", "pools/lan/reservations"})
+    return st.one_of(
+        st.tuples(st.just("write"), st.sampled_from(places), contents),
+        st.tuples(st.just("remove"), st.sampled_from(places)),
+        st.tuples(st.just("mkdir"), st.sampled_from(places)),
+        st.tuples(st.just("empty"), st.sampled_from(folders)),
+        st.tuples(st.just("add"), st.sampled_from(folders), names, contents),
+        st.tuples(st.just("adddir"), st.sampled_from(folders), names),
+        st.tuples(st.just("link"), st.sampled_from(places), st.sampled_from(LINKS)),
+        st.tuples(st.just("fifo"), st.sampled_from(places)),
+        st.tuples(st.just("chmod"), st.sampled_from(places),
+                  st.sampled_from([0, 0o200, 0o100])),
+    )
 
 
 def _clear(p: Path) -> None:
@@ -177,13 +198,11 @@ def _outside(base: Path) -> Path:
     return outside
 
 
-@SETTINGS
-@given(st.lists(steps, max_size=8))
-def test_damaged_pair_tree_loads_or_is_refused(without_dac_override, damage: list) -> None:
+def _damaged(valid: dict[str, str], damage: list, without_dac_override) -> None:
     with tempfile.TemporaryDirectory(prefix="cfgfuzz-") as d:
         base = Path(d)
         root = base / "etc"
-        write_tree(root, VALID)
+        write_tree(root, valid)
         os.chmod(root / "sync/key", 0o600)
         outside = _outside(base)
         for step in damage:
@@ -192,6 +211,19 @@ def test_damaged_pair_tree_loads_or_is_refused(without_dac_override, damage: lis
             except OSError:
                 pass  # a step that the damage so far makes impossible (a file as parent)
         _check_load(root, without_dac_override)
+
+
+@SETTINGS
+@given(st.lists(_steps(VALID), max_size=8))
+def test_damaged_pair_tree_loads_or_is_refused(without_dac_override, damage: list) -> None:
+    _damaged(VALID, damage, without_dac_override)
+
+
+@SETTINGS
+@given(st.lists(_steps(VALID_INTERFACES), max_size=8))
+def test_damaged_interfaces_tree_loads_or_is_refused(without_dac_override,
+                                                      damage: list) -> None:
+    _damaged(VALID_INTERFACES, damage, without_dac_override)
 
 
 def _build(parent: Path, spec: dict, outside: Path) -> None:
@@ -212,7 +244,8 @@ def _build(parent: Path, spec: dict, outside: Path) -> None:
 
 leaf = st.one_of(contents, st.sampled_from(["fifo", "self", "does-not-exist", "/dev/zero",
                                             "..", "/"]))
-tops = st.sampled_from(["node", "client", "vrrp", "sync", "pools", "datapath"])
+tops = st.sampled_from(["node", "client", "interfaces", "vrrp", "sync", "pools", "datapath",
+                        "eth1", "group", "virtual_ip", "ga", "vrid", "interface"])
 trees = st.recursive(
     leaf,
     lambda children: st.dictionaries(st.one_of(names, tops), children, max_size=5),
@@ -232,11 +265,12 @@ def test_random_tree_loads_or_is_refused(without_dac_override, spec: dict) -> No
 
 
 def test_the_damage_generator_reaches_a_valid_tree(without_dac_override) -> None:
-    # The generator's starting point loads: the fuzzing starts from a tree that works,
-    # so the damage, not the base, is what the reader is tested against.
-    with tempfile.TemporaryDirectory(prefix="cfgfuzz-") as d:
-        root = Path(d) / "etc"
-        write_tree(root, VALID)
-        os.chmod(root / "sync/key", 0o600)
-        with without_dac_override():
-            assert load(root).vrrp is not None
+    # The generators' starting points load: the fuzzing starts from trees that work, so
+    # the damage, not the base, is what the reader is tested against.
+    for valid, groups in ((VALID, 1), (VALID_INTERFACES, 3)):
+        with tempfile.TemporaryDirectory(prefix="cfgfuzz-") as d:
+            root = Path(d) / "etc"
+            write_tree(root, valid)
+            os.chmod(root / "sync/key", 0o600)
+            with without_dac_override():
+                assert len(load(root).groups) == groups
