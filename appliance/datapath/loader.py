@@ -316,6 +316,7 @@ class Program:
         self._new_client = self.maps[layout.MAP_NEW_CLIENT]
         self.max_groups = self._group_role.max_entries
         self.state = plan.INITIAL
+        self._home_netns = _netns_inode()
         try:
             # bcc cannot give the program constant data: the RFC 3074 table is written
             # here, before the program can be attached anywhere (dhcp_steer.h).
@@ -446,6 +447,13 @@ class Program:
             self._rate_limit.delete(key)
 
     # -- attaching -------------------------------------------------------------------
+    def check_netns(self, what: str) -> None:
+        """Raise DatapathError unless the calling thread is in the namespace the program
+        was loaded in: port names and ifindexes are only meaningful there."""
+        if _netns_inode() != self._home_netns:
+            raise DatapathError(f"{what}: called from another network namespace than the "
+                                "one the datapath was opened in")
+
     @property
     def ports(self) -> dict[str, str]:
         """The ports the program is attached to: name -> "native" | "generic"."""

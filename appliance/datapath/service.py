@@ -251,6 +251,7 @@ class Datapath:
             change = plan.Reload((), (), (), (), plan.groups_of_bindings(self._bindings)
                                  - new_groups)
         else:
+            program.check_netns("set_interfaces")
             try:
                 new = plan.place(bindings, self._read_links())
             except plan.PlanError as e:
