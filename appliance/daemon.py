@@ -867,6 +867,8 @@ class Daemon:
                 stats["dropped_malformed"] += dp.get("malformed", 0)
                 stats["xdp_seen"] = dp.get("seen", 0)
                 stats["xdp_passed"] = dp.get("passed", 0)
+                stats["dropped_other_bucket"] = dp.get("dropped_other_bucket", 0)
+                stats["xdp_unbound"] = dp.get("unbound", 0)
                 self.datapath.log_drops(dp, self.clock.mono())
         if self.link is not None:
             delays = sorted(self.replication.delays)

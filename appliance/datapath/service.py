@@ -85,6 +85,7 @@ class Datapath:
         self._rate_limit = rate_limit
         self._new_client = new_client
         self._read_links = read_links
+        self._offload_off: set[str] = set()  # ports whose rx VLAN offload we turned off
         self._closed = False
         self._ratelog = RateLimitedLog(log)
         self._drops_seen: dict[str, int] = {}
@@ -138,9 +139,14 @@ class Datapath:
         program = Program.compile(plan.compile_flags(), bpf_dir)
         try:
             dp = cls(bindings, attach, program, rate, budget, read_links)
+        except BaseException:
+            program.close()
+            raise
+        try:
             program.apply(plan.diff(plan.INITIAL, want))
             for g in plan.groups_of(placements):
                 dp._flip(g, False)  # explicit, whatever the zero-filled default
+            dp._offload(placements)
             for key, groups in plan.table(placements).items():
                 program.write_iface(key, groups)
             for _index, port in sorted(plan.ports(placements).items()):
@@ -148,6 +154,7 @@ class Datapath:
             dp._placements = placements
         except BaseException:
             program.close()
+            dp._restore_offload(set(dp._offload_off))
             raise
         log.info("DP002 XDP datapath on %s: %s, program id %d, every group standby, "
                  "rate limit %s, new clients %s", names, _describe_ports(program.ports),
@@ -169,6 +176,7 @@ class Datapath:
                 ports = self._program.ports
                 self._program.close()
                 log.info("DP004 XDP datapath detached from %s", _names(ports))
+                self._restore_offload(set(self._offload_off))
 
     def __enter__(self) -> Datapath:
         return self
@@ -257,8 +265,10 @@ class Datapath:
             except plan.PlanError as e:
                 raise DatapathError(str(e)) from e
             change = plan.reload(self._placements, new)
+            self._offload(new)
             self._execute(program, change)
             self._placements = new
+            self._restore_offload(self._offload_off - _tagged_ports(new))
         old_names = {b.name for b in self._bindings}
         self._bindings = tuple(bindings)
         self._by_name = {b.name: b for b in self._bindings}
@@ -297,6 +307,39 @@ class Datapath:
             program.detach(port)
         for key in change.delete:
             program.delete_iface(key)
+
+    def _offload(self, placements: Sequence[Placement]) -> None:
+        """Turn rx VLAN offload off on every port that carries tagged interfaces
+        (offload.py says why). Raises DatapathError if a port cannot."""
+        from appliance.datapath import offload
+
+        for port in sorted(_tagged_ports(placements) - self._offload_off):
+            try:
+                if not offload.rx_vlan_offload(port):
+                    continue
+                offload.set_rx_vlan_offload(port, False)
+            except OSError as e:
+                raise DatapathError(
+                    f"{port}: cannot turn rx-vlan-offload off ({e.strerror}); XDP must see "
+                    f"the VLAN tags of {_names(p.name for p in placements if p.port == port)}"
+                    " (use another port, or datapath/mode off)") from e
+            self._offload_off.add(port)
+            log.warning("DP017 turned rx-vlan-offload off on %s: XDP must see the VLAN tags "
+                        "of %s (turned back on when the datapath leaves the port)", port,
+                        _names(p.name for p in placements if p.port == port))
+
+    def _restore_offload(self, ports: set[str]) -> None:
+        from appliance.datapath import offload
+
+        for port in sorted(ports & self._offload_off):
+            self._offload_off.discard(port)
+            try:
+                offload.set_rx_vlan_offload(port, True)
+            except OSError as e:
+                log.warning("DP018 could not turn rx-vlan-offload back on on %s: %s", port,
+                            e.strerror)
+                continue
+            log.info("DP018 rx-vlan-offload on %s turned back on", port)
 
     def _bound_to(self, group: int) -> int:
         return sum(1 for b in self._bindings if group in b.groups)
@@ -396,6 +439,10 @@ class Datapath:
         if new_client != old_budget:
             log.info("DP013 new-client budget on %s: %s", self.interface,
                      _describe(want.new_client_pps, want.new_client_burst))
+
+
+def _tagged_ports(placements: Sequence[Placement]) -> set[str]:
+    return {p.port for p in placements if any(p.vlans)}
 
 
 def _describe(pps: int, burst: int) -> str:

@@ -59,6 +59,8 @@ class Segment:
     cli: Netns
     raw: socket.socket
     udp: socket.socket
+    lan: Netns
+    bridge_port: str  # the bridge's port towards the server
 
 
 class Site:
@@ -77,13 +79,13 @@ class Site:
         lan = self.t.lan(f"lan{net}")
         cli = self.t.host(f"cli{net}")
         srv_ip, cli_ip = f"192.0.2.{32 * net + 1}", f"192.0.2.{32 * net + 2}"
-        self.t.attach(self.srv, lan, port, f"{srv_ip}/27")
+        bridge_port = self.t.attach(self.srv, lan, port, f"{srv_ip}/27")
         self.t.attach(cli, lan, "eth0", f"{cli_ip}/27")
         with inside(cli):
             raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
             raw.bind(("eth0", 0))
             udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        seg = Segment(port, srv_ip, cli, raw, udp)
+        seg = Segment(port, srv_ip, cli, raw, udp, lan, bridge_port)
         self.segments[port] = seg
         return seg
 
@@ -349,3 +351,59 @@ def test_a_takeover_is_one_map_write_whatever_the_number_of_interfaces(n: int):
         calls = _bpf_calls_per_flip(t, n, flips)
     assert len(calls) == flips, calls
     assert all("BPF_MAP_UPDATE_ELEM" in c for c in calls), calls
+
+
+def test_tagged_frames_on_a_real_port_and_its_rx_vlan_offload(site: Site):
+    """A tagged interface on a real port: the kernel here has no 802.1Q devices, so the
+    link table the facade reads is the namespace's own plus one VLAN device "vlan7"
+    (VLAN 7 on eth1.300) that only the table knows. The facade turns the port's rx VLAN
+    offload off (veth has it on), real 802.1Q frames from cli300 cross the bridge and
+    reach native XDP on eth1.300 with their tag, and group 0 decides them; closing
+    turns the offload back on.
+
+    The bridge's own port towards the server gets tx-vlan-hw-insert off, as a switch's
+    wire carries the tag in the frame: the bridge takes a tag out on receive
+    (skb_vlan_untag), and a veth with the transmit offload on hands it to its peer
+    beside the data, where XDP cannot see it (docs/datapath.md, "VLAN tags and
+    offloads")."""
+    from pyroute2.ethtool import Ethtool
+
+    from appliance.datapath import links, offload
+    from appliance.datapath.plan import Link
+
+    seg = site.segments["eth1.300"]
+    with inside(seg.lan):
+        eth = Ethtool()
+        feats = eth.get_features(seg.bridge_port)
+        feats.features["tx-vlan-hw-insert"].enable = False
+        eth.set_features(seg.bridge_port, feats)
+        eth.close()
+
+    with inside(site.srv):
+        table = links.dump()
+        port = table["eth1.300"]
+        assert offload.rx_vlan_offload("eth1.300") is True
+    table["vlan7"] = Link(port.index + 1000, "vlan7", "vlan", link=port.index, vlan_id=7)
+    with inside(site.srv):
+        dp = Datapath.open([Binding("vlan7", (0,)), Binding("eth2", (1,))], CFG,
+                           read_links=lambda: table)
+    try:
+        assert {(p.name, p.port, p.vlans) for p in dp.placements} == {
+            ("vlan7", "eth1.300", (7, 0)), ("eth2", "eth2", (0, 0))}
+        with inside(site.srv):
+            assert offload.rx_vlan_offload("eth1.300") is False
+            assert offload.rx_vlan_offload("eth2") is True  # untagged: left alone
+        tagged = bytes(f.tagged(f.discover(C300), 7))
+        for active in (False, True):
+            dp.set_group_role(0, active)
+            before = dp.counters()
+            seg.raw.send(tagged)
+            seg.raw.send(bytes(f.tagged(f.discover(C300), 8)))  # VLAN 8: not ours
+            site.exchange([])
+            delta = {k: v - before[k] for k, v in dp.counters().items() if v != before[k]}
+            assert delta == ({"seen": 1, "passed": 1, "unbound": 1} if active else
+                             {"seen": 1, "dropped_standby": 1, "unbound": 1})
+    finally:
+        site.close_dp(dp)
+    with inside(site.srv):
+        assert offload.rx_vlan_offload("eth1.300") is True
