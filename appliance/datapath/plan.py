@@ -223,6 +223,17 @@ def check_binding(b: Binding, max_groups: int = layout.MAX_GROUPS) -> None:
             raise PlanError(f"interface {b.name}: group index {g} outside 0..{max_groups - 1}")
 
 
+def check_bindings(bindings: Sequence[Binding], max_groups: int = layout.MAX_GROUPS) -> None:
+    """check_binding for each, and no interface bound twice."""
+    names: set[str] = set()
+    for b in bindings:
+        check_binding(b, max_groups)
+        if b.name in names:
+            raise PlanError(f"interface {b.name}: bound twice; give it one binding with "
+                            "both groups")
+        names.add(b.name)
+
+
 def place(bindings: Sequence[Binding], links: Mapping[str, Link],
           max_groups: int = layout.MAX_GROUPS) -> tuple[Placement, ...]:
     """Where each bound interface's frames arrive. Raises PlanError naming the first
@@ -232,8 +243,8 @@ def place(bindings: Sequence[Binding], links: Mapping[str, Link],
     by_index = {link.index: link for link in links.values()}
     out: list[Placement] = []
     seen: dict[IfaceKey, str] = {}
+    check_bindings(bindings, max_groups)
     for b in bindings:
-        check_binding(b, max_groups)
         link = links.get(b.name)
         if link is None:
             raise PlanError(f"interface {b.name}: no such device on this box")

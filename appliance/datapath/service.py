@@ -117,8 +117,7 @@ class Datapath:
             raise ValueError(f"datapath mode {cfg.mode!r} not in {MODES}")
         bindings = ([Binding(interfaces, (COMPAT_GROUP,))] if isinstance(interfaces, str)
                     else list(interfaces))
-        for b in bindings:
-            plan.check_binding(b)
+        plan.check_bindings(bindings)
         want = plan.desired(cfg.rate_limit_pps, cfg.rate_limit_burst,
                             cfg.new_client_pps, cfg.new_client_burst)
         rate = (cfg.rate_limit_pps, cfg.rate_limit_burst)
@@ -251,8 +250,7 @@ class Datapath:
         to standby. Returns what was done. Raises DatapathError (nothing changed; an
         attach that fails is undone) or ValueError for a bad binding."""
         bindings = list(bindings)
-        for b in bindings:
-            plan.check_binding(b, self._max_groups)
+        plan.check_bindings(bindings, self._max_groups)
         program = self._program
         if program is None:
             new_groups = plan.groups_of_bindings(bindings)

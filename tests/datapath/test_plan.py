@@ -157,6 +157,11 @@ def test_what_cannot_be_placed_is_refused_by_name(name, groups, message):
     assert name in str(e.value)
 
 
+def test_an_interface_bound_twice_is_refused():
+    with pytest.raises(PlanError, match="interface eth2: bound twice"):
+        plan.place([Binding("eth2", (0,)), Binding("eth2", (1,))], LINKS)
+
+
 def test_two_interfaces_on_the_same_wire_are_refused():
     """eth2 and its macvlan receive the same frames: which group would serve them?"""
     with pytest.raises(PlanError, match="interfaces eth2 and mv0 both receive eth2 untagged"):
