@@ -23,7 +23,7 @@ from appliance.config import tree as config_tree
 from appliance.config.model import Config, plan
 from appliance.config.schema import Reload
 from appliance.datapath import Datapath, DatapathError
-from appliance.datapath import cleanup as datapath_cleanup
+from appliance.datapath import cleanup_all as datapath_cleanup
 from appliance.dhcp.enums import LOG as DHCP_LOG
 from appliance.dhcp.enums import MessageType, Note, Opt, Reason
 from appliance.dhcp.intake import Intake, QueueDelay
@@ -870,6 +870,8 @@ class Daemon:
                 stats["dropped_malformed"] += dp.get("malformed", 0)
                 stats["xdp_seen"] = dp.get("seen", 0)
                 stats["xdp_passed"] = dp.get("passed", 0)
+                stats["dropped_other_bucket"] = dp.get("dropped_other_bucket", 0)
+                stats["xdp_unbound"] = dp.get("unbound", 0)
                 self.datapath.log_drops(dp, self.clock.mono())
         if self.link is not None:
             delays = sorted(self.replication.delays)
@@ -1014,8 +1016,9 @@ def cleanup(cfg: Config) -> list[str]:
 
 
 def _cleanup(cfg: Config) -> list[str]:
-    done = [f"xdp program ({mode}) detached from {cfg.client_interface}"
-            for mode in datapath_cleanup(cfg.client_interface)]
+    # Every port under the client interfaces the config names (a VLAN's parent port).
+    done = [f"xdp program ({mode}) detached from {port}"
+            for port, mode in datapath_cleanup([cfg.client_interface])]
     if cfg.vrrp is not None:
         done += vrrp_cleanup([GroupSpec("", cfg.vrrp, cfg.client_interface)])
     return done

@@ -1,7 +1,8 @@
 """Datapath benchmark: takeover latency and the per-packet cost of the XDP program.
 
     sudo .venv/bin/python bench/datapath_flip.py [--flips 1000] [--frames 2000000]
-        [--baseline main] [--prog-cost-only] [--json]
+        [--group-sizes 1,200] [--baseline main] [--prog-cost-only] [--groups-only]
+        [--json]
 
 Builds its own two namespaces (nothing leaves them) and removes them at the end:
 
@@ -16,17 +17,22 @@ core; differences between rows are what the server side costs.
 
 Figures:
 
-1. Map update alone: RoleSwitch.set (one bpf(2) BPF_MAP_UPDATE_ELEM) and
+1. Map update alone: GroupSwitch.set (one bpf(2) BPF_MAP_UPDATE_ELEM) and
    Datapath.set_role (the same plus bookkeeping), timed one call at a time.
 2. Takeover: a generator process floods DISCOVERs; standby, then set_role(True)
    and wait for the first DISCOVER on the :67 socket. Two intervals per flip: to the
    kernel receive timestamp of that datagram (SO_TIMESTAMPNS: it passed XDP and
    reached the socket layer) and to recvmsg() returning in this process.
+2b. The same takeover with N interfaces bound to the group (--group-sizes, default 1
+   and 200): N veth ports, each a port of its own with the program attached, all
+   bound to one group; the flood comes in on the first. set_group_role(group, True)
+   -> first DISCOVER passed, for each N, printed side by side.
 3. Program cost under BPF_PROG_TEST_RUN (kernel-measured ns per run, 1M repeats),
    against the empty `return XDP_PASS` program: per role, for a known client and a new
-   one (single runs over distinct MACs), with and without the new-client budget, and
-   for the flood's frame the empty budget refuses. `--baseline main` measures main's
-   bpf/ in the same run, alternating with this checkout's.
+   one (single runs over distinct MACs), with and without the new-client budget, for
+   the flood's frame the empty budget refuses, for DHCP on a VLAN that is not ours and
+   on an interface shared by two groups (the RFC 3074 hash). `--baseline main`
+   measures main's bpf/ in the same run, alternating with this checkout's.
 4. Datapath cost with real frames: a DISCOVER flood dropped by the standby in XDP vs
    the same flood passed to a user-space socket whose reader drops it (what mode
    "off" does); and non-DHCP UDP with XDP on vs off, rounds alternated in one run.
@@ -43,6 +49,7 @@ import select
 import socket
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
@@ -59,6 +66,7 @@ from scapy.packet import Raw
 
 from appliance.config.model import DatapathConfig
 from appliance.datapath import Datapath
+from appliance.datapath.plan import Binding
 from appliance.testing.netns import Netns, Topology, inside
 from appliance.testing.xdp_run import (
     BPF_F_TEST_XDP_LIVE_FRAMES,
@@ -82,6 +90,10 @@ OTHER_UDP = bytes(
     Ether(src=CLIENT, dst="ff:ff:ff:ff:ff:ff") / IP(src=CLI_IP, dst=SRV_IP)
     / UDP(sport=40000, dport=9999) / Raw(b"x" * 250))
 ARP_REQ = bytes(Ether(src=CLIENT, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc=CLI_IP, pdst=SRV_IP))
+# The DISCOVER tagged: VLAN 300 (bound to nothing: not ours) and VLAN 200 (bound to an
+# interface shared by two groups: the RFC 3074 hash runs).
+VLAN_300 = DISCOVER[:12] + b"\x81\x00\x01\x2c" + DISCOVER[12:]
+VLAN_200 = DISCOVER[:12] + b"\x81\x00\x00\xc8" + DISCOVER[12:]
 
 
 def pct(values: list[float], p: float) -> float:
@@ -134,13 +146,13 @@ class Bench:
 
 # -- 1. map update alone ----------------------------------------------------------------
 def map_update(b: Bench, n: int = 20000) -> dict[str, float]:
-    switch = b.dp._switch  # the facade's prebuilt RoleSwitch
+    switch = b.dp._switch  # the facade's prebuilt GroupSwitch
     assert switch is not None
     raw, facade = [], []
     clock = time.perf_counter_ns
     for i in range(n):
         t0 = clock()
-        switch.set(bool(i & 1))
+        switch.set(0, bool(i & 1))
         raw.append(clock() - t0)
     logging.disable(logging.INFO)  # set_role's INFO line is the daemon's, not the flip's
     for i in range(n):
@@ -164,7 +176,15 @@ def _generator(cli: str, ifname: str) -> None:
 
 
 def takeover(b: Bench, flips: int) -> dict[str, float]:
-    with inside(b.srv):
+    return measure_takeover(b.dp, 0, b.srv.name, b.cli.name, "eth0", flips)
+
+
+def measure_takeover(dp: Datapath, group: int, srv: str, cli: str, cli_if: str,
+                     flips: int) -> dict[str, float]:
+    """Flood DISCOVERs from `cli_if` (namespace `cli`) into the server namespace `srv`;
+    `flips` times: group standby, drain, set_group_role(group, True), wait for the
+    first DISCOVER on a :67 socket in `srv`."""
+    with inside(srv):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
@@ -172,21 +192,21 @@ def takeover(b: Bench, flips: int) -> dict[str, float]:
         sock.bind(("", 67))
     sock.setblocking(False)
     ctx = multiprocessing.get_context("fork")
-    gen = ctx.Process(target=_generator, args=(b.cli.name, "eth0"), daemon=True)
-    dp = b.dp
+    gen = ctx.Process(target=_generator, args=(cli, cli_if), daemon=True)
     logging.disable(logging.INFO)
-    before = dp.counters()
+    before = dp.counters_by_group()[group]
     to_kernel, to_user, misses = [], [], 0
     gen.start()
     try:
         # Wait until the flood is on (the standby counts drops).
         deadline = time.monotonic() + 10
-        while dp.counters()["dropped_standby"] - before["dropped_standby"] < 10000:
+        while dp.counters_by_group()[group]["dropped_standby"] \
+                - before["dropped_standby"] < 10000:
             if time.monotonic() > deadline:
                 raise RuntimeError("generator did not start")
             time.sleep(0.01)
         for _ in range(flips):
-            dp.set_role(False)
+            dp.set_group_role(group, False)
             time.sleep(0.0005)  # let frames already past XDP reach the socket
             while True:  # drain what the previous active period queued
                 try:
@@ -195,7 +215,7 @@ def takeover(b: Bench, flips: int) -> dict[str, float]:
                     break
             t0_real = time.time_ns()
             t0 = time.perf_counter_ns()
-            dp.set_role(True)
+            dp.set_group_role(group, True)
             while True:
                 ready, _, _ = select.select([sock], [], [], 1.0)
                 if not ready:
@@ -213,7 +233,7 @@ def takeover(b: Bench, flips: int) -> dict[str, float]:
                 to_kernel.append(t_kernel - t0_real)
                 to_user.append(t_user - t0)
                 break
-        dp.set_role(False)
+        dp.set_group_role(group, False)
     finally:
         gen.terminate()  # our own child, by its handle
         gen.join(10)
@@ -226,26 +246,85 @@ def takeover(b: Bench, flips: int) -> dict[str, float]:
             "user_max_us": max(to_user) / 1e3}
 
 
+def group_takeover(n: int, flips: int) -> dict[str, object]:
+    """Takeover with `n` interfaces bound to one group: n veth ports eth1.100.. in the
+    server namespace (each a port of its own, the program attached to every one), their
+    peers in the client namespace; a second group holds one more port, so the group is
+    not alone. The flood comes in on the first port."""
+    with Topology("bg") as t:
+        srv, cli = t.host("srv"), t.host("cli")
+        batch = "".join(
+            f"link add eth1.{100 + i} netns {srv.name} type veth peer name q{i} "
+            f"netns {cli.name}\n" for i in range(n))
+        batch += (f"link add other0 netns {srv.name} type veth peer name qo "
+                  f"netns {cli.name}\n")
+        subprocess.run(["ip", "-batch", "-"], input=batch, text=True, check=True,
+                       capture_output=True, timeout=300)
+        up_srv = "".join(f"link set eth1.{100 + i} up\n" for i in range(n)) + \
+            "link set other0 up\n"
+        up_cli = "".join(f"link set q{i} up\n" for i in range(n)) + "link set qo up\n"
+        t.run(srv, ["ip", "-batch", "-"], input=up_srv, timeout=300)
+        t.run(cli, ["ip", "-batch", "-"], input=up_cli, timeout=300)
+        t.addr(srv, "eth1.100", f"{SRV_IP}/24")
+        bindings = [Binding(f"eth1.{100 + i}", (0,)) for i in range(n)]
+        bindings.append(Binding("other0", (1,)))
+        with inside(srv):
+            start = time.monotonic()
+            dp = Datapath.open(bindings, DatapathConfig(mode="xdp", rate_limit_pps=0,
+                                                        new_client_pps=0), attach="native")
+            open_s = time.monotonic() - start
+        try:
+            result: dict[str, object] = {"interfaces": n, "ports": len(dp.attach_modes),
+                                         "open_s": open_s}
+            result.update(measure_takeover(dp, 0, srv.name, cli.name, "q0", flips))
+        finally:
+            with inside(srv):
+                dp.close()
+    return result
+
+
 # -- 3. program cost under test run --------------------------------------------------------
 class CostProgram:
     """One build of bpf/ loaded in this process with bcc (never attached), driven through
     bcc's tables by field name, so an older build (--baseline, before the new-client
-    budget) runs the same rows as this checkout's."""
+    budget or before groups) runs the same rows as this checkout's. Frames "arrive on
+    lo" (ifindex 1, the test run's default); a build with groups binds lo untagged to
+    group 0 and lo VLAN 200 to groups 0 and 1 (shared)."""
 
     def __init__(self, bpf_dir: Path | None) -> None:
         from appliance.datapath.compiler import compile_in_process
 
         self.bpf, fn = compile_in_process(bpf_dir=bpf_dir)
         self.fd = fn.fd
-        try:
-            self.budget = self.bpf[b"new_client"]
-        except KeyError:
-            self.budget = None  # a build from before the new-client budget
+        self.budget = _table(self.bpf, b"new_client")  # None: a build before the budget
+        self.groups = _table(self.bpf, b"group_role") is not None  # False: before groups
+        if self.groups:
+            from appliance.datapath import layout
+
+            table = self.bpf[b"lb_table"]
+            leaf = table.Leaf()
+            for i, v in enumerate(layout.LB_TABLE):
+                leaf.mix[i] = v
+            table[table.Key(0)] = leaf
+            ifaces = self.bpf[b"ifaces"]
+            for vlan, groups in (((0, 0), (0,)), ((200, 0), (0, 1))):
+                key, value = ifaces.Key(), ifaces.Leaf()
+                key.ifindex, key.vlan[0], key.vlan[1] = 1, *vlan
+                value.groups = len(groups)
+                for i, g in enumerate(groups):
+                    value.group[i] = g
+                ifaces[key] = value
 
     def set(self, active: bool, pps: int = 0, burst: int = 0, new_pps: int = 0,
             new_burst: int = 0) -> None:
-        role, cfg = self.bpf[b"role"], self.bpf[b"config"]
-        role[role.Key(0)] = role.Leaf(int(active))
+        cfg = self.bpf[b"config"]
+        if self.groups:
+            role = self.bpf[b"group_role"]
+            for g in (0, 1):
+                role[role.Key(g)] = role.Leaf(int(active))
+        else:
+            role = self.bpf[b"role"]
+            role[role.Key(0)] = role.Leaf(int(active))
         leaf = cfg.Leaf()
         leaf.rate_limit_pps, leaf.rate_limit_burst = pps, burst
         if self.budget is not None:
@@ -256,6 +335,13 @@ class CostProgram:
 
     def close(self) -> None:
         self.bpf.cleanup()
+
+
+def _table(bpf: object, name: bytes) -> object | None:
+    try:
+        return bpf[name]  # type: ignore[index]
+    except KeyError:
+        return None
 
 
 def distinct_discovers(n: int, seed: int = 1) -> list[bytes]:
@@ -302,8 +388,14 @@ def prog_cost(bpf_dir: Path | None, repeat: int = 1_000_000,
                 ("DISCOVER, active, limits off", DISCOVER, True, (0, 0, 0, 0)),
                 ("known client, rate limit on", DISCOVER, True, (1_000_000, big, 0, 0)),
                 ("known client, rate limit + budget on", DISCOVER, True,
-                 (1_000_000, big, 1_000_000, big))):
-            if limits[2] and prog.budget is None:
+                 (1_000_000, big, 1_000_000, big)),
+                ("DISCOVER on VLAN 300, not ours (unbound)", VLAN_300, False, (0, 0, 0, 0)),
+                ("DISCOVER, shared interface (hash), active", VLAN_200, True,
+                 (0, 0, 0, 0)),
+                ("DISCOVER, shared interface (hash), standby", VLAN_200, False,
+                 (0, 0, 0, 0))):
+            if (limits[2] and prog.budget is None) or (
+                    ("VLAN" in name or "shared" in name) and not prog.groups):
                 out[name] = None
                 continue
             prog.set(active, *limits)
@@ -453,6 +545,10 @@ def main() -> int:
                     help="also measure the program cost of bpf/ at this ref (e.g. main)")
     ap.add_argument("--prog-cost-only", action="store_true",
                     help="only the BPF_PROG_TEST_RUN section (no namespaces, no traffic)")
+    ap.add_argument("--group-sizes", default="1,200",
+                    help="interfaces bound to the group in the group takeover rows")
+    ap.add_argument("--groups-only", action="store_true",
+                    help="only the group takeover rows (1 and 200 interfaces)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -460,6 +556,21 @@ def main() -> int:
         return 2
     logging.basicConfig(level=logging.WARNING)
     results: dict[str, object] = {"loadavg_before": os.getloadavg()[0]}
+    sizes = [int(x) for x in args.group_sizes.split(",") if x]
+    if not args.prog_cost_only:
+        # Alternated, twice, so load on the shared box hits every size alike.
+        runs: dict[int, list[dict[str, object]]] = {n: [] for n in sizes}
+        for _ in range(2):
+            for n in sizes:
+                runs[n].append(group_takeover(n, max(args.flips // 2, 1)))
+        results["group_takeover"] = {n: _merge(r) for n, r in runs.items()}
+    if args.groups_only:
+        results["loadavg_after"] = os.getloadavg()[0]
+        if args.json:
+            print(json.dumps(results, indent=2))
+        else:
+            print_groups(results)
+        return 0
     if not args.prog_cost_only:
         with Topology("bn") as t:
             srv, cli = t.host("srv"), t.host("cli")
@@ -496,6 +607,45 @@ def main() -> int:
     return 0
 
 
+def _merge(runs: list[dict[str, object]]) -> dict[str, object]:
+    """Two runs of group_takeover: percentiles of each, the worse tail kept."""
+    out = dict(runs[0])
+    for key in ("kernel_p50_us", "user_p50_us"):
+        out[key] = statistics.median(float(r[key]) for r in runs)  # type: ignore[arg-type]
+    for key in ("kernel_p99_us", "user_p99_us", "kernel_max_us", "user_max_us", "open_s"):
+        out[key] = max(float(r[key]) for r in runs)  # type: ignore[arg-type]
+    out["flips"] = sum(int(r["flips"]) for r in runs)  # type: ignore[call-overload]
+    out["misses"] = sum(int(r["misses"]) for r in runs)  # type: ignore[call-overload]
+    return out
+
+
+def print_groups(r: dict) -> None:
+    gt = r.get("group_takeover")
+    if not gt:
+        return
+    if "map_update" not in r:
+        print(f"dhcp-hotbackup datapath benchmark (group takeover): veth, native XDP, "
+              f"{os.cpu_count()} CPUs, kernel {os.uname().release}, load average "
+              f"{r['loadavg_before']:.2f} before / {r['loadavg_after']:.2f} after")
+        print()
+    print("Group takeover: set_group_role(g, True) -> first DISCOVER passed "
+          "(flood on the group's first interface)")
+    print(f"  {'interfaces in the group':24s}" + "".join(f"{n:>22}" for n in gt))
+    rows = (("ports attached", "ports", "{:.0f}"),
+            ("Datapath.open", "open_s", "{:.2f} s"),
+            ("to socket (kernel), p50", "kernel_p50_us", "{:.1f} us"),
+            ("to socket (kernel), p99", "kernel_p99_us", "{:.1f} us"),
+            ("to recvmsg(), p50", "user_p50_us", "{:.1f} us"),
+            ("to recvmsg(), p99", "user_p99_us", "{:.1f} us"),
+            ("flips / misses", None, None))
+    for label, key, fmt in rows:
+        if key is None:
+            cells = [f"{v['flips']} / {v['misses']}" for v in gt.values()]
+        else:
+            cells = [fmt.format(v[key]) for v in gt.values()]
+        print(f"  {label:24s}" + "".join(f"{c:>22}" for c in cells))
+
+
 def print_prog_cost(pc: dict[str, dict[str, float | None]]) -> None:
     builds = list(pc)
     print("Program cost under BPF_PROG_TEST_RUN (ns per run, harness included; "
@@ -530,7 +680,7 @@ def print_table(r: dict) -> None:
           f"{r['loadavg_before']:.2f} before / {r['loadavg_after']:.2f} after")
     print()
     print(f"{'Role flip':48s}{'p50':>10s}{'p99':>10s}")
-    print(f"{'  map update alone (RoleSwitch.set, 1 syscall)':48s}"
+    print(f"{'  map update alone (GroupSwitch.set, 1 syscall)':48s}"
           f"{mu['update_p50_us']:7.2f} us{mu['update_p99_us']:7.2f} us")
     print(f"{'  Datapath.set_role':48s}{mu['set_role_p50_us']:7.2f} us"
           f"{mu['set_role_p99_us']:7.2f} us")
@@ -539,6 +689,8 @@ def print_table(r: dict) -> None:
           f"{tk['kernel_p99_us']:7.1f} us  max {tk['kernel_max_us']:.1f} us (kernel stamp)")
     print(f"{'  set_role(True) -> recvmsg() returns':48s}{tk['user_p50_us']:7.1f} us"
           f"{tk['user_p99_us']:7.1f} us  max {tk['user_max_us']:.1f} us")
+    print()
+    print_groups(r)
     print()
     print_prog_cost(pc)
     print()

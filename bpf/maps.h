@@ -2,7 +2,7 @@
 /*
  * maps.h - every map of the DHCP steering program.
  *
- * This file contains the five maps and nothing else; it is the only file
+ * This file contains the eight maps and nothing else; it is the only file
  * that uses bcc's map macros. Each map says what it holds, its key and value,
  * who writes it and who reads it. User space finds them by these names
  * (appliance/datapath/layout.py MAP_*). None is pinned: see README.md.
@@ -13,12 +13,30 @@
 #include "dhcp_steer.h"
 
 /*
- * role: the one switch of the datapath. key __u32 0, value __u32
- * enum role_value. Written by the daemon (one update per VRRP transition),
- * read by the program for every DHCP frame. A 32-bit word in a one-slot
- * array: the update is a single aligned store no reader can see half done.
+ * ifaces: the client interfaces. key struct iface_key (port ifindex, VLAN
+ * ids), value struct iface_value (the group or two groups bound there).
+ * Written by the daemon at start and on reload (a key per interface added,
+ * removed or rebound; the others untouched), read by the program for every
+ * DHCP frame. A frame whose key is absent is not ours: passed, STAT_UNBOUND.
  */
-BPF_ARRAY(role, __u32, 1);
+BPF_HASH(ifaces, struct iface_key, struct iface_value, IFACE_ENTRIES);
+
+/*
+ * group_role: the switch of each group. key __u32 group index, value __u32
+ * enum role_value. Written by the daemon (one update per VRRP transition of
+ * the group, whatever number of interfaces are bound to it), read by the
+ * program for every DHCP frame. A 32-bit word in an array: the update is a
+ * single aligned store no reader can see half done.
+ */
+BPF_ARRAY(group_role, __u32, MAX_GROUPS);
+
+/*
+ * lb_table: the RFC 3074 mixing table. key __u32 0, value struct
+ * lb_table_value. Written once by the loader right after the program loads
+ * (dhcp_steer.h says why it is not a constant), read by the program for DHCP
+ * on an interface shared by two groups.
+ */
+BPF_ARRAY(lb_table, struct lb_table_value, 1);
 
 /*
  * config: run-time knobs. key __u32 0, value struct config_value. Written by
@@ -27,10 +45,11 @@ BPF_ARRAY(role, __u32, 1);
 BPF_ARRAY(config, struct config_value, 1);
 
 /*
- * stats: counters. key __u32 enum stat_index, value __u64 per CPU. Written
- * by the program, read (and summed over CPUs) by datapath/stats.py.
+ * stats: counters. key __u32 slot (a group index, or STATS_SLOT_UNBOUND),
+ * value struct stats_value per CPU. Written by the program, read (and summed
+ * over CPUs and slots) by datapath/stats.py.
  */
-BPF_PERCPU_ARRAY(stats, __u64, STAT_MAX);
+BPF_PERCPU_ARRAY(stats, struct stats_value, MAX_GROUPS + 1);
 
 /*
  * rate_limit: the known clients, one token bucket each. key struct

@@ -13,7 +13,7 @@ PKGS=(
   python3-pyroute2 python3-scapy python3-sdnotify python3-cryptography
   isc-dhcp-client udhcpc dhcpcd-base isc-dhcp-relay
   kea-dhcp4-server kea-admin keepalived
-  tcpdump iproute2 iputils-ping procps psmisc
+  tcpdump iproute2 iputils-ping procps psmisc strace
   # `make deb` and tests/packaging: debhelper + pybuild, lintian, and a Debian root
   # booted with systemd-nspawn.
   dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools

@@ -1,9 +1,10 @@
 """The XDP datapath: steers DHCP to the active server, drops it on the standby.
 
-Modules: layout [P] (bpf/dhcp_steer.h in Python), plan [P] (desired map contents),
-compiler [A] (bcc, in a child process), loader [A] (the program by fd: attach, maps),
-stats [A] (per-CPU counters), service (the facade the daemon uses: Datapath, cleanup).
-docs/datapath.md is the guide.
+Modules: layout [P] (bpf/dhcp_steer.h in Python), plan [P] (desired map contents,
+interfaces placed on their ports), compiler [A] (bcc, in a child process), loader [A]
+(the program by fd: attach, maps), links [A] (the kernel's link table), stats [A]
+(per-CPU counters), service (the facade the daemon uses: Datapath, cleanup,
+cleanup_all). docs/datapath.md is the guide.
 
 `from appliance.datapath import Datapath, cleanup` works without importing bcc
 until an XDP datapath is opened, so the pure modules and mode "off" need no bcc.
@@ -20,7 +21,7 @@ class DatapathError(RuntimeError):
 
 def __getattr__(name: str) -> Any:
     # PEP 562: the facade is imported on first use, not with the package.
-    if name in ("Datapath", "cleanup"):
+    if name in ("Datapath", "cleanup", "cleanup_all"):
         from appliance.datapath import service
 
         return getattr(service, name)

@@ -15,12 +15,16 @@ import ctypes
 import enum
 from dataclasses import dataclass
 
+from appliance.dhcp import loadbalance
+
 # -- the program -------------------------------------------------------------------
 SOURCE_FILE = "dhcp_steer.bpf.c"  # in bpf/
 PROG_NAME = "dhcp_steer"  # the XDP entry function
 
 # -- maps (bpf/maps.h) -------------------------------------------------------------
-MAP_ROLE = "role"
+MAP_IFACES = "ifaces"
+MAP_GROUP_ROLE = "group_role"
+MAP_LB_TABLE = "lb_table"
 MAP_CONFIG = "config"
 MAP_STATS = "stats"
 MAP_RATE_LIMIT = "rate_limit"
@@ -29,6 +33,8 @@ MAP_NEW_CLIENT = "new_client"
 # -- constants (#define in dhcp_steer.h) -------------------------------------------
 RATE_LIMIT_ENTRIES = 65536  # default; -DRATE_LIMIT_ENTRIES overrides
 VLAN_MAX_DEPTH = 2
+MAX_GROUPS = 1024  # group indexes 0..MAX_GROUPS-1; -DMAX_GROUPS overrides
+IFACE_ENTRIES = 4096  # bound (ifindex, VLAN) keys; -DIFACE_ENTRIES overrides
 DHCP_SERVER_PORT = 67  # RFC 2131 §4.1
 BOOTP_FIXED_LEN = 236  # RFC 2131 §2
 BOOTP_MIN_LEN = 240  # fixed header + magic cookie, RFC 2131 §3
@@ -37,6 +43,11 @@ BOOTP_OFF_HLEN = 2
 BOOTP_OFF_CHADDR = 28
 BOOTP_HTYPE_ETHER = 1  # IANA ARP hardware type 1: chaddr holds a MAC
 BOOTP_HLEN_ETHER = 6
+BOOTP_CHADDR_LEN = 16  # RFC 2131 §2
+VLAN_VID_MASK = 0x0FFF  # IEEE 802.1Q: the VID is the TCI's low 12 bits
+IFACE_VLANS = 2  # VLAN ids in an interface key (>= VLAN_MAX_DEPTH)
+IFACE_MAX_GROUPS = 2  # groups one interface can be bound to
+RFC3074_TABLE_LEN = 256
 NS_PER_TOKEN = 1_000_000_000
 RATE_LIMIT_MAX_PPS = 1_000_000
 RATE_LIMIT_MAX_BURST = 4_000_000
@@ -47,6 +58,8 @@ NEW_CLIENT_CAS_TRIES = 4  # compare-and-swap attempts on the budget word
 DEFINES: dict[str, int] = {
     "RATE_LIMIT_ENTRIES": RATE_LIMIT_ENTRIES,
     "VLAN_MAX_DEPTH": VLAN_MAX_DEPTH,
+    "MAX_GROUPS": MAX_GROUPS,
+    "IFACE_ENTRIES": IFACE_ENTRIES,
     "DHCP_SERVER_PORT": DHCP_SERVER_PORT,
     "BOOTP_FIXED_LEN": BOOTP_FIXED_LEN,
     "BOOTP_MIN_LEN": BOOTP_MIN_LEN,
@@ -55,6 +68,11 @@ DEFINES: dict[str, int] = {
     "BOOTP_OFF_CHADDR": BOOTP_OFF_CHADDR,
     "BOOTP_HTYPE_ETHER": BOOTP_HTYPE_ETHER,
     "BOOTP_HLEN_ETHER": BOOTP_HLEN_ETHER,
+    "BOOTP_CHADDR_LEN": BOOTP_CHADDR_LEN,
+    "VLAN_VID_MASK": VLAN_VID_MASK,
+    "IFACE_VLANS": IFACE_VLANS,
+    "IFACE_MAX_GROUPS": IFACE_MAX_GROUPS,
+    "RFC3074_TABLE_LEN": RFC3074_TABLE_LEN,
     "NS_PER_TOKEN": NS_PER_TOKEN,
     "RATE_LIMIT_MAX_PPS": RATE_LIMIT_MAX_PPS,
     "RATE_LIMIT_MAX_BURST": RATE_LIMIT_MAX_BURST,
@@ -65,14 +83,14 @@ DEFINES: dict[str, int] = {
 
 # -- enums ------------------------------------------------------------------------
 class Role(enum.IntEnum):
-    """enum role_value: the word in the one-slot `role` array."""
+    """enum role_value: the word in each slot of `group_role` (one per group)."""
 
     STANDBY = 0  # ROLE_STANDBY: the zero-filled default
     ACTIVE = 1  # ROLE_ACTIVE
 
 
 class Stat(enum.IntEnum):
-    """enum stat_index: index into the per-CPU `stats` array (without STAT_MAX)."""
+    """enum stat_index: index into a `stats` record (without STAT_MAX)."""
 
     SEEN = 0
     PASSED = 1
@@ -80,6 +98,8 @@ class Stat(enum.IntEnum):
     DROPPED_RATELIMIT = 3
     MALFORMED = 4
     DROPPED_NEW_CLIENT = 5  # no bucket yet and the new-client budget is empty
+    DROPPED_OTHER_BUCKET = 6  # shared interface: the client's bucket is the peer's
+    UNBOUND = 7  # DHCP on an (ifindex, VLAN) no interface is bound to: passed
 
     @property
     def counter_name(self) -> str:
@@ -88,6 +108,12 @@ class Stat(enum.IntEnum):
 
 
 STAT_MAX = len(Stat)
+# The outcomes every DHCP frame on a bound interface counts in exactly one of:
+# seen == the sum of these. UNBOUND is apart (not ours, not in seen).
+OUTCOMES: tuple[Stat, ...] = (Stat.PASSED, Stat.DROPPED_STANDBY, Stat.DROPPED_RATELIMIT,
+                              Stat.MALFORMED, Stat.DROPPED_NEW_CLIENT,
+                              Stat.DROPPED_OTHER_BUCKET)
+STATS_SLOT_UNBOUND = MAX_GROUPS  # the `stats` slot of STAT_UNBOUND
 
 # C enum name -> {C member name: value}, for the header cross-check.
 ENUMS: dict[str, dict[str, int]] = {
@@ -97,12 +123,43 @@ ENUMS: dict[str, dict[str, int]] = {
 
 
 # -- key / value mirrors ----------------------------------------------------------
-RoleKey = ctypes.c_uint32  # array index, always 0
-RoleValue = ctypes.c_uint32  # enum role_value
+GroupRoleKey = ctypes.c_uint32  # group index
+GroupRoleValue = ctypes.c_uint32  # enum role_value
+LbTableKey = ctypes.c_uint32  # array index, always 0
 ConfigKey = ctypes.c_uint32  # array index, always 0
 NewClientKey = ctypes.c_uint32  # array index, always 0
-StatsKey = ctypes.c_uint32  # enum stat_index
-StatsValue = ctypes.c_uint64  # one per possible CPU
+StatsKey = ctypes.c_uint32  # slot: a group index, or STATS_SLOT_UNBOUND
+
+
+class IfaceKey(ctypes.Structure):
+    """struct iface_key: the port's ifindex and the frame's VLAN ids, outermost first,
+    0 where there is no tag."""
+
+    _fields_ = [("ifindex", ctypes.c_uint32), ("vlan", ctypes.c_uint16 * IFACE_VLANS)]
+
+
+class IfaceValue(ctypes.Structure):
+    """struct iface_value: 1 group, or 2 sharing the interface's clients by bucket."""
+
+    _fields_ = [("groups", ctypes.c_uint32),
+                ("group", ctypes.c_uint32 * IFACE_MAX_GROUPS)]
+
+
+class LbTableValue(ctypes.Structure):
+    """struct lb_table_value: the RFC 3074 mixing table."""
+
+    _fields_ = [("mix", ctypes.c_uint8 * RFC3074_TABLE_LEN)]
+
+
+class StatsValue(ctypes.Structure):
+    """struct stats_value: one group's counters (one record per possible CPU)."""
+
+    _fields_ = [("count", ctypes.c_uint64 * STAT_MAX)]
+
+
+# bpf/dhcp_steer.h RFC3074_MIX_TABLE, what the loader writes into `lb_table`: the
+# table of appliance/dhcp/loadbalance.py, tested equal to the header's.
+LB_TABLE: tuple[int, ...] = loadbalance.MIX_TABLE
 
 
 class ConfigValue(ctypes.Structure):
@@ -146,13 +203,21 @@ class MapSpec:
     kind: str  # bcc's table class name: "Array", "PerCpuArray", "LruHash"
     key: type[ctypes._SimpleCData] | type[ctypes.Structure]
     value: type[ctypes._SimpleCData] | type[ctypes.Structure]
-    max_entries: int | None  # None: set by a compile-time knob
+    max_entries: int | None  # None: set by a compile-time knob (default_entries)
+
+
+def default_entries(name: str) -> int:
+    """max_entries of a map sized by a compile-time knob, at the header's defaults."""
+    return {MAP_IFACES: IFACE_ENTRIES, MAP_GROUP_ROLE: MAX_GROUPS,
+            MAP_STATS: MAX_GROUPS + 1, MAP_RATE_LIMIT: RATE_LIMIT_ENTRIES}[name]
 
 
 MAPS: tuple[MapSpec, ...] = (
-    MapSpec(MAP_ROLE, "Array", RoleKey, RoleValue, 1),
+    MapSpec(MAP_IFACES, "HashTable", IfaceKey, IfaceValue, None),
+    MapSpec(MAP_GROUP_ROLE, "Array", GroupRoleKey, GroupRoleValue, None),
+    MapSpec(MAP_LB_TABLE, "Array", LbTableKey, LbTableValue, 1),
     MapSpec(MAP_CONFIG, "Array", ConfigKey, ConfigValue, 1),
-    MapSpec(MAP_STATS, "PerCpuArray", StatsKey, StatsValue, STAT_MAX),
+    MapSpec(MAP_STATS, "PerCpuArray", StatsKey, StatsValue, None),
     MapSpec(MAP_RATE_LIMIT, "LruHash", RateLimitKey, RateLimitValue, None),
     MapSpec(MAP_NEW_CLIENT, "Array", NewClientKey, NewClientValue, 1),
 )

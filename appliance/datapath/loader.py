@@ -8,7 +8,10 @@ else: map lookups and updates, querying what is attached to an interface
 (`bpf_xdp_attach`), and detaching only our own program (`XDP_FLAGS_REPLACE` with the
 old program's fd). No bcc or LLVM in the daemon's address space.
 
-Attach policy (README.md "Attach and pinning"):
+One program serves every physical port under the client interfaces: it is attached
+to each (Program.attach, once per port) and its maps are shared by all of them.
+
+Attach policy (README.md "Attach and pinning"), per port:
 
 - mode "auto": native (driver) XDP first; if the driver has no native XDP
   (EOPNOTSUPP), generic (SKB) XDP. The mode that took is returned and logged.
@@ -19,8 +22,8 @@ Attach policy (README.md "Attach and pinning"):
 - Nothing is pinned: the maps die with the program.
 
 Network namespaces: attach and detach use the calling thread's namespace. A
-Program remembers the namespace it attached in and refuses to detach from another
-one, so an ifindex is never applied to the wrong interface.
+Program remembers the namespace it attached each port in and refuses to detach from
+another one, so an ifindex is never applied to the wrong interface.
 """
 
 from __future__ import annotations
@@ -109,8 +112,9 @@ _next_key = _libbpf.bpf_map_get_next_key
 _next_key.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
 _num_possible_cpus = _libbpf.libbpf_num_possible_cpus
 # The role flip: declared without argtypes so that a call with prebuilt ctypes
-# arguments converts nothing (RoleSwitch).
-_map_update = _libbpf.bpf_map_update_elem
+# arguments converts nothing (GroupSwitch). A handle of its own: argtypes set on one
+# handle apply to every use of it.
+_map_update = ctypes.CDLL("libbpf.so.1", use_errno=True).bpf_map_update_elem
 _map_update.restype = ctypes.c_int
 
 
@@ -164,28 +168,37 @@ def _netns_inode() -> int:
     return os.stat("/proc/thread-self/ns/net").st_ino
 
 
-class RoleSwitch:
-    """The takeover: one BPF_MAP_UPDATE_ELEM of the role word, with every argument
-    built in advance (map fd, key, both values, flags), so `set` is a single ctypes
-    call into libbpf and a single bpf(2) syscall."""
+class GroupSwitch:
+    """A group's takeover: one BPF_MAP_UPDATE_ELEM of its role word in `group_role`,
+    with every argument built in advance for every group index (map fd, key, both
+    values, flags), so `set` is a single ctypes call into libbpf and a single bpf(2)
+    syscall, whatever number of interfaces are bound to the group."""
 
-    # The ctypes key and values must outlive the raw addresses held in _args.
-    __slots__ = ("_args", "_key", "_values")
+    # The ctypes keys and values must outlive the raw addresses held in _args.
+    __slots__ = ("_args", "_keys", "_values")
 
-    def __init__(self, map_fd: int) -> None:
-        self._key = layout.RoleKey(0)
-        self._values = (layout.RoleValue(layout.Role.STANDBY),
-                        layout.RoleValue(layout.Role.ACTIVE))
+    def __init__(self, map_fd: int, groups: int = layout.MAX_GROUPS) -> None:
+        self._keys = (layout.GroupRoleKey * groups)(*range(groups))
+        self._values = (layout.GroupRoleValue(layout.Role.STANDBY),
+                        layout.GroupRoleValue(layout.Role.ACTIVE))
         fd = ctypes.c_int(map_fd)
-        key = ctypes.c_void_p(ctypes.addressof(self._key))
         flags = ctypes.c_uint64(0)  # BPF_ANY
+        values = tuple(ctypes.c_void_p(ctypes.addressof(v)) for v in self._values)
+        base, size = ctypes.addressof(self._keys), ctypes.sizeof(layout.GroupRoleKey)
         self._args = tuple(
-            (fd, key, ctypes.c_void_p(ctypes.addressof(v)), flags) for v in self._values)
+            tuple((fd, ctypes.c_void_p(base + g * size), v, flags) for v in values)
+            for g in range(groups))
 
-    def set(self, active: bool) -> None:
-        rc = _map_update(*self._args[active])
+    @property
+    def groups(self) -> int:
+        return len(self._args)
+
+    def set(self, group: int, active: bool) -> None:
+        """Raises IndexError for a group index outside the map, OSError if the kernel
+        refuses the update."""
+        rc = _map_update(*self._args[group][active])
         if rc < 0:
-            raise OSError(-rc, f"role map update: {os.strerror(-rc)}")
+            raise OSError(-rc, f"group_role[{group}] update: {os.strerror(-rc)}")
 
 
 class BpfMap:
@@ -266,17 +279,24 @@ class BpfMap:
             self.fd = -1
 
 
+@dataclass(slots=True)
+class _Port:
+    """One port the program is attached to."""
+
+    name: str
+    ifindex: int
+    mode: str  # "native" | "generic"
+    netns: int  # inode of the namespace it was attached in
+
+
 class Program:
-    """The loaded XDP program with its maps; attached to at most one interface. Owns
+    """The loaded XDP program with its maps; attached to any number of ports. Owns
     the file descriptors: close() releases them (the kernel frees the program and
     maps once nothing else holds them)."""
 
     def __init__(self, loaded: compiler.Loaded) -> None:
         self._fd = loaded.prog_fd
-        self.interface: str | None = None
-        self.attach_mode: str | None = None
-        self._ifindex = 0
-        self._netns = 0
+        self._ports: dict[str, _Port] = {}
         self.maps: dict[str, BpfMap] = {}
         fds = dict(loaded.map_fds)
         try:
@@ -288,12 +308,24 @@ class Program:
         finally:
             for fd in fds.values():  # a map layout.py does not know
                 os.close(fd)
-        self._role = self.maps[layout.MAP_ROLE]
+        self._ifaces = self.maps[layout.MAP_IFACES]
+        self._group_role = self.maps[layout.MAP_GROUP_ROLE]
         self._config = self.maps[layout.MAP_CONFIG]
         self._stats = self.maps[layout.MAP_STATS]
         self._rate_limit = self.maps[layout.MAP_RATE_LIMIT]
         self._new_client = self.maps[layout.MAP_NEW_CLIENT]
+        self.max_groups = self._group_role.max_entries
         self.state = plan.INITIAL
+        self._home_netns = _netns_inode()
+        try:
+            # bcc cannot give the program constant data: the RFC 3074 table is written
+            # here, before the program can be attached anywhere (dhcp_steer.h).
+            self.maps[layout.MAP_LB_TABLE].update(
+                layout.LbTableKey(0), layout.LbTableValue((ctypes.c_uint8 * 256)(
+                    *layout.LB_TABLE)))
+        except BaseException:
+            self._release()
+            raise
 
     # -- building ------------------------------------------------------------------
     @classmethod
@@ -325,13 +357,38 @@ class Program:
         return self._info().xlated_prog_len // 8
 
     # -- maps ------------------------------------------------------------------------
-    def role_switch(self) -> RoleSwitch:
-        return RoleSwitch(self._role.fd)
+    def group_switch(self) -> GroupSwitch:
+        return GroupSwitch(self._group_role.fd, self.max_groups)
 
-    def read_role(self) -> layout.Role:
-        value = self._role.lookup(layout.RoleKey(0))
-        assert value is not None  # an array always has its slots
+    def read_group_role(self, group: int) -> layout.Role:
+        value = self._group_role.lookup(layout.GroupRoleKey(group))
+        if value is None:
+            raise IndexError(f"group index {group} outside 0..{self.max_groups - 1}")
         return layout.Role(value[0].value)
+
+    def write_iface(self, key: plan.IfaceKey, groups: Sequence[int]) -> None:
+        """Bind the (port ifindex, VLAN ids) `key` to `groups` (one update, atomic for
+        the program: it sees the old or the new value)."""
+        self._ifaces.update(_iface_key(key), layout.IfaceValue(
+            len(groups), (ctypes.c_uint32 * layout.IFACE_MAX_GROUPS)(*groups)))
+
+    def delete_iface(self, key: plan.IfaceKey) -> None:
+        self._ifaces.delete(_iface_key(key))
+
+    def read_ifaces(self) -> plan.IfaceTable:
+        """The `ifaces` map as plan.table() describes it (diagnostics, tests)."""
+        out: plan.IfaceTable = {}
+        for key in self._ifaces.keys():
+            value = self._ifaces.lookup(key)
+            if value is not None:
+                v = value[0]
+                out[(key.ifindex, tuple(key.vlan))] = tuple(v.group[:v.groups])
+        return out
+
+    def read_lb_table(self) -> tuple[int, ...]:
+        value = self.maps[layout.MAP_LB_TABLE].lookup(layout.LbTableKey(0))
+        assert value is not None
+        return tuple(value[0].mix)
 
     def read_config(self) -> layout.ConfigValue:
         value = self._config.lookup(layout.ConfigKey(0))
@@ -353,29 +410,28 @@ class Program:
         """The new-client budget full again (tat 0)."""
         self._new_client.update(layout.NewClientKey(0), layout.NewClientValue(0))
 
-    def apply(self, writes: Sequence[plan.MapWrite], switch: RoleSwitch | None = None) -> None:
+    def apply(self, writes: Sequence[plan.MapWrite]) -> None:
         """Execute plan writes in order and record the resulting state."""
         for w in writes:
-            if isinstance(w, plan.RoleWrite):
-                (switch or self.role_switch()).set(w.role == layout.Role.ACTIVE)
-            elif isinstance(w, plan.ConfigWrite):
+            if isinstance(w, plan.ConfigWrite):
                 self.write_config(w.rate_limit_pps, w.rate_limit_burst, w.new_client_pps,
                                   w.new_client_burst)
             else:
                 self.reset_new_client()
             self.state = plan.apply_write(self.state, w)
 
-    def read_stats(self) -> list[list[int]]:
-        """Per-CPU values of every counter, indexed by layout.Stat."""
-        out = []
-        for i in range(layout.STAT_MAX):
-            values = self._stats.lookup(layout.StatsKey(i))
-            out.append([v.value for v in values] if values else [0] * self._stats.ncpus)
-        return out
+    def read_stats(self, slot: int) -> list[list[int]]:
+        """Per-CPU values of one `stats` slot (a group index, or
+        layout.STATS_SLOT_UNBOUND): a list per CPU, indexed by layout.Stat."""
+        values = self._stats.lookup(layout.StatsKey(slot))
+        if values is None:
+            raise IndexError(f"stats slot {slot} outside 0..{self._stats.max_entries - 1}")
+        return [list(v.count) for v in values]
 
-    def clear_stats(self) -> None:
-        for i in range(layout.STAT_MAX):
-            self._stats.update(layout.StatsKey(i), layout.StatsValue(0))
+    def clear_stats(self, slots: Sequence[int] | None = None) -> None:
+        """Zero the counters of `slots` (all when None: a few ms for 1025 slots)."""
+        for i in range(self._stats.max_entries) if slots is None else slots:
+            self._stats.update(layout.StatsKey(i), layout.StatsValue())
 
     def buckets(self) -> dict[bytes, layout.RateLimitValue]:
         """The rate-limit buckets by client MAC (diagnostics)."""
@@ -391,13 +447,26 @@ class Program:
             self._rate_limit.delete(key)
 
     # -- attaching -------------------------------------------------------------------
+    def check_netns(self, what: str) -> None:
+        """Raise DatapathError unless the calling thread is in the namespace the program
+        was loaded in: port names and ifindexes are only meaningful there."""
+        if _netns_inode() != self._home_netns:
+            raise DatapathError(f"{what}: called from another network namespace than the "
+                                "one the datapath was opened in")
+
+    @property
+    def ports(self) -> dict[str, str]:
+        """The ports the program is attached to: name -> "native" | "generic"."""
+        return {p.name: p.mode for p in self._ports.values()}
+
     def attach(self, interface: str, mode: str = "auto") -> str:
-        """Attach to `interface` (see the module's attach policy); returns "native" or
-        "generic". Replaces a stale program; raises DatapathError if nothing took."""
+        """Attach to the port `interface` (see the module's attach policy); returns
+        "native" or "generic". Replaces a stale program; raises DatapathError if
+        nothing took."""
         if mode not in ATTACH_MODES:
             raise ValueError(f"attach mode {mode!r} not in {ATTACH_MODES}")
-        if self.interface is not None:
-            raise DatapathError(f"already attached to {self.interface}")
+        if interface in self._ports:
+            raise DatapathError(f"already attached to {interface}")
         idx = ifindex(interface)
         before = query(interface)
         order = ["native", "generic"] if mode == "auto" else [mode]
@@ -415,11 +484,10 @@ class Program:
                 rc = _xdp_attach(idx, self.fd, _MODE_FLAGS[m], None)
             if rc == 0:
                 stale = before.drv_prog_id if m == "native" else before.skb_prog_id
-                if stale:
+                if stale and stale != self.prog_id:
                     log.warning("DP003 replaced stale %s XDP program id %d on %s",
                                 m, stale, interface)
-                self.interface, self.attach_mode = interface, m
-                self._ifindex, self._netns = idx, _netns_inode()
+                self._ports[interface] = _Port(interface, idx, m, _netns_inode())
                 return m
             errors.append(f"{m}: {os.strerror(-rc)}")
             if m == "native" and mode == "auto":
@@ -427,22 +495,38 @@ class Program:
                          interface, os.strerror(-rc))
         raise DatapathError(f"cannot attach XDP to {interface}: {'; '.join(errors)}")
 
-    def detach(self) -> None:
-        """Detach from the interface if this program is still the one attached there
-        (XDP_FLAGS_REPLACE with our fd: a newer program put there by someone else is
-        left alone). Idempotent."""
-        if self.interface is None or self.attach_mode is None:
+    def detach(self, interface: str | None = None) -> None:
+        """Detach from the port `interface` (every port when None) if this program is
+        still the one attached there (XDP_FLAGS_REPLACE with our fd: a newer program
+        put there by someone else is left alone). Idempotent; a port we are not on
+        is ignored. With several ports, each is tried and the first error raised."""
+        names = list(self._ports) if interface is None else [interface]
+        error: BaseException | None = None
+        for name in names:
+            try:
+                self._detach_one(name)
+            except (OSError, DatapathError) as e:
+                error = error or e
+        if error is not None:
+            raise error
+
+    def _detach_one(self, interface: str) -> None:
+        port = self._ports.get(interface)
+        if port is None:
             return
-        if _netns_inode() != self._netns:
+        if _netns_inode() != port.netns:
             raise DatapathError(
-                f"detach from {self.interface}: called from another network namespace")
+                f"detach from {interface}: called from another network namespace")
+        del self._ports[interface]
         opts = _XdpAttachOpts(sz=ctypes.sizeof(_XdpAttachOpts), old_prog_fd=self.fd)
-        rc = _xdp_detach(self._ifindex, _MODE_FLAGS[self.attach_mode] | XDP_FLAGS_REPLACE,
+        rc = _xdp_detach(port.ifindex, _MODE_FLAGS[port.mode] | XDP_FLAGS_REPLACE,
                          ctypes.byref(opts))
-        interface, self.interface, self.attach_mode = self.interface, None, None
         if rc == -errno.EEXIST:
             # Not ours any more: replaced by another program, or already removed.
-            now = query(interface)
+            try:
+                now = query(interface)
+            except (OSError, DatapathError):
+                return  # renamed or gone meanwhile: nothing of ours is left there
             if now.prog_id:
                 log.warning("DP005 %s carries another XDP program (id %d) now; left it "
                             "attached", interface, now.prog_id)
@@ -459,8 +543,13 @@ class Program:
             self._fd = -1
 
     def close(self) -> None:
-        """Detach (if attached) and release the program and maps. Idempotent."""
+        """Detach from every port and release the program and maps. Idempotent."""
         try:
             self.detach()
         finally:
             self._release()
+
+
+def _iface_key(key: plan.IfaceKey) -> layout.IfaceKey:
+    ifindex, vlans = key
+    return layout.IfaceKey(ifindex, (ctypes.c_uint16 * layout.IFACE_VLANS)(*vlans))

@@ -12,6 +12,12 @@ Kernel rule worth knowing: a test-run frame must be at least ETH_HLEN (14)
 bytes; shorter input is refused with EINVAL before the program runs
 (net/bpf/test_run.c, bpf_test_init). `run` raises OSError then.
 
+The frame arrives, for the program, on the loopback device of the calling thread's
+namespace (xdp_md ingress_ifindex 1) unless `ingress_ifindex` names another device
+of that namespace: then the kernel passes an xdp_md context in (ctx_in, kernel >=
+5.15) and the program sees that ifindex, as if the frame had come in on it. An
+ifindex that is not a device there is refused with ENODEV.
+
 With `flags=BPF_F_TEST_XDP_LIVE_FRAMES` the kernel instead sends the frames the
 program redirects (kernel >= 5.18): bench/ uses that as an in-kernel traffic
 generator.
@@ -65,6 +71,15 @@ class _TestRunOpts(ctypes.Structure):
     ]
 
 
+class _XdpMd(ctypes.Structure):
+    """struct xdp_md (include/uapi/linux/bpf.h) as BPF_PROG_TEST_RUN's ctx_in: data 0
+    and data_end the frame's length (no metadata), the ingress device and queue."""
+
+    _fields_ = [("data", ctypes.c_uint32), ("data_end", ctypes.c_uint32),
+                ("data_meta", ctypes.c_uint32), ("ingress_ifindex", ctypes.c_uint32),
+                ("rx_queue_index", ctypes.c_uint32), ("egress_ifindex", ctypes.c_uint32)]
+
+
 _libbpf = ctypes.CDLL("libbpf.so.1", use_errno=True)
 _test_run = _libbpf.bpf_prog_test_run_opts
 _test_run.argtypes = [ctypes.c_int, ctypes.POINTER(_TestRunOpts)]
@@ -82,19 +97,24 @@ class RunResult:
 
 
 def run(prog_fd: int, frame: bytes, repeat: int = 1, flags: int = 0,
-        batch_size: int = 0) -> RunResult:
+        batch_size: int = 0, ingress_ifindex: int = 0) -> RunResult:
     """Run the XDP program `prog_fd` on `frame`; raises OSError on a kernel refusal
-    (EINVAL for a frame shorter than ETH_HLEN, for example)."""
+    (EINVAL for a frame shorter than ETH_HLEN, ENODEV for an `ingress_ifindex` that is
+    not a device of this thread's namespace, for example)."""
     buf_in = ctypes.create_string_buffer(frame, len(frame))
     out_len = len(frame) + _OUT_SLACK
     buf_out = ctypes.create_string_buffer(out_len)
     live = bool(flags & BPF_F_TEST_XDP_LIVE_FRAMES)
+    ctx = _XdpMd(data_end=len(frame), ingress_ifindex=ingress_ifindex) \
+        if ingress_ifindex else None
     opts = _TestRunOpts(
         sz=ctypes.sizeof(_TestRunOpts),
         data_in=ctypes.cast(buf_in, ctypes.c_void_p),
         data_out=None if live else ctypes.cast(buf_out, ctypes.c_void_p),
         data_size_in=len(frame),
         data_size_out=0 if live else out_len,
+        ctx_in=ctypes.cast(ctypes.pointer(ctx), ctypes.c_void_p) if ctx else None,
+        ctx_size_in=ctypes.sizeof(_XdpMd) if ctx else 0,
         repeat=repeat,
         flags=flags,
         batch_size=batch_size,

@@ -114,6 +114,17 @@ def double_q_discover() -> Packet:
     return Ether(src=CLIENT, dst=BCAST) / Dot1Q(vlan=10) / Dot1Q(vlan=100) / d[IP]
 
 
+def tagged(frame: Packet, *vids: int, outer_tpid: int = 0x8100) -> Packet:
+    """`frame` (Ether / IP / ...) with 802.1Q tags of `vids`, outermost first; the outer
+    tag's TPID is `outer_tpid` (0x88a8 for an 802.1ad S-tag)."""
+    inner = frame[IP]
+    layers = Ether(src=frame[Ether].src, dst=frame[Ether].dst)
+    for i, vid in enumerate(vids):
+        layers = layers / (Dot1AD(vlan=vid) if i == 0 and outer_tpid == 0x88A8
+                           else Dot1Q(vlan=vid))
+    return Ether(bytes(layers / inner))
+
+
 def triple_tag_discover() -> Packet:
     """Three tags: deeper than VLAN_MAX_DEPTH, so not parsed (passed, uncounted)."""
     d = discover()

@@ -2,7 +2,10 @@
 new-client budget, and the kernel/user contract (header constants, struct layouts).
 
 Root, no namespace: the program is compiled once per module and never attached; the
-kernel runs it on each fixture frame with the real maps (STYLE 3.5 tier 2).
+kernel runs it on each fixture frame with the real maps (STYLE 3.5 tier 2). The
+frames arrive "on lo" (the test run's default device), whose untagged, VLAN 100 and
+QinQ 10.100 keys conftest.py binds to group 0; test_xdp_groups.py covers the keys,
+groups and buckets themselves.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import conftest
 import dhcp_frames as f
 import pytest
 from scapy.layers.inet import UDP
@@ -23,6 +27,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 
 from appliance.datapath import layout, plan
+from appliance.dhcp import loadbalance
 from appliance.testing.netns import wait_for
 from appliance.testing.require import missing
 from appliance.testing.xdp_run import ETH_HLEN, Verdict
@@ -105,22 +110,31 @@ def test_fixture(fresh, case: Case):
 
 def outcomes(c: dict[str, int]) -> int:
     """The sum of the outcomes each DHCP frame counts in exactly one of."""
-    return (c["passed"] + c["dropped_standby"] + c["dropped_ratelimit"]
-            + c["dropped_new_client"] + c["malformed"])
+    return sum(c[s.counter_name] for s in layout.OUTCOMES)
 
 
 def test_counters_add_up(fresh):
     """seen == passed + dropped_standby + dropped_ratelimit + dropped_new_client +
-    malformed, with every outcome taken at least once."""
+    malformed + dropped_other_bucket, with every outcome taken at least once; unbound
+    is apart."""
     fresh.set_state(True, pps=1, burst=1, new_pps=1, new_burst=2)
     for frame in (f.discover(), f.discover(), f.short_bootp(), f.renew(f.OTHER_CLIENT),
                   f.discover("02:00:00:00:00:03")):
         fresh.run(bytes(frame))
     fresh.set_state(False)
     fresh.run(bytes(f.discover()))
+    # A shared interface (VLAN 7 on lo, groups 1 and 2), group 1 active: the clients
+    # whose bucket picks group 2 are the peer's.
+    fresh.bind((conftest.LO, (7, 0)), (1, 2))
+    fresh.set_role(1, True)
+    peer_client = next(m for m in f.random_macs(50) if loadbalance.group_of(
+        f.mac_bytes(m), 6) == 1)
+    fresh.run(bytes(f.tagged(f.discover(peer_client), 7)))
+    fresh.run(bytes(f.tagged(f.discover(), 300)))  # VLAN 300 is no interface of ours
     c = fresh.counters()
     assert all(c[k] for k in c), c
-    assert c["seen"] == outcomes(c) == 6
+    assert c["seen"] == outcomes(c) == 7
+    assert c["unbound"] == 1
 
 
 # -- truncated frames ---------------------------------------------------------------
@@ -414,12 +428,14 @@ def test_flood_cannot_push_known_clients_out_of_the_lru(small_lru, budget: bool)
     program = small_lru
     program.clear_buckets()
     program.reset_new_client()
-    program.apply(plan.diff(program.state, plan.desired(True, 1000, 0, 0, 0)))
+    program.write_iface((conftest.LO, (0, 0)), (0,))
+    program.group_switch().set(0, True)
+    program.apply(plan.diff(program.state, plan.desired(1000, 0, 0, 0)))
     known = f.random_macs(20, seed=6)
     for frame in f.flood(known):
         assert run(program.fd, frame).verdict == PASS
     pps = burst = 20
-    program.apply(plan.diff(program.state, plan.desired(True, 1000, 0, pps if budget else 0,
+    program.apply(plan.diff(program.state, plan.desired(1000, 0, pps if budget else 0,
                                                         burst)))
     flood = f.flood(f.random_macs(8000, seed=7))
     start = time.monotonic()
@@ -433,28 +449,33 @@ def test_flood_cannot_push_known_clients_out_of_the_lru(small_lru, budget: bool)
         assert len(buckets) <= len(known) + burst + pps * elapsed + 1
     else:
         assert len(kept) < len(known) // 2, f"{len(kept)} known clients survived"
-    program.apply(plan.diff(program.state, plan.desired(False, 0, 0)))
-    c = sum_percpu(program.read_stats())
+    program.group_switch().set(0, False)
+    c = sum_percpu(program.read_stats(0))
     assert c["seen"] == outcomes(c)
 
 
 # -- the role word ---------------------------------------------------------------------
-def test_role_switch_flips_the_verdict(fresh):
-    switch = fresh.program.role_switch()
+def test_group_switch_flips_the_verdict(fresh):
+    switch = fresh.program.group_switch()
     frame = bytes(f.discover())
     for active in (True, False, True, False):
-        switch.set(active)
+        switch.set(0, active)
         assert fresh.run(frame).verdict == (PASS if active else DROP)
-        assert fresh.program.read_role() == (layout.Role.ACTIVE if active else
-                                             layout.Role.STANDBY)
+        assert fresh.program.read_group_role(0) == (layout.Role.ACTIVE if active else
+                                                    layout.Role.STANDBY)
+    with pytest.raises(IndexError):
+        switch.set(layout.MAX_GROUPS, True)
 
 
-def test_fresh_maps_start_standby_with_no_rate_limit():
+def test_fresh_maps_start_standby_unbound_with_no_rate_limit():
     from appliance.datapath.loader import Program
 
     program = Program.compile()
     try:
-        assert program.read_role() == layout.Role.STANDBY
+        assert {program.read_group_role(g) for g in (0, 1, layout.MAX_GROUPS - 1)} == {
+            layout.Role.STANDBY}
+        assert program.read_ifaces() == {}
+        assert program.read_lb_table() == loadbalance.MIX_TABLE  # written at load
         cfg = program.read_config()
         assert (cfg.rate_limit_pps, cfg.rate_limit_burst) == (0, 0)
         assert (cfg.new_client_pps, cfg.new_client_burst) == (0, 0)
@@ -470,15 +491,21 @@ def test_program_loads_through_the_verifier(harness):
     assert harness.program.fd > 0
     assert harness.program.prog_id > 0
     insns = harness.program.instructions
-    assert 0 < insns < 400, f"{insns} BPF instructions"
+    # About 630 today, 110 of them the RFC 3074 hash unrolled over chaddr's 16 octets.
+    assert 0 < insns < 800, f"{insns} BPF instructions"
 
 
 def test_compile_flags_reach_the_program():
     from appliance.datapath.loader import Program
 
-    program = Program.compile(plan.compile_flags(rate_limit_entries=1024))
+    program = Program.compile(plan.compile_flags(rate_limit_entries=1024, max_groups=16,
+                                                 iface_entries=64))
     try:
         assert program.maps[layout.MAP_RATE_LIMIT].max_entries == 1024
+        assert program.maps[layout.MAP_GROUP_ROLE].max_entries == 16
+        assert program.maps[layout.MAP_STATS].max_entries == 17  # and the unbound slot
+        assert program.maps[layout.MAP_IFACES].max_entries == 64
+        assert program.group_switch().groups == 16
     finally:
         program.close()
 
@@ -557,7 +584,7 @@ def test_ctypes_mirrors_match_bcc(bcc_program, harness, spec: layout.MapSpec):
     if spec.max_entries is not None:
         assert table.max_entries == spec.max_entries
     else:
-        assert table.max_entries == layout.RATE_LIMIT_ENTRIES
+        assert table.max_entries == layout.default_entries(spec.name)
 
 
 def _header() -> str:
@@ -568,8 +595,8 @@ def _header() -> str:
 def test_header_defines_match_layout():
     found = {}
     for name, value in re.findall(r"^#define\s+(\w+)\s+(\S+)\s*$", _header(), flags=re.M):
-        if re.fullmatch(r"\d+(ULL|UL|U)?", value):
-            found[name] = int(value.rstrip("UL"))
+        if re.fullmatch(r"(0x[0-9a-fA-F]+|\d+)(ULL|UL|U)?", value):
+            found[name] = int(value.rstrip("UL"), 0)
     assert found == layout.DEFINES
 
 
@@ -581,19 +608,25 @@ def test_header_enums_match_layout():
 
 
 def test_header_structs_match_layout():
-    """Field names and C types of each struct, read from the header."""
-    c_types = {"__u8": ctypes.c_uint8, "__u32": ctypes.c_uint32, "__u64": ctypes.c_uint64}
+    """Field names and C types of each struct, read from the header (array lengths
+    may be named constants: the header's own)."""
+    c_types = {"__u8": ctypes.c_uint8, "__u16": ctypes.c_uint16, "__u32": ctypes.c_uint32,
+               "__u64": ctypes.c_uint64}
     mirrors = {"config_value": layout.ConfigValue, "rate_limit_key": layout.RateLimitKey,
                "rate_limit_value": layout.RateLimitValue,
-               "new_client_value": layout.NewClientValue}
+               "new_client_value": layout.NewClientValue, "iface_key": layout.IfaceKey,
+               "iface_value": layout.IfaceValue, "lb_table_value": layout.LbTableValue,
+               "stats_value": layout.StatsValue}
+    lengths = {**layout.DEFINES, "STAT_MAX": layout.STAT_MAX}
     structs = dict(re.findall(r"struct\s+(\w+)\s*\{(.*?)\};", _header(), flags=re.S))
     assert set(structs) == set(mirrors)
     for name, body in structs.items():
-        fields = re.findall(r"(\w+)\s+(\w+)(?:\[(\d+)\])?;", body)
+        fields = re.findall(r"(\w+)\s+(\w+)(?:\[(\w+)\])?;", body)
         mirror = mirrors[name]
         assert [fn for _, fn, _ in fields] == [fn for fn, *_ in mirror._fields_]
         for (ctype, fname, count), (_, mtype) in zip(fields, mirror._fields_, strict=True):
-            want = c_types[ctype] * int(count) if count else c_types[ctype]
+            n = int(count) if count.isdigit() else lengths[count] if count else 0
+            want = c_types[ctype] * n if count else c_types[ctype]
             assert ctypes.sizeof(want) == ctypes.sizeof(mtype), (name, fname)
 
 

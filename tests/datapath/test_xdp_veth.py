@@ -302,6 +302,6 @@ def test_flood_counters(lan: Lan):
 def test_open_on_a_missing_interface_fails_cleanly(lan: Lan):
     from appliance.datapath import DatapathError
 
-    with inside(lan.srv), pytest.raises(DatapathError, match="not found"):
+    with inside(lan.srv), pytest.raises(DatapathError, match="nosuch0: no such device"):
         Datapath.open("nosuch0", NO_LIMIT)
     assert lan.query().prog_id == 0
