@@ -54,6 +54,10 @@ SUITE = "bookworm"
 MIRROR = os.environ.get("DHB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # systemd to boot; man-db because `systemd-analyze verify` checks Documentation=man:.
 BASE_PACKAGES = ("systemd", "systemd-sysv", "man-db")
+# debootstrap resolves real dependencies only: a Depends that needs a virtual package
+# gets its provider named here (python3-cryptography needs python3-cffi-backend-api-*,
+# which python3-cffi-backend provides), or the root fails to configure.
+PROVIDERS = {"python3-cryptography": ("python3-cffi-backend",)}
 # What the unit's hardening leaves the daemon is checked inside the unit; the
 # container itself must grant what a host would: XDP needs CAP_NET_ADMIN, CAP_BPF and
 # CAP_PERFMON, and nspawn's own seccomp filter blocks bpf(2) unless it is allowed.
@@ -137,7 +141,8 @@ def test_package_contents_and_metadata(deb: Path) -> None:
     assert "/etc/dhcp-hotbackup/sync/key" not in files, "a secret is shipped"
 
     ctl = _run(["dpkg-deb", "--field", str(deb), "Depends"]).stdout
-    for dep in ("python3-bpfcc", "python3-sdnotify", "libbpf1", "procps"):
+    for dep in ("python3-bpfcc", "python3-sdnotify", "python3-cryptography", "libbpf1",
+                "procps"):
         assert dep in ctl, f"Depends lacks {dep}: {ctl}"
     for test_only in ("scapy", "pyroute2"):
         assert test_only not in ctl, f"the product does not import {test_only}; only tests do"
@@ -169,7 +174,9 @@ def control_depends() -> list[str]:
 
 def root_tarball() -> Path:
     """A debootstrapped Debian 12 root as a tarball, built once per package list."""
-    packages = sorted({*BASE_PACKAGES, *control_depends()})
+    depends = control_depends()
+    packages = sorted({*BASE_PACKAGES, *depends,
+                       *(p for d in depends for p in PROVIDERS.get(d, ()))})
     spec = json.dumps({"suite": SUITE, "mirror": MIRROR, "variant": "minbase",
                        "include": packages}, sort_keys=True)
     key = hashlib.sha256(spec.encode()).hexdigest()[:16]
