@@ -79,6 +79,9 @@ class Exporter:
         self.bound = threading.Event()  # set once the socket listens
         self.scrapes = 0
         self.errors = 0
+        # The last body per content type and the snapshot it was made from: a second
+        # scraper (an HA pair of Prometheus servers) between two publishes costs nothing.
+        self._cache: dict[str, tuple[Snapshot, bytes, str]] = {}
         self._last_error_log = 0.0
 
     def update(self, snap: Snapshot) -> None:
@@ -161,8 +164,15 @@ class Exporter:
         if snap is None:
             h._reply(503, b"no snapshot yet: the daemon is starting\n", "text/plain")
             return
+        accept = h.headers.get("Accept", "")
+        kind = "openmetrics" if "application/openmetrics-text" in accept else "text"
+        cached = self._cache.get(kind)
         try:
-            body, ctype = render(snap, h.headers.get("Accept", ""))
+            if cached is not None and cached[0] is snap:
+                body, ctype = cached[1], cached[2]
+            else:
+                body, ctype = render(snap, accept)
+                self._cache[kind] = (snap, body, ctype)
         except Exception as e:  # a bug in families(): say so, keep serving
             self.errors += 1
             now = time.monotonic()
