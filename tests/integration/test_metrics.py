@@ -367,6 +367,26 @@ def test_pool_use_alarm_is_raised_and_cleared_by_real_clients(tmp_path: Path):
         assert metric('dhcp_hotbackup_alarms_raised_total{alarm="pool_use",subject="lan"}') \
             == "1.0"
         assert "ALARM" not in status()
+
+        # metrics/listen applies on reload: the endpoint moves, then stops.
+        def reload(value: str) -> str:
+            (etc / "metrics" / "listen").write_text(value + "\n")
+            r = subprocess.run([CLI, "reload", "--config", str(etc)], capture_output=True,
+                               text=True, timeout=60)
+            assert r.returncode == 0, r.stdout + r.stderr
+            return r.stdout
+
+        def answers(port: int) -> bool:
+            try:
+                return "dhcp_hotbackup_active" in fetch(srv, f"http://192.0.2.2:{port}/metrics")
+            except OSError:
+                return False
+
+        assert "changed: metrics/listen" in reload(f"192.0.2.2:{PORT + 1}")
+        waiting(lambda: answers(PORT + 1), "the endpoint on the new port")
+        assert not answers(PORT)
+        assert "changed: metrics/listen" in reload("")
+        assert not answers(PORT + 1)
         for c in clients:
             c.stop()
         rc = t.stop(proc, timeout=15)
