@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -126,11 +127,13 @@ def _lan(t: Topology):  # type: ignore[no-untyped-def]
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--rates", default="3000,4000,5000,6000,7000")
+    ap.add_argument("--rates", default="1000,2000,3000,4000,5000,6000")
     ap.add_argument("--period", type=int, default=4)
     ap.add_argument("--interval", type=float, default=1.0, help="seconds between scrapes")
     ap.add_argument("--latency-rate", type=int, default=1000)
     a = ap.parse_args()
+    # SIGTERM unwinds like ^C: every Topology removes its namespaces and processes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rates = [int(x) for x in a.rates.split(",")]
     modes = (("no scrape", False), (f"scrape every {a.interval:g} s", True))
     best: dict[str, list[int]] = {m: [] for m, _ in modes}
