@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import textwrap
@@ -40,6 +39,7 @@ import lab.hapair
 from appliance.metrics.journal import message_id
 from appliance.testing.daemonfiles import CLI
 from appliance.testing.netns import Netns, Topology, inside, wait_for
+from appliance.testing.require import missing, require_root, require_tools
 from appliance.testing.trees import standalone_tree
 from lab.clients import Dhclient, Udhcpc
 from lab.hapair import HaPair
@@ -54,14 +54,12 @@ pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 
 def need(*tools: str) -> None:
-    """Root and the tools, or skip; with CI=true a missing one fails instead."""
-    missing = [t for t in tools if shutil.which(t) is None and not Path(t).exists()]
-    problem = "needs root: network namespaces" if os.geteuid() != 0 else \
-        (f"not installed: {', '.join(missing)}" if missing else "")
-    if problem:
-        if os.environ.get("CI") == "true":
-            pytest.fail(problem)
-        pytest.skip(problem)
+    """Root and the tools, or skip; with CI=true a missing one fails (require.py)."""
+    require_root()
+    require_tools(*(t for t in tools if not t.startswith("/")))
+    for path in (t for t in tools if t.startswith("/")):
+        if not Path(path).exists():
+            missing(f"{path} not installed")
 
 
 # -- Prometheus ----------------------------------------------------------------------------

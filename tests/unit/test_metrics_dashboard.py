@@ -5,15 +5,14 @@ docs list every metric. tests/integration/test_metrics.py runs the queries for r
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from appliance.metrics.families import METRICS, sample_names
+from appliance.testing.require import require_tools
 
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "packaging" / "grafana"
@@ -23,12 +22,8 @@ NAME = re.compile(r"\bdhcp_hotbackup_[a-z0-9_]+")
 
 
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is missing (Debian package prometheus; scripts/setup.sh)")
-        pytest.skip("promtool not installed (Debian package prometheus)")
-    return path
+    require_tools("promtool")  # Debian package prometheus (scripts/setup.sh)
+    return "promtool"
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
