@@ -18,6 +18,7 @@ import socket
 from collections import defaultdict, deque
 from dataclasses import replace
 from ipaddress import IPv4Address
+from typing import TYPE_CHECKING
 
 from appliance import __version__
 from appliance.clock import SYSTEM, Clock
@@ -40,7 +41,6 @@ from appliance.leases.syncstate import CursorFile, load_epoch
 from appliance.leases.table import LeaseTable
 from appliance.metrics import snapshot as ms
 from appliance.metrics.alarms import Alarms, Observed, Raise
-from appliance.metrics.exporter import Exporter
 from appliance.metrics.histogram import DelayLog
 from appliance.pair import policy as pp
 from appliance.ratelog import RateLimitedLog
@@ -55,6 +55,9 @@ from appliance.vrrp.packet import Reject
 from appliance.vrrp.service import GroupSpec, VrrpService
 from appliance.vrrp.service import cleanup as vrrp_cleanup
 from appliance.vrrp.timers import master_down_interval_s, ms_to_cs, skew_time_s
+
+if TYPE_CHECKING:
+    from appliance.metrics.exporter import Exporter
 
 log = logging.getLogger("dhcp-hotbackup")
 
@@ -936,6 +939,10 @@ class Daemon:
             self.exporter.stop()
             self.exporter = None
         if self.cfg.metrics.listen:
+            # Imported only when on: prometheus_client adds ~2.3 MB of RSS, and every MB
+            # costs a kill -9 ~0.12 ms before the peer hears of it (docs/failover.md).
+            from appliance.metrics.exporter import Exporter
+
             self.exporter = Exporter(self.cfg.metrics.listen)
             self.exporter.start()
 
