@@ -956,6 +956,7 @@ class Daemon:
                 log.warning("%s %s", act.msg_id, act.text)
             else:
                 log.info("%s %s", act.msg_id, act.text)
+            self.runtime.set(act.alarm.path, act.alarm.message)  # also a forgotten one's
         states = self.alarms.states()
         for a in states:
             self.runtime.set(a.path, a.message)
