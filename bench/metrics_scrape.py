@@ -17,6 +17,7 @@ alike; the figures are medians over the rounds.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import statistics
@@ -84,6 +85,12 @@ def start(t: Topology, srv, work: Path):  # type: ignore[no-untyped-def]
     return p
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _answers(ns) -> bool:  # type: ignore[no-untyped-def]
     with inside(ns):
         try:
@@ -115,6 +122,7 @@ def main() -> int:
     dora: dict[str, list[int]] = {n: [] for n in names}
     p50: dict[str, list[float]] = {n: [] for n in names}
     p99: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     scrape_ms: list[float] = []
     size = fails = 0
     for rnd in range(a.rounds):
@@ -126,20 +134,24 @@ def main() -> int:
             t.attach(scraper_ns, _lan(t), "eth0", "192.0.2.9/24")
             work = Path(tempfile.mkdtemp(prefix="bench-metrics-"))
             try:
-                start(t, srv, work)
+                daemon = start(t, srv, work)
                 wait_for(lambda ns=scraper_ns: _answers(ns), 15, what="/metrics answering")
                 order = names if rnd % 2 == 0 else names[::-1]
                 for name in order:
                     scraping = name != names[0]
                     with Scraper(scraper_ns, a.interval) if scraping else _Nothing() as sc:
+                        c0 = cpu_s(daemon.pid)
                         res = perfdhcp(t, load, a.rate, a.period, clients=20000)
+                        busy = (cpu_s(daemon.pid) - c0) / a.period
                         lat = latency(t, load, a.latency_rate, a.latency_clients)
                     dora[name].append(res["dora_s"])
+                    cpu[name].append(busy)
                     if lat.get("p99_ms") is not None:
                         p50[name].append(lat["p50_ms"])
                         p99[name].append(lat["p99_ms"])
                     line = (f"  round {rnd + 1} {name:18} DORA/s {res['dora_s']:6} (offered "
-                            f"{a.rate}, loss RA {res['loss_ra']:5}%)  REQ->ACK p50 "
+                            f"{a.rate}, loss RA {res['loss_ra']:5}%, daemon CPU "
+                            f"{busy * 100:3.0f}%)  REQ->ACK p50 "
                             f"{lat.get('p50_ms')} ms p99 {lat.get('p99_ms')} ms")
                     if isinstance(sc, Scraper):
                         scrape_ms += sc.times_ms
@@ -151,9 +163,11 @@ def main() -> int:
                 shutil.rmtree(work, ignore_errors=True)
     med = statistics.median
     print()
-    print(f"{'mode':22} {'DORA/s (median)':>16} {'REQ->ACK p50 ms':>16} {'p99 ms':>8}")
+    print(f"{'mode':22} {'DORA/s (median)':>16} {'daemon CPU':>11} {'REQ->ACK p50 ms':>16} "
+          f"{'p99 ms':>8}")
     for n in names:
-        print(f"{n:22} {med(dora[n]):>16.0f} {med(p50[n]):>16.3f} {med(p99[n]):>8.3f}")
+        print(f"{n:22} {med(dora[n]):>16.0f} {med(cpu[n]) * 100:>10.0f}% "
+              f"{med(p50[n]):>16.3f} {med(p99[n]):>8.3f}")
     pairs = list(zip(dora[names[1]], dora[names[0]], strict=True))
     print(f"per round, scrape/no scrape: DORA/s ratio median "
           f"{med(s / n for s, n in pairs if n):.3f}; p99 difference median "
