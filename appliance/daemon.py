@@ -943,7 +943,7 @@ class Daemon:
             # costs a kill -9 ~0.12 ms before the peer hears of it (docs/failover.md).
             from appliance.metrics.exporter import Exporter
 
-            self.exporter = Exporter(self.cfg.metrics.listen)
+            self.exporter = Exporter(self.cfg.metrics.listen, self.loop)
             self.exporter.start()
 
     def _observe(self, stats: dict[str, int], dp: dict[str, int],

@@ -1,10 +1,16 @@
 """The Prometheus endpoint: GET /metrics on `metrics/listen`, served from a thread.
 
 Adapter (a listening socket, a thread, python3-prometheus-client's text formats). The
-daemon hands over a Snapshot about once a second (`update`); a scrape turns the last one
-into metric families (families.py) and text, in this thread, never on the daemon's event
-loop: a scrape costs the packet path only the interpreter time it takes (measured in
-bench/metrics_scrape.py), and a slow or stuck scraper costs it nothing.
+daemon hands over a Snapshot about once a second (`update`). The HTTP side (accepting,
+reading the request, writing the body) runs in this module's threads, so a slow or stuck
+scraper costs the event loop nothing. The rendering (families.py, then
+prometheus_client's encoder: about 2 ms of CPU) runs on the daemon's loop, asked for by
+the scrape with `call_soon_threadsafe`, once per snapshot and format however many
+scrapers ask: rendered in a second thread it competed with the loop for the GIL, and
+each of the loop's system calls during a render could hand the GIL over for up to the
+interpreter's 5 ms switch interval: at 10 scrapes a second that cost 15-35 % of the
+DHCP capacity under overload; on the loop it is a 2 ms pause at a point of the loop's
+own choosing (bench/metrics_scrape.py, docs/metrics.md).
 
 The body is Prometheus's text format 0.0.4, or OpenMetrics when the scraper asks for it
 (`Accept: application/openmetrics-text`, as Prometheus does), both written by
@@ -14,6 +20,7 @@ up) is retried every RETRY_S without stopping DHCP (M002).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -29,6 +36,7 @@ from appliance.metrics.snapshot import Snapshot
 log = logging.getLogger("dhcp-hotbackup.metrics")
 
 RETRY_S = 5.0
+RENDER_WAIT_S = 5.0  # a loop that does not render within this is stuck: 503, `up` 0
 POLL_S = 0.2  # how often the server thread looks for a stop (stop() waits at most this)
 REQUEST_TIMEOUT_S = 10.0  # a client that sends nothing is dropped after this
 INDEX = (b"<html><head><title>dhcp-hotbackup</title></head><body>"
@@ -59,6 +67,10 @@ class _Collector:
             yield out
 
 
+def _kind(accept: str) -> str:
+    return "openmetrics" if "application/openmetrics-text" in accept else "text"
+
+
 def render(snap: Snapshot, accept: str = "") -> tuple[bytes, str]:
     """The scrape body for `snap` and its content type, as the Accept header asks."""
     encoder, content_type = choose_encoder(accept)
@@ -68,8 +80,9 @@ def render(snap: Snapshot, accept: str = "") -> tuple[bytes, str]:
 class Exporter:
     """The endpoint: `start()` once, `update(snapshot)` on every publish, `stop()`."""
 
-    def __init__(self, listen: str) -> None:
+    def __init__(self, listen: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.listen = listen
+        self._loop = loop  # renders the bodies; None: render in the scrape's thread
         self.host, self.port = parse_listen(listen)
         self._snap: Snapshot | None = None
         self._server: ThreadingHTTPServer | None = None
@@ -159,20 +172,55 @@ class Exporter:
 
         return Handler
 
-    def _scrape(self, h) -> None:  # type: ignore[no-untyped-def]
+    def _body(self, accept: str) -> tuple[bytes, str] | None:
+        """The last snapshot rendered as `accept` asks (cached per format)."""
         snap = self._snap
         if snap is None:
-            h._reply(503, b"no snapshot yet: the daemon is starting\n", "text/plain")
-            return
-        accept = h.headers.get("Accept", "")
-        kind = "openmetrics" if "application/openmetrics-text" in accept else "text"
+            return None
+        kind = _kind(accept)
         cached = self._cache.get(kind)
+        if cached is not None and cached[0] is snap:
+            return cached[1], cached[2]
+        body, ctype = render(snap, accept)
+        self._cache[kind] = (snap, body, ctype)
+        return body, ctype
+
+    def _on_loop(self, accept: str) -> tuple[bytes, str] | None:
+        """_body(), run on the daemon's loop; this thread waits for it."""
+        loop = self._loop
+        snap, kind = self._snap, _kind(accept)
+        cached = self._cache.get(kind)
+        if loop is None or (cached is not None and cached[0] is snap):
+            return self._body(accept)  # rendered already (a second scraper), or no loop
+        done = threading.Event()
+        out: list[object] = []
+
+        def job() -> None:
+            try:
+                out.append(self._body(accept))
+            except Exception as e:  # handed to the scrape's thread, which logs it
+                out.append(e)
+            finally:
+                done.set()
+
         try:
-            if cached is not None and cached[0] is snap:
-                body, ctype = cached[1], cached[2]
-            else:
-                body, ctype = render(snap, accept)
-                self._cache[kind] = (snap, body, ctype)
+            loop.call_soon_threadsafe(job)
+        except RuntimeError:  # the loop is closed: the daemon is stopping
+            raise TimeoutError("the daemon is stopping") from None
+        if not done.wait(RENDER_WAIT_S):
+            raise TimeoutError(f"the daemon's event loop did not answer within "
+                               f"{RENDER_WAIT_S:.0f} s")
+        if isinstance(out[0], Exception):
+            raise out[0]
+        return out[0]  # type: ignore[return-value]
+
+    def _scrape(self, h) -> None:  # type: ignore[no-untyped-def]
+        accept = h.headers.get("Accept", "")
+        try:
+            got = self._on_loop(accept)
+        except TimeoutError as e:
+            h._reply(503, f"{e}\n".encode(), "text/plain")
+            return
         except Exception as e:  # a bug in families(): say so, keep serving
             self.errors += 1
             now = time.monotonic()
@@ -183,5 +231,9 @@ class Exporter:
             h._reply(500, b"metrics could not be rendered; see the log (M003)\n",
                      "text/plain")
             return
+        if got is None:
+            h._reply(503, b"no snapshot yet: the daemon is starting\n", "text/plain")
+            return
+        body, ctype = got
         self.scrapes += 1
         h._reply(200, body, ctype)

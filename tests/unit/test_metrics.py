@@ -263,6 +263,46 @@ def test_an_address_that_cannot_be_bound_is_retried_without_raising(caplog):
     assert not ex._thread.is_alive()  # type: ignore[union-attr]
 
 
+def test_bodies_are_rendered_on_the_loop_and_a_stuck_loop_is_a_503(monkeypatch):
+    """With the daemon's loop given, the scrape's thread asks the loop to render (no
+    GIL fight with the packet path: exporter.py) and waits; a loop that does not answer
+    (stuck: it serves no DHCP either) makes the scrape fail, so Prometheus's `up` says
+    so, instead of serving an old snapshot."""
+    import asyncio
+    import threading
+
+    from appliance.metrics import exporter as exp
+
+    monkeypatch.setattr(exp, "RENDER_WAIT_S", 0.5)
+    loop = asyncio.new_event_loop()
+    rendered_on: list[str] = []
+    real = exp.render
+    monkeypatch.setattr(exp, "render", lambda *a: (
+        rendered_on.append(threading.current_thread().name), real(*a))[1])
+    t = threading.Thread(target=loop.run_forever, name="the-loop", daemon=True)
+    t.start()
+    ex = Exporter("127.0.0.1:0", loop)
+    ex.start()
+    try:
+        assert ex.bound.wait(10)
+        url = f"http://127.0.0.1:{ex.port}/metrics"
+        ex.update(snapshot())
+        assert get(url)[0] == 200 and get(url)[0] == 200
+        assert rendered_on == ["the-loop"]  # once per snapshot and format, on the loop
+        gate = threading.Event()
+        loop.call_soon_threadsafe(gate.wait, 5)  # the loop is stuck in a callback
+        ex.update(snapshot(node="deviceB"))
+        code, _ctype, body = get(url)
+        assert code == 503 and b"did not answer" in body
+        gate.set()
+        assert get(url)[0] == 200
+    finally:
+        ex.stop()
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(5)
+        loop.close()
+
+
 # -- the delay record -----------------------------------------------------------------------
 def test_delay_log_keeps_the_last_values_and_counts_every_one():
     d = DelayLog(maxlen=3, bounds=(1.0,))
