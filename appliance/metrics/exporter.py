@@ -1,16 +1,15 @@
 """The Prometheus endpoint: GET /metrics on `metrics/listen`, served from a thread.
 
-Adapter (a listening socket, a thread, python3-prometheus-client's text formats). The
+Adapter (a listening socket, threads, python3-prometheus-client's text formats). The
 daemon hands over a Snapshot about once a second (`update`). The HTTP side (accepting,
 reading the request, writing the body) runs in this module's threads, so a slow or stuck
 scraper costs the event loop nothing. The rendering (families.py, then
-prometheus_client's encoder: about 2 ms of CPU) runs on the daemon's loop, asked for by
-the scrape with `call_soon_threadsafe`, once per snapshot and format however many
-scrapers ask: rendered in a second thread it competed with the loop for the GIL, and
-each of the loop's system calls during a render could hand the GIL over for up to the
-interpreter's 5 ms switch interval: at 10 scrapes a second that cost 15-35 % of the
-DHCP capacity under overload; on the loop it is a 2 ms pause at a point of the loop's
-own choosing (bench/metrics_scrape.py, docs/metrics.md).
+prometheus_client's encoder) runs on the daemon's loop, asked for by the scrape with
+`call_soon_threadsafe`, once per snapshot and format however many scrapers ask: a pause
+of about 0.6 ms between two callbacks (bench/metrics_scrape.py), instead of a thread
+that holds the GIL for as long while the loop waits for it at each of its system calls.
+A loop that does not render within RENDER_WAIT_S is stuck (it serves no DHCP either):
+the scrape gets a 503, so Prometheus's `up` shows it, rather than old figures.
 
 The body is Prometheus's text format 0.0.4, or OpenMetrics when the scraper asks for it
 (`Accept: application/openmetrics-text`, as Prometheus does), both written by
