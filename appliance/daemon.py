@@ -999,7 +999,8 @@ class Daemon:
                         if k.startswith("sync_") and not k.startswith("sync_refused_")},
                 refused={k[5:]: v for k, v in stats.items() if k.startswith("sync_refused_")})
         return ms.Snapshot(cfg.node.name, self.clock.wall(), self._started, __version__, ifs,
-                           groups, pools, sync, dict(self._takeovers), dict(self._last_takeover))
+                           groups, pools, sync, dict(self._takeovers), dict(self._last_takeover),
+                           store_error=self.store_error or "")
 
     def _count_takeover(self, cause: str, priority: int, t0: float) -> None:
         """This device became master from backup: count it by cause (VRRP's reason) and

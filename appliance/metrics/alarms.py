@@ -19,6 +19,8 @@ The alarms (docs/metrics.md, "Alarms"):
     config_drift  -        settings differ from the peer's           they match again
     clock_skew    -        the sync link's skew alarm (beyond        it clears
                            sync/max_clock_skew_ms)
+    store_failed  -        the lease store cannot write (disk full   writes succeed again
+                           or failing: the device stops serving)
 
 A takeover is an event, not a state: its alarm says "this device serves a group it took
 from a failed master", and clears itself when the group moves on or after
@@ -46,6 +48,7 @@ IDS: dict[str, tuple[str, str]] = {
     "peer_lost": ("M030", "M031"),
     "config_drift": ("M040", "M041"),
     "clock_skew": ("M050", "M051"),
+    "store_failed": ("M060", "M061"),
 }
 KINDS = tuple(IDS)
 
@@ -108,6 +111,7 @@ class Alarms:
         self._pools(snap, out)
         self._takeovers(snap, now, out)
         self._sync(snap, now, out)
+        self._store(snap, out)
         return out
 
     # -- one method per kind ----------------------------------------------------------
@@ -192,6 +196,14 @@ class Alarms:
                         "sync/max_clock_skew_ms")
         elif not s.clock_skew_alarm and skew.active:
             self._clear(out, skew, snap.time, f"clock skew with the peer {ms}, within bounds")
+
+    def _store(self, snap: Snapshot, out: list[Action]) -> None:
+        a = self._known(("store_failed", ""), snap.time)
+        if snap.store_error and not a.active:
+            self._raise(out, a, snap.time, f"the lease store cannot write ({snap.store_error}):"
+                        " this device serves nobody until it can")
+        elif not snap.store_error and a.active:
+            self._clear(out, a, snap.time, "the lease store writes again")
 
     # -- bookkeeping --------------------------------------------------------------------
     def _known(self, key: Key, at: float) -> AlarmState:

@@ -145,7 +145,7 @@ METRICS: tuple[MetricDef, ...] = (
     # -- alarms --
     _m("alarm_active", "gauge", ("alarm", "subject"),
        "1 while the alarm is raised (pool_use, takeover, peer_lost, config_drift, "
-       "clock_skew; subject: the pool or group)."),
+       "clock_skew, store_failed; subject: the pool or group)."),
     _m("alarms_raised_total", "counter", ("alarm", "subject"), "Times the alarm was raised."),
 )
 

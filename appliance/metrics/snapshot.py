@@ -105,7 +105,7 @@ class Takeover:
 class AlarmState:
     """One alarm this device knows of, raised or clear (alarms.py keeps them)."""
 
-    kind: str  # pool_use | takeover | peer_lost | config_drift | clock_skew
+    kind: str  # pool_use | takeover | peer_lost | config_drift | clock_skew | store_failed
     subject: str  # the pool or group it is about; "" for the device's own
     active: bool
     since: float  # wall clock of the last raise or clear
@@ -131,3 +131,4 @@ class Snapshot:
     takeovers: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (group, cause)
     last_takeover: Mapping[str, Takeover] = field(default_factory=dict)  # group -> last
     alarms: tuple[AlarmState, ...] = ()
+    store_error: str = ""  # why the lease store cannot write; "": it can

@@ -126,17 +126,27 @@ def test_clock_skew_mirrors_the_links_alarm():
     assert run(a, snap(), 2) == [("Clear", "M051")]
 
 
+def test_a_failed_store_is_an_alarm_until_it_writes_again():
+    a = Alarms()
+    assert run(a, snap(), 0) == []
+    failed = replace(snap(), store_error="[Errno 28] No space left on device")
+    acts = a.handle(Observed(failed), 1)
+    assert [x.msg_id for x in acts] == ["M060"] and "No space left" in acts[0].text
+    assert run(a, failed, 2) == []
+    assert run(a, snap(), 3) == [("Clear", "M061")]
+
+
 def test_known_alarms_are_listed_clear_so_their_files_and_series_exist():
     a = Alarms()
     run(a, snap(), 0)
     assert [x.path for x in a.states()] == [
         "alarms/pool_use/lan", "alarms/takeover/vrrp", "alarms/peer_lost",
-        "alarms/config_drift", "alarms/clock_skew"]
+        "alarms/config_drift", "alarms/clock_skew", "alarms/store_failed"]
     assert not any(x.active or x.message for x in a.states())
     # A standalone device: pools only.
     b = Alarms()
     run(b, Snapshot("a", 0.0, 0.0, pools=(Pool("lan", 10, {}, 90, 80),)), 0)
-    assert [x.path for x in b.states()] == ["alarms/pool_use/lan"]
+    assert [x.path for x in b.states()] == ["alarms/pool_use/lan", "alarms/store_failed"]
 
 
 def test_every_alarm_id_is_documented():
