@@ -6,7 +6,7 @@ reading the request, writing the body) runs in this module's threads, so a slow 
 scraper costs the event loop nothing. The rendering (families.py, then
 prometheus_client's encoder) runs on the daemon's loop, asked for by the scrape with
 `call_soon_threadsafe`, once per snapshot and format however many scrapers ask: a pause
-of about 0.6 ms between two callbacks (bench/metrics_scrape.py), instead of a thread
+of about 0.8 ms between two callbacks (bench/metrics_scrape.py), instead of a thread
 that holds the GIL for as long while the loop waits for it at each of its system calls.
 A loop that does not render within RENDER_WAIT_S is stuck (it serves no DHCP either):
 the scrape gets a 503, so Prometheus's `up` shows it, rather than old figures.
