@@ -78,9 +78,6 @@ _RECEIVED = {
     MessageType.DECLINE: "decline",
     MessageType.INFORM: "inform",
 }
-# The one VRRP group's name in metrics and alarms (the folder its settings are in; with
-# several groups, issue 12, each is named after its vrrp/<group>/ folder).
-METRICS_GROUP = "vrrp"
 _REJECTS = frozenset(r.value for r in Reject)
 # Received by type, replies by type, then every DHCP refusal reason and note (their
 # values are the counter names, dhcp/enums.py).
@@ -271,6 +268,7 @@ class Daemon:
         self._takeovers: dict[tuple[str, str], int] = {}
         self._last_takeover: dict[str, ms.Takeover] = {}
         self._evidence: tuple[float, str] | None = None  # (mono, why) of sync-link evidence
+        self._takeover_start: tuple[str, float] | None = None  # (group, mono) not served yet
 
     # -- start-up ----------------------------------------------------------------------
     def _open_store(self) -> None:
@@ -357,6 +355,7 @@ class Daemon:
                 log.warning("D005 vrrp/ without sync/: sessions are not replicated; the peer "
                             "(keepalived or another device) starts from its own store")
             await self._start_vrrp()
+        self._start_metrics()
         self._publish()
         tasks = [asyncio.create_task(self._housekeeping(), name="housekeeping")]
         log.info("D002 serving DHCP on %s as %s, server identifier %s, role %s",
@@ -478,7 +477,9 @@ class Daemon:
         elif isinstance(a, pp.TakeOver):
             log.warning("D049 %s: taking over now", a.why)
             if self.vrrp is not None:
+                self._evidence = (self.clock.mono(), a.why)  # the takeover's duration
                 self.vrrp.takeover(a.why)
+                self._evidence = None
         elif isinstance(a, pp.SetHealth):
             if self.vrrp is not None:
                 self.vrrp.set_health(a.healthy)
@@ -506,6 +507,11 @@ class Daemon:
         if self.datapath is not None and active != self.active:
             self.datapath.set_role(active)
         was, self.active = self.active, active
+        ts = self._takeover_start
+        if ts is not None and on and ts[0] == group:  # the takeover ends here (metrics)
+            self._takeover_start = None
+            self._last_takeover[group] = replace(self._last_takeover[group],
+                                                 duration_s=self.clock.mono() - ts[1])
         if not active:
             self.stats["dropped_standby"] += self.intake.clear()
         if was == active:
@@ -967,14 +973,18 @@ class Daemon:
                   rv: dict[str, object]) -> ms.Snapshot:
         """What the metrics and the alarms need, as plain values (metrics/snapshot.py)."""
         cfg = self.cfg
-        group = METRICS_GROUP if cfg.vrrp is not None else None
         dhcp = {k: v for k, v in stats.items() if not k.startswith(("sync_", "vrrp_", "xdp_"))}
-        ifs = (ms.Interface(cfg.client_interface, self.active, group,
-                            self.datapath.attach_mode if self.datapath else "off", dhcp, dp),)
+        # One datapath and one set of counters today: every interface shows them (the
+        # label is there for issue 12's per-interface counters).
+        ifs = tuple(
+            ms.Interface(i.name, any(g in self.serving for g in i.groups or (pp.STANDALONE,)),
+                         ",".join(i.groups) or None,
+                         self.datapath.attach_mode if self.datapath else "off", dhcp, dp)
+            for i in cfg.interfaces)
         groups: tuple[ms.Group, ...] = ()
         if self.vrrp is not None and cfg.vrrp is not None:
             c = self.vrrp.counters()
-            groups = (ms.Group(METRICS_GROUP, cfg.vrrp.vrid, self.vrrp.state, self.vrrp.priority,
+            groups = (ms.Group(self.group, cfg.vrrp.vrid, self.vrrp.state, self.vrrp.priority,
                                cfg.vrrp.priority, self.vrrp.master or "",
                                {k: v for k, v in c.items() if k not in _REJECTS},
                                {k: v for k, v in c.items() if k in _REJECTS}),)
@@ -1015,10 +1025,14 @@ class Daemon:
         adv_cs = ms_to_cs(self.cfg.vrrp.advert_interval_ms)
         wait = (master_down_interval_s(priority, adv_cs) if cause == "master_down" else
                 skew_time_s(priority, adv_cs) if cause == "master_stopped" else 0.0)
-        key = (METRICS_GROUP, cause)
+        key = (self.group, cause)
         self._takeovers[key] = self._takeovers.get(key, 0) + 1
-        self._last_takeover[METRICS_GROUP] = ms.Takeover(
-            METRICS_GROUP, cause, self.clock.wall(), wait + self.clock.mono() - t0, why)
+        self._last_takeover[self.group] = ms.Takeover(
+            self.group, cause, self.clock.wall(), wait + self.clock.mono() - t0, why)
+        # The policy may serve the group only once this transition's event is handled
+        # (a takeover on evidence runs inside the policy's own action list): the
+        # duration then ends at that flip (_set_serving).
+        self._takeover_start = None if self.group in self.serving else (self.group, t0 - wait)
 
     # -- reload ------------------------------------------------------------------------
     def reload(self) -> None:
@@ -1041,7 +1055,7 @@ class Daemon:
         # Key.reload); this daemon serves one interface, so adding, removing or
         # re-binding interfaces and groups waits for a restart like node/ and sync/.
         p = plan(old, new, live=frozenset({Reload.POOLS, Reload.PRIORITY, Reload.GROUP,
-                                           Reload.DATAPATH}))
+                                           Reload.DATAPATH, Reload.METRICS}))
         live, restart = list(p.applied), list(p.restart_needed)
         if restart:
             log.warning("D023 reload: %s take effect only after a restart; the running "
