@@ -74,7 +74,7 @@ METRICS: tuple[MetricDef, ...] = (
        "1 while this device answers DHCP on the interface (the datapath's role), else 0."),
     _m("interface_info", "gauge", ("interface", "group", "xdp_mode"),
        "Always 1: the VRRP group deciding who serves the interface (empty: standalone) "
-       "and how the XDP program is attached (native, generic, off)."),
+       "and how the XDP program is attached (native, generic, mixed, off)."),
     # -- DHCP --
     _m("dhcp_packets_received_total", "counter", ("interface", "type"),
        "DHCP messages received and decoded, by type (discover, request, release, "
