@@ -37,12 +37,23 @@ def _load(path: str) -> Config:
 def cmd_run(args: argparse.Namespace) -> int:
     from appliance import daemon
     from appliance.leases.journal import StoreLocked
+    from appliance.metrics import journal
 
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    level = getattr(logging, args.log_level.upper())
+    # Under systemd: the journal, with each line's ID as a field (docs/metrics.md).
+    to_journal = journal.handler() if journal.under_systemd() else None
+    if to_journal is not None:
+        logging.basicConfig(level=level, format="%(message)s", handlers=[to_journal])
+    else:
+        logging.basicConfig(
+            level=level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        if journal.under_systemd():
+            logging.getLogger("dhcp-hotbackup").warning(
+                "M004 no journal socket or no python3-systemd: logging to stderr, without "
+                "the ID fields")
     cfg = _load(args.config)
     try:
         return daemon.run(cfg)
@@ -194,6 +205,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  store     {g('store/state')}" + (f"  {err}" if err else ""))
         if g("store/damage"):
             print(f"  DAMAGE    {g('store/damage')}")
+    for k, v in run.items():
+        if k.startswith("alarms/") and v:
+            print(f"  ALARM     {k[7:]}: {v}")
     stats = {k[6:]: v for k, v in run.items() if k.startswith("stats/")}
     # DHCP counters always; the sync, VRRP and XDP ones when they are not zero (all of
     # them are in `status --json` and under stats/ in the runtime tree).

@@ -16,8 +16,11 @@ import os
 import signal
 import socket
 from collections import defaultdict, deque
+from dataclasses import replace
 from ipaddress import IPv4Address
+from typing import TYPE_CHECKING
 
+from appliance import __version__
 from appliance.clock import SYSTEM, Clock
 from appliance.config import tree as config_tree
 from appliance.config.model import Config, plan
@@ -36,6 +39,9 @@ from appliance.leases.model import HOLDING_STATES, Lease, LeaseState, client_key
 from appliance.leases.pool import Pools
 from appliance.leases.syncstate import CursorFile, load_epoch
 from appliance.leases.table import LeaseTable
+from appliance.metrics import snapshot as ms
+from appliance.metrics.alarms import Alarms, Observed, Raise
+from appliance.metrics.histogram import DelayLog
 from appliance.pair import policy as pp
 from appliance.ratelog import RateLimitedLog
 from appliance.runtime.tree import RuntimeTree
@@ -45,8 +51,13 @@ from appliance.sync.merge import Merger, node_index
 from appliance.sync.session import Evidence, Loss
 from appliance.sync.session import State as SyncState
 from appliance.sync.transport import SyncHandler, SyncLink, config_summary
+from appliance.vrrp.packet import Reject
 from appliance.vrrp.service import GroupSpec, VrrpService
 from appliance.vrrp.service import cleanup as vrrp_cleanup
+from appliance.vrrp.timers import master_down_interval_s, ms_to_cs, skew_time_s
+
+if TYPE_CHECKING:
+    from appliance.metrics.exporter import Exporter
 
 log = logging.getLogger("dhcp-hotbackup")
 
@@ -67,6 +78,7 @@ _RECEIVED = {
     MessageType.DECLINE: "decline",
     MessageType.INFORM: "inform",
 }
+_REJECTS = frozenset(r.value for r in Reject)
 # Received by type, replies by type, then every DHCP refusal reason and note (their
 # values are the counter names, dhcp/enums.py).
 STAT_NAMES = (
@@ -87,7 +99,7 @@ class _Replication(SyncHandler):
         self.merger = Merger()
         # Replication delay of live updates: the peer's commit time (lease.start, wall
         # clock: the devices are NTP-synchronised) to durable here, last 10k, in ms.
-        self.delays: deque[float] = deque(maxlen=10000)
+        self.delays: deque[float] = DelayLog(maxlen=10000)  # also the metrics' histogram
         self._live: list[float] = []
         self._waiting: list[asyncio.Future[None]] = []
         self._cursor: Cursor | None = None
@@ -249,6 +261,14 @@ class Daemon:
         self.intake: Intake[tuple[DhcpMessage, tuple[str, int]]] = Intake()
         self._queue_delay = QueueDelay()
         self._serve_handle: asyncio.Handle | None = None
+        # Metrics and alarms (docs/metrics.md): a snapshot per publish feeds both.
+        self.alarms = Alarms()
+        self.exporter: Exporter | None = None
+        self._started = clock.wall()
+        self._takeovers: dict[tuple[str, str], int] = {}
+        self._last_takeover: dict[str, ms.Takeover] = {}
+        self._evidence: tuple[float, str] | None = None  # (mono, why) of sync-link evidence
+        self._takeover_start: tuple[str, float] | None = None  # (group, mono) not served yet
 
     # -- start-up ----------------------------------------------------------------------
     def _open_store(self) -> None:
@@ -335,6 +355,7 @@ class Daemon:
                 log.warning("D005 vrrp/ without sync/: sessions are not replicated; the peer "
                             "(keepalived or another device) starts from its own store")
             await self._start_vrrp()
+        self._start_metrics()
         self._publish()
         tasks = [asyncio.create_task(self._housekeeping(), name="housekeeping")]
         log.info("D002 serving DHCP on %s as %s, server identifier %s, role %s",
@@ -363,6 +384,8 @@ class Daemon:
             if self._publish_handle is not None:
                 self._publish_handle.cancel()
             self._publish()  # the last figures, while the maps still exist
+            if self.exporter is not None:
+                self.exporter.stop()
             self.transport.close()
             self.datapath.close()
             self.datapath = None
@@ -454,7 +477,9 @@ class Daemon:
         elif isinstance(a, pp.TakeOver):
             log.warning("D049 %s: taking over now", a.why)
             if self.vrrp is not None:
+                self._evidence = (self.clock.mono(), a.why)  # the takeover's duration
                 self.vrrp.takeover(a.why)
+                self._evidence = None
         elif isinstance(a, pp.SetHealth):
             if self.vrrp is not None:
                 self.vrrp.set_health(a.healthy)
@@ -482,6 +507,11 @@ class Daemon:
         if self.datapath is not None and active != self.active:
             self.datapath.set_role(active)
         was, self.active = self.active, active
+        ts = self._takeover_start
+        if ts is not None and on and ts[0] == group:  # the takeover ends here (metrics)
+            self._takeover_start = None
+            self._last_takeover[group] = replace(self._last_takeover[group],
+                                                 duration_s=self.clock.mono() - ts[1])
         if not active:
             self.stats["dropped_standby"] += self.intake.clear()
         if was == active:
@@ -519,12 +549,16 @@ class Daemon:
 
     def _on_vrrp(self, state: str, info: dict[str, object]) -> None:
         """VRRP transition: called synchronously, before VIPs and gratuitous ARPs."""
+        t0 = self.clock.mono()
         self._policy(pp.VrrpChanged(self.group, pp.Vrrp(state), str(info.get("reason", ""))))
         log.info("D031 vrrp %s (priority %s, master %s)", state, info.get("priority"),
                  info.get("master"))
         self._last_transition = {"state": state, "time": self.clock.wall(),
                                  **{k: v if isinstance(v, (int, float, str, bool)) or v is None
                                     else str(v) for k, v in info.items()}}
+        if state == "master" and info.get("previous") == "backup":
+            self._count_takeover(str(info.get("reason", "")), int(info.get("priority", 100)),  # type: ignore[call-overload]
+                                 t0)
 
     def _on_link(self, ifname: str, up: bool) -> None:
         self._policy(pp.LinkChanged(ifname, up))
@@ -853,6 +887,8 @@ class Daemon:
         rt.set("store/error", self.store_error or "")
         rt.set("store/damage", self.store_damage)
         stats = dict(self.stats)
+        dp: dict[str, int] = {}
+        rv: dict[str, object] = {}
         if self.datapath is not None:
             rt.set("datapath/attach_mode", self.datapath.attach_mode)
             pps, burst = self.datapath.rate_limit
@@ -888,7 +924,8 @@ class Daemon:
                 catchup.append(f"sending {prog.out_kind.name.lower()} {prog.out_sent}/"
                                f"{prog.out_total}")
             rt.set("sync/catchup", "; ".join(catchup))
-            for k, v in self.link.runtime_values().items():
+            rv = self.link.runtime_values()
+            for k, v in rv.items():
                 if k.startswith("stats/sync/"):
                     stats["sync_" + k[len("stats/sync/"):]] = v  # type: ignore[assignment]
                 else:
@@ -899,6 +936,103 @@ class Daemon:
                 stats[f"vrrp_{k}"] = v
         for k, v in stats.items():
             rt.set(f"stats/{k}", v)
+        self._observe(stats, dp, rv)
+
+    # -- metrics and alarms (docs/metrics.md) ------------------------------------------
+    def _start_metrics(self) -> None:
+        """The Prometheus endpoint on metrics/listen (again after a reload changed it)."""
+        if self.exporter is not None:
+            self.exporter.stop()
+            self.exporter = None
+        if self.cfg.metrics.listen:
+            # Imported only when on: prometheus_client adds ~2.3 MB of RSS, and every MB
+            # costs a kill -9 ~0.12 ms before the peer hears of it (docs/failover.md).
+            from appliance.metrics.exporter import Exporter
+
+            self.exporter = Exporter(self.cfg.metrics.listen, self.loop)
+            self.exporter.start()
+
+    def _observe(self, stats: dict[str, int], dp: dict[str, int],
+                 rv: dict[str, object]) -> None:
+        """One snapshot per publish: alarms raised and cleared on it (log, runtime tree),
+        then handed to the exporter, whose thread serves it until the next one."""
+        snap = self._snapshot(stats, dp, rv)
+        for act in self.alarms.handle(Observed(snap), self.clock.mono()):
+            if isinstance(act, Raise):
+                log.warning("%s %s", act.msg_id, act.text)
+            else:
+                log.info("%s %s", act.msg_id, act.text)
+            self.runtime.set(act.alarm.path, act.alarm.message)  # also a forgotten one's
+        states = self.alarms.states()
+        for a in states:
+            self.runtime.set(a.path, a.message)
+        if self.exporter is not None:
+            self.exporter.update(replace(snap, alarms=states))
+
+    def _snapshot(self, stats: dict[str, int], dp: dict[str, int],
+                  rv: dict[str, object]) -> ms.Snapshot:
+        """What the metrics and the alarms need, as plain values (metrics/snapshot.py)."""
+        cfg = self.cfg
+        dhcp = {k: v for k, v in stats.items() if not k.startswith(("sync_", "vrrp_", "xdp_"))}
+        # One datapath and one set of counters today: every interface shows them (the
+        # label is there for issue 12's per-interface counters).
+        ifs = tuple(
+            ms.Interface(i.name, any(g in self.serving for g in i.groups or (pp.STANDALONE,)),
+                         ",".join(i.groups) or None,
+                         self.datapath.attach_mode if self.datapath else "off", dhcp, dp)
+            for i in cfg.interfaces)
+        groups: tuple[ms.Group, ...] = ()
+        if self.vrrp is not None and cfg.vrrp is not None:
+            c = self.vrrp.counters()
+            groups = (ms.Group(self.group, cfg.vrrp.vrid, self.vrrp.state, self.vrrp.priority,
+                               cfg.vrrp.priority, self.vrrp.master or "",
+                               {k: v for k, v in c.items() if k not in _REJECTS},
+                               {k: v for k, v in c.items() if k in _REJECTS}),)
+        counts = self.table.counts if hasattr(self, "table") else {}
+        pools = tuple(
+            ms.Pool(p.name, p.size + sum(not p.in_range(ip) for ip in p.reserved_ips),
+                    {s.name.lower(): counts.get((p.name, s), 0) for s in LeaseState
+                     if s is not LeaseState.DELETED},
+                    p.config.alarm_percent, p.config.alarm_clear)
+            for p in (self.pools.pools if hasattr(self, "pools") else ()))
+        sync = None
+        if self.link is not None:
+            skew = rv.get("sync/clock_skew_ms")
+            sync = ms.Sync(
+                peer=str(rv.get("sync/peer", "disconnected")), ready=bool(rv.get("sync/ready")),
+                lag=int(rv.get("sync/lag", 0)), last_seq=int(rv.get("sync/last_seq", 0)),  # type: ignore[call-overload]
+                drift=tuple(str(rv.get("sync/config_drift", "")).split()),
+                clock_skew_s=float(skew) / 1000 if skew not in (None, "") else None,  # type: ignore[arg-type]
+                clock_skew_alarm=bool(int(rv.get("sync/clock_skew_alarm") or 0)),  # type: ignore[call-overload]
+                delay=self.replication.delays.buckets.snapshot(),  # type: ignore[attr-defined]
+                events={k[5:]: v for k, v in stats.items()
+                        if k.startswith("sync_") and not k.startswith("sync_refused_")},
+                refused={k[5:]: v for k, v in stats.items() if k.startswith("sync_refused_")})
+        return ms.Snapshot(cfg.node.name, self.clock.wall(), self._started, __version__, ifs,
+                           groups, pools, sync, dict(self._takeovers), dict(self._last_takeover),
+                           store_error=self.store_error or "")
+
+    def _count_takeover(self, cause: str, priority: int, t0: float) -> None:
+        """This device became master from backup: count it by cause (VRRP's reason) and
+        keep its duration: the wait for the failure's evidence (Master_Down_Interval or
+        Skew_Time, RFC 5798 §6.1, from our interval and priority; none for the sync
+        link's evidence, which comes within milliseconds) plus our own time from the
+        trigger (the timer, or the evidence arriving) to the datapath serving."""
+        why = ""
+        if cause == "peer_down" and self._evidence is not None:
+            t0, why = self._evidence
+        assert self.cfg.vrrp is not None
+        adv_cs = ms_to_cs(self.cfg.vrrp.advert_interval_ms)
+        wait = (master_down_interval_s(priority, adv_cs) if cause == "master_down" else
+                skew_time_s(priority, adv_cs) if cause == "master_stopped" else 0.0)
+        key = (self.group, cause)
+        self._takeovers[key] = self._takeovers.get(key, 0) + 1
+        self._last_takeover[self.group] = ms.Takeover(
+            self.group, cause, self.clock.wall(), wait + self.clock.mono() - t0, why)
+        # The policy may serve the group only once this transition's event is handled
+        # (a takeover on evidence runs inside the policy's own action list): the
+        # duration then ends at that flip (_set_serving).
+        self._takeover_start = None if self.group in self.serving else (self.group, t0 - wait)
 
     # -- reload ------------------------------------------------------------------------
     def reload(self) -> None:
@@ -921,7 +1055,7 @@ class Daemon:
         # Key.reload); this daemon serves one interface, so adding, removing or
         # re-binding interfaces and groups waits for a restart like node/ and sync/.
         p = plan(old, new, live=frozenset({Reload.POOLS, Reload.PRIORITY, Reload.GROUP,
-                                           Reload.DATAPATH}))
+                                           Reload.DATAPATH, Reload.METRICS}))
         live, restart = list(p.applied), list(p.restart_needed)
         if restart:
             log.warning("D023 reload: %s take effect only after a restart; the running "
@@ -938,6 +1072,8 @@ class Daemon:
                     self.allocator.release(lease.ip)
             self.server.alloc = self.allocator
             self.server.set_pools(self.pools)
+        if p.metrics is not None:
+            self._start_metrics()
         if p.datapath_limits is not None and self.datapath:
             d = p.datapath_limits
             self.datapath.set_limits((d.rate_limit_pps, d.rate_limit_burst),

@@ -11,8 +11,12 @@ PKGS=(
   python3-venv python3-pip python3-dev
   python3-bpfcc bpfcc-tools libbpf1 linux-headers-amd64 clang llvm
   python3-pyroute2 python3-scapy python3-sdnotify python3-cryptography
+  # the metrics endpoint's text format; structured journal fields under systemd
+  python3-prometheus-client python3-systemd
   isc-dhcp-client udhcpc dhcpcd-base isc-dhcp-relay
   kea-dhcp4-server kea-admin keepalived
+  # tests/integration/test_metrics.py: a real Prometheus scrapes the pair; promtool
+  prometheus
   tcpdump iproute2 iputils-ping procps psmisc strace
   # `make deb` and tests/packaging: debhelper + pybuild, lintian, and a Debian root
   # booted with systemd-nspawn.

@@ -56,6 +56,17 @@ class PoolConfig:
     max_declined_percent: int = 10
     max_leases_per_relay: int = 0  # 0: no limit
     max_leases_per_circuit: int = 0  # 0: no limit
+    # The pool-use alarm (docs/metrics.md): raised at alarm_percent (0: none), cleared
+    # below alarm_clear_percent (0: ten points below alarm_percent).
+    alarm_percent: int = 90
+    alarm_clear_percent: int = 0
+
+    @property
+    def alarm_clear(self) -> int:
+        """The use below which the alarm clears (at most alarm_percent)."""
+        if not self.alarm_percent:
+            return 0
+        return self.alarm_clear_percent or max(1, self.alarm_percent - 10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +151,11 @@ class Unsupported(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    listen: str = ""  # "address:port" of the Prometheus endpoint; "": off
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     node: NodeConfig
     pools: tuple[PoolConfig, ...]
@@ -147,6 +163,7 @@ class Config:
     groups: tuple[GroupConfig, ...] = ()  # sorted by name
     sync: SyncConfig | None = None
     datapath: DatapathConfig = DatapathConfig()
+    metrics: MetricsConfig = MetricsConfig()
     # the directory it was read from, for messages
     source: str = ""
     # read from the one-interface layout: messages and the drift summary use its paths
@@ -408,6 +425,7 @@ class ReloadPlan:
     priorities: tuple[tuple[str, int], ...] = ()  # (group, new priority), not restarted
     pools_changed: tuple[str, ...] = ()  # pools added, removed or changed
     datapath_limits: DatapathConfig | None = None  # to write to the map; None: same
+    metrics: MetricsConfig | None = None  # the endpoint to move to or stop; None: same
 
     @property
     def changed(self) -> tuple[str, ...]:
@@ -489,4 +507,5 @@ def _effects(old: Config, run: Config, applied: tuple[str, ...],
         pools_changed=tuple(sorted(n for n in was_p.keys() | now_p.keys()
                                    if was_p.get(n) != now_p.get(n))),
         datapath_limits=run.datapath if run.datapath != old.datapath else None,
+        metrics=run.metrics if run.metrics != old.metrics else None,
     )

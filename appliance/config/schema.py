@@ -196,6 +196,14 @@ def endpoint(lines: list[str]) -> tuple[IPv4Address, int]:
     return ipv4(host), p
 
 
+def listen(lines: list[str]) -> str:
+    """ADDRESS:PORT to listen on, or nothing (an empty file): off."""
+    if not lines:
+        return ""
+    addr, port = endpoint(lines)
+    return f"{addr}:{port}"
+
+
 def domain(lines: list[str]) -> str:
     s = _one(lines)
     if len(s) > 253 or not re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", s):
@@ -233,6 +241,7 @@ class Reload(Enum):
     MEMBERSHIP = "membership"  # an interface or group added, removed or re-bound; the
     #                            others are not disturbed
     DATAPATH = "datapath"  # written to the XDP map (one map write)
+    METRICS = "metrics"  # the metrics endpoint moves or stops (docs/metrics.md)
     RESTART = "restart"  # only a restart applies it: the running value stays, and is named
 
 
@@ -245,6 +254,7 @@ RELOAD_HELP = {
     Reload.MEMBERSHIP: "live: the interface or group is added, removed or re-bound; the "
                        "others are not disturbed",
     Reload.DATAPATH: "live: one write to the XDP map",
+    Reload.METRICS: "live: the metrics endpoint moves or stops",
     Reload.RESTART: "restart: a reload keeps the running value and names it (D023)",
 }
 
@@ -359,6 +369,12 @@ KEYS: tuple[Key, ...] = (
     Key("pools/<name>/max_leases_per_circuit", integer(0, 16_777_216), 0,
         "bound leases one relay circuit (Option 82 circuit-id) may hold in this pool; "
         "0 = no limit", "4", reload=_R.POOLS, agree=True),
+    Key("pools/<name>/alarm_percent", integer(0, 100), 90,
+        "pool-use alarm: raised when this share of the pool is used; 0 = no alarm", "80",
+        reload=_R.POOLS, agree=False),
+    Key("pools/<name>/alarm_clear_percent", integer(0, 100), 0,
+        "the alarm clears below this use; 0 = ten points below alarm_percent", "60",
+        reload=_R.POOLS, agree=False),
     Key("datapath/mode", choice("xdp", "off"), "xdp",
         "xdp: steer DHCP in the kernel; off: role kept in user space",
         reload=_R.RESTART, agree=False),
@@ -372,6 +388,9 @@ KEYS: tuple[Key, ...] = (
         "second, all together, in the kernel; 0 = off", reload=_R.DATAPATH, agree=False),
     Key("datapath/new_client_burst", integer(0, 1_000_000), 0,
         "new-client budget depth; 0 = twice new_client_pps", reload=_R.DATAPATH, agree=False),
+    Key("metrics/listen", listen, "",
+        "address:port of the Prometheus endpoint (GET /metrics); absent or empty: off",
+        "192.0.2.2:9467", reload=_R.METRICS, agree=False),
 )
 
 # The one-interface layout that trees written before interfaces/ use, read unchanged:

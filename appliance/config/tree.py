@@ -31,6 +31,7 @@ from appliance.config.model import (
     DatapathConfig,
     GroupConfig,
     InterfaceConfig,
+    MetricsConfig,
     NodeConfig,
     PoolConfig,
     SyncConfig,
@@ -266,7 +267,7 @@ def _names(prefix: str) -> set[str]:
     return out
 
 
-TOPS = ("node", "client", "interfaces", "vrrp", "sync", "pools", "datapath")
+TOPS = ("node", "client", "interfaces", "vrrp", "sync", "pools", "datapath", "metrics")
 
 
 def load(root: str | os.PathLike[str] = DEFAULT_ROOT) -> Config:
@@ -327,10 +328,13 @@ def load(root: str | os.PathLike[str] = DEFAULT_ROOT) -> Config:
         new_client_pps=r.get("datapath/new_client_pps"),
         new_client_burst=r.get("datapath/new_client_burst"),
     )
+    r.check_known("metrics", _names("metrics"))
+    metrics = MetricsConfig(listen=r.get("metrics/listen") or "")
     if r.problems:
         raise ConfigError(r.problems)
     return Config(node=node, pools=tuple(pools), interfaces=interfaces, groups=groups,
-                  sync=sync, datapath=datapath, source=str(r.root), legacy=legacy)
+                  sync=sync, datapath=datapath, metrics=metrics, source=str(r.root),
+                  legacy=legacy)
 
 
 def _hostname() -> str:
@@ -642,6 +646,11 @@ def _pool(r: _Reader, name: str) -> PoolConfig | None:
     lt = r.get(f"{base}/lease_time", "pools/<name>/lease_time")
     limits = {k: r.get(f"{base}/{k}", f"pools/<name>/{k}") for k in (
         "max_declined_percent", "max_leases_per_relay", "max_leases_per_circuit")}
+    alarm = r.get(f"{base}/alarm_percent", "pools/<name>/alarm_percent")
+    clear = r.get(f"{base}/alarm_clear_percent", "pools/<name>/alarm_clear_percent")
+    if alarm is not None and clear and clear > alarm:
+        r.fail(f"{base}/alarm_clear_percent", str(clear), f"must not exceed "
+               f"pools/{name}/alarm_percent ({alarm}): the alarm clears below it")
     res: list[tuple[bytes, IPv4Address]] = []
     for f in r.folder(f"{base}/reservations") or ():
         rel = f"{base}/reservations/{f}"
@@ -677,7 +686,9 @@ def _pool(r: _Reader, name: str) -> PoolConfig | None:
             r.fail(f"{base}/reservations", str(ip), "two MACs reserve the same address")
         seen.add(ip)
     return PoolConfig(name=name, subnet=subnet, ranges=rng, router=router, dns=dns,
-                      domain=dom, lease_time=lt, reservations=tuple(res), **limits)
+                      domain=dom, lease_time=lt, reservations=tuple(res), **limits,
+                      alarm_percent=alarm if alarm is not None else 90,
+                      alarm_clear_percent=clear or 0)
 
 
 def _check_pools(r: _Reader, pools: list[PoolConfig]) -> None:

@@ -20,7 +20,8 @@ ahead lapses at once instead of holding its address until that clock's time come
 Besides the indexes, the table keeps the figures the server's abuse limits read, for
 leases from any source (our commits, the journal, the peer): bound leases per relay
 (giaddr) and per relay circuit (Option 82 circuit-id), and the quarantined addresses of
-each pool, oldest first.
+each pool, oldest first; and the records by (pool, state), which the metrics and the
+pool-use alarm read every second.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class LeaseTable:
         # DECLINED addresses per pool name, oldest first (dicts keep insertion order).
         self.declined: dict[str, dict[int, None]] = {}
         self._offer_horizon = 0.0  # latest `expires` of any offer made
+        # Records by (pool, state), kept as they change (the metrics read it each second;
+        # counting 100k leases there would stall the loop for ~40 ms).
+        self.counts: dict[tuple[str, LeaseState], int] = {}
 
     # -- queries ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -151,6 +155,7 @@ class LeaseTable:
                 moved = replace(prev, state=LeaseState.RELEASED)
                 self._leaving(prev)
                 self.by_ip[prev.ip] = moved
+                self._entering(moved)
                 self.on_free(prev.ip)
         by_key[key] = lease
         if recount:
@@ -170,6 +175,8 @@ class LeaseTable:
     def _entering(self, lease: Lease) -> None:
         """`lease` is now the record of its address: count it."""
         state = lease.state
+        k = (lease.pool, state)
+        self.counts[k] = self.counts.get(k, 0) + 1
         if state == LeaseState.BOUND:
             self.bound += 1
             if lease.relay:
@@ -180,6 +187,8 @@ class LeaseTable:
     def _leaving(self, lease: Lease) -> None:
         """`lease` stops being the record of its address: uncount it."""
         state = lease.state
+        k = (lease.pool, state)
+        self.counts[k] = self.counts.get(k, 0) - 1
         if state == LeaseState.BOUND:
             self.bound -= 1
             if lease.relay:
@@ -264,6 +273,7 @@ class LeaseTable:
     def _lapse(self, ip: int, lease: Lease) -> None:
         """An offer nobody took: forget it (RFC 2131 §4.3.1 lets the server reuse it)."""
         del self.by_ip[ip]
+        self._leaving(lease)
         if self.by_key.get(lease.key) is lease:
             del self.by_key[lease.key]
         self.on_free(ip)

@@ -51,6 +51,8 @@ FULL = {
     "pools/v200/subnet": "198.51.100.0/24", "pools/v200/range": "198.51.100.100-198.51.100.199",
     "datapath/mode": "off", "datapath/rate_limit_pps": "60", "datapath/rate_limit_burst": "90",
     "datapath/new_client_pps": "300", "datapath/new_client_burst": "400",
+    "pools/v100/alarm_percent": "80", "pools/v100/alarm_clear_percent": "60",
+    "metrics/listen": "192.0.2.2:9467",
 }
 
 # The one-interface layout with every key set.
@@ -108,6 +110,9 @@ CASES = {
     "datapath/rate_limit_burst": ("datapath/rate_limit_burst", "91"),
     "datapath/new_client_pps": ("datapath/new_client_pps", "301"),
     "datapath/new_client_burst": ("datapath/new_client_burst", "401"),
+    "pools/<name>/alarm_percent": ("pools/v100/alarm_percent", "85"),
+    "pools/<name>/alarm_clear_percent": ("pools/v100/alarm_clear_percent", "70"),
+    "metrics/listen": ("metrics/listen", "192.0.2.2:9468"),
 }
 LEGACY_CASES = {
     "client/interface": ("client/interface", "eth3"),
@@ -145,7 +150,8 @@ def test_every_key_is_in_the_flat_view_and_nothing_else(tmp_path, values):
     assert seen <= set(KEY_BY_PATH), seen - set(KEY_BY_PATH)
     legacy = values is FULL_LEGACY
     assert seen == {k.path for k in KEYS if k.legacy == legacy
-                    or (k.path.split("/")[0] in ("node", "sync", "pools", "datapath"))}
+                    or (k.path.split("/")[0] in ("node", "sync", "pools", "datapath",
+                                                 "metrics"))}
 
 
 @pytest.mark.parametrize("key", sorted(ALL_CASES))
@@ -177,6 +183,7 @@ def test_changing_each_key(tmp_path, key):
         Reload.GROUP: bool(groups_restarted),
         Reload.MEMBERSHIP: bool(interfaces),
         Reload.DATAPATH: p.datapath_limits is not None,
+        Reload.METRICS: p.metrics is not None,
     }
     assert [c for c, on in effects.items() if on] == ([] if cls is Reload.RESTART else [cls]) \
         or cls is Reload.MEMBERSHIP  # a re-bound interface may restart its group too
@@ -191,6 +198,8 @@ def test_changing_each_key(tmp_path, key):
         assert interfaces and not (p.groups_added or p.groups_removed)
     elif cls is Reload.DATAPATH:
         assert p.datapath_limits == new.datapath
+    elif cls is Reload.METRICS:
+        assert p.metrics == new.metrics
 
     # Nothing live (an executor that applies nothing): all of it waits, old in force.
     held = plan(old, new, live=frozenset())
@@ -215,7 +224,8 @@ def test_only_classified_keys_in_the_drift_summary(tmp_path):
 
 
 # -- items added and removed, and today's daemon (no membership changes live) ---------
-TODAY = frozenset({Reload.POOLS, Reload.PRIORITY, Reload.GROUP, Reload.DATAPATH})
+TODAY = frozenset({Reload.POOLS, Reload.PRIORITY, Reload.GROUP, Reload.DATAPATH,
+                   Reload.METRICS})
 
 
 def _without(values: dict[str, str], *prefixes: str) -> dict[str, str]:
