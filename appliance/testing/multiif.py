@@ -46,10 +46,13 @@ class MultiInterfaceDaemon(Daemon):
                                  [IPv4Address(v) for v in i.get("virtual_ips", ())])
                 for i in self.spec["interfaces"]]
 
-    def _served_groups(self) -> tuple[str, ...]:
-        if "serving" in self.spec:
-            return tuple(self.spec["serving"])
-        return super()._served_groups()
+    def _set_serving(self, group: str, on: bool, why: str) -> None:
+        # The tree is standalone: the pair policy serves its one "group" (none); the
+        # packet path answers the groups the spec names instead, while that is served.
+        super()._set_serving(group, on, why)
+        if self.dhcp is not None:
+            every = {g for i in self.spec["interfaces"] for g in i.get("groups", ()) or ("",)}
+            self.dhcp.serving(set(self.spec.get("serving", every)) if self.active else ())
 
 
 def main(argv: list[str] | None = None) -> int:
