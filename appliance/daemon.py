@@ -1,11 +1,8 @@
 """The composition root: one asyncio loop that owns config, leases, sockets and timers.
 
-The per-packet path: `_on_readable` drains the socket into the intake queues
-(dhcp/intake.py: known clients before new DISCOVERs, what waited too long shed before
-any work); `_serve` takes a batch, `_decide` decides (pure server), then one journal
-write and one fdatasync for the whole batch (group commit), then sends the replies. A
-reply is never sent before its lease is durable, and a lease is never committed for a
-packet that will not be answered: shedding happens before any decision.
+The per-packet path is dhcp/service.DhcpService: the daemon builds it, gives it the
+client interfaces, the groups this device serves and the lease store (`_PacketStore`:
+journal, sync link, fdatasync and the store-failure rules, which stay here).
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ import signal
 import socket
 from collections import defaultdict, deque
 from dataclasses import replace
-from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
 from appliance import __version__
@@ -27,15 +23,12 @@ from appliance.config.model import Config, plan
 from appliance.config.schema import Reload
 from appliance.datapath import Datapath, DatapathError
 from appliance.datapath import cleanup_all as datapath_cleanup
-from appliance.dhcp.enums import LOG as DHCP_LOG
-from appliance.dhcp.enums import MessageType, Note, Opt, Reason
-from appliance.dhcp.intake import Intake, QueueDelay
-from appliance.dhcp.message import DecodeError, DhcpMessage
-from appliance.dhcp.server import Decision, DhcpServer, Ingress
-from appliance.dhcp.transport import DhcpTransport, interface_address
+from appliance.dhcp import service as dhcp_service
+from appliance.dhcp.server import DhcpServer, Ingress
+from appliance.dhcp.service import DhcpService, client_interface
 from appliance.leases.allocator import Allocator
 from appliance.leases.journal import Journal, StoreLocked
-from appliance.leases.model import HOLDING_STATES, Lease, LeaseState, client_key
+from appliance.leases.model import HOLDING_STATES, Lease, LeaseState
 from appliance.leases.pool import Pools
 from appliance.leases.syncstate import CursorFile, load_epoch
 from appliance.leases.table import LeaseTable
@@ -61,29 +54,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dhcp-hotbackup")
 
-BATCH = 256  # requests decided per group commit
-DRAIN = 1024  # datagrams read from the socket per readable event
-# A request that waited longer than this in the socket queue is shed unanswered: its
-# client has retransmitted or given up, and answering it would only delay fresh ones.
-MAX_QUEUE_DELAY_S = 0.5
 PUBLISH_INTERVAL_S = 1.0
 # A sync state change shows in the runtime tree within this; not at once, since it
 # often comes with a takeover, whose first replies must not wait behind file writes.
 PUBLISH_SOON_S = 0.05
 
-_RECEIVED = {
-    MessageType.DISCOVER: "discover",
-    MessageType.REQUEST: "request",
-    MessageType.RELEASE: "release",
-    MessageType.DECLINE: "decline",
-    MessageType.INFORM: "inform",
-}
-_REJECTS = frozenset(r.value for r in Reject)
-# Received by type, replies by type, then every DHCP refusal reason and note (their
-# values are the counter names, dhcp/enums.py).
+_REJECTS = frozenset(r.value for r in Reject)  # VRRP rejects: the metrics' own family
+# The packet path's (received and sent by type, every DHCP refusal reason and note:
+# dhcp/service.py), then the store's.
 STAT_NAMES = (
-    "discover", "offer", "request", "ack", "nak", "release", "decline", "inform",
-    "send_errors", *(r.value for r in Reason), *(n.value for n in Note),
+    *dhcp_service.STAT_NAMES,
     # The lease store (docs/operations.md): write/fdatasync failures; recoveries; damaged
     # files found (replies withheld for it: Reason.STORE_FAILED).
     "store_failures", "store_recoveries", "store_damaged_files",
@@ -216,6 +196,32 @@ class _Replication(SyncHandler):
 # The sync link's state as the pair policy sees it.
 _SYNC = {SyncState.DISCONNECTED: pp.Sync.DOWN, SyncState.HANDSHAKE: pp.Sync.DOWN,
          SyncState.SYNCING: pp.Sync.SYNCING, SyncState.IN_SYNC: pp.Sync.IN_SYNC}
+
+
+class _PacketStore:
+    """The lease store and the sync link as the packet path sees them
+    (dhcp/service.Store): the daemon's store-failure rules apply to its batches."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+
+    @property
+    def error(self) -> str | None:
+        return self.d.store_error
+
+    def write(self, leases: list[Lease]) -> bool:
+        return self.d._store_write(leases)
+
+    def replicate(self, leases: list[Lease]) -> asyncio.Future[bool] | None:
+        waiter = self.d._committed(leases)
+        if self.d.link is not None:
+            self.d.link.flush()
+        return waiter
+
+    def sync(self) -> bool:
+        return self.d._store_sync()
+
+
 class Daemon:
     def __init__(self, cfg: Config, clock: Clock = SYSTEM) -> None:
         self.cfg = cfg
@@ -257,10 +263,7 @@ class Daemon:
         self._ratelog = RateLimitedLog(log)
         self._notify = _notifier()
         self.loop: asyncio.AbstractEventLoop | None = None
-        # (message, its IP source): the source checks a RELEASE that bypassed its relay.
-        self.intake: Intake[tuple[DhcpMessage, tuple[str, int]]] = Intake()
-        self._queue_delay = QueueDelay()
-        self._serve_handle: asyncio.Handle | None = None
+        self.dhcp: DhcpService | None = None
         # Metrics and alarms (docs/metrics.md): a snapshot per publish feeds both.
         self.alarms = Alarms()
         self.exporter: Exporter | None = None
@@ -297,36 +300,30 @@ class Daemon:
             # change before this start gets a delta; an older one a snapshot.
             self.changelog = RingLog(self.epoch, self.table, base=self.table.own_seq)
 
-    def _server_id(self) -> bytes:
+    def _interfaces(self) -> list[Ingress]:
+        """The client interfaces for the packet path, each with its groups and their
+        server identifiers (its virtual IP for each group; its own address when bound to
+        none). A group's other virtual IPs on the interface it advertises on name the
+        interface's subnet too."""
         cfg = self.cfg
-        if cfg.vrrp is not None:
-            return cfg.vrrp.virtual_ips[0].ip.packed
-        addr = interface_address(cfg.client_interface)
-        if addr is None:
-            raise RuntimeError(
-                f"client/interface {cfg.client_interface} has no IPv4 address: a standalone "
-                "server uses it as its server identifier (option 54)")
-        return addr
-
-    def _ingress(self) -> Ingress:
-        ips = [int(IPv4Address(self.server_id))]
-        addr = interface_address(self.cfg.client_interface)
-        if addr is not None:
-            ips.append(int(IPv4Address(addr)))
-        if self.cfg.vrrp is not None:
-            ips.extend(int(v.ip) for v in self.cfg.vrrp.virtual_ips)
-        return Ingress(local_ips=tuple(dict.fromkeys(ips)))
+        out = []
+        for i in cfg.interfaces:
+            also = [v.ip for g in i.groups if (gc := cfg.group(g)) is not None
+                    and gc.interface == i.name for v in gc.vrrp.virtual_ips]
+            out.append(client_interface(i.name, i.groups, [v.ip for v in i.virtual_ips],
+                                        also))
+        return out
 
     async def run(self) -> int:
         self.loop = asyncio.get_running_loop()
         cfg = self.cfg
         self._open_store()
-        self.server_id = self._server_id()
+        self._client_ifs = self._interfaces()
+        self.server_id = self._client_ifs[0].server_ids[0]
         # Complete from the start only when no peer can have bound clients we have not
         # seen: standalone. With sync/, the link's state sets it (_Replication.on_state).
-        self.server = DhcpServer(self.pools, self.table, self.allocator, self.server_id,
+        self.server = DhcpServer(self.pools, self.table, self.allocator,
                                  table_complete=cfg.vrrp is None and cfg.sync is None)
-        self.ingress = self._ingress()
         # The datapath exists before anything can make this device active; a program
         # left by a crashed daemon is replaced and the fresh role map says standby.
         try:
@@ -335,9 +332,12 @@ class Daemon:
             raise RuntimeError(f"datapath/mode xdp on {cfg.client_interface}: {e} (set "
                                "datapath/mode to off on machines without BPF)") from e
         log.info("D004 datapath %s on %s", self.datapath.attach_mode, cfg.client_interface)
-        self.transport = DhcpTransport(cfg.client_interface)
-        self.transport.set_source(self.server_id)
-        self.loop.add_reader(self.transport.fileno(), self._on_readable)
+        self.dhcp = DhcpService(self.server, self.table, _PacketStore(self), self.stats,
+                                self.clock, self._ratelog, self.loop)
+        missing = self.dhcp.set_interfaces(self._client_ifs)
+        if missing:
+            raise RuntimeError(f"client interface {', '.join(missing)} does not exist")
+        self.dhcp.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self._stop.set)
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -380,13 +380,13 @@ class Daemon:
                 await self._link_closing
             if self.link is not None:
                 await self.link.close()
-            self.loop.remove_reader(self.transport.fileno())
+            self.dhcp.stop()
             if self._publish_handle is not None:
                 self._publish_handle.cancel()
             self._publish()  # the last figures, while the maps still exist
             if self.exporter is not None:
                 self.exporter.stop()
-            self.transport.close()
+            self.dhcp.close()
             self.datapath.close()
             self.datapath = None
             if self._store_job is not None:
@@ -512,8 +512,8 @@ class Daemon:
             self._takeover_start = None
             self._last_takeover[group] = replace(self._last_takeover[group],
                                                  duration_s=self.clock.mono() - ts[1])
-        if not active:
-            self.stats["dropped_standby"] += self.intake.clear()
+        if self.dhcp is not None:
+            self.dhcp.serving(self.serving)
         if was == active:
             return
         flip_us = (self.clock.mono() - t0) * 1e6
@@ -570,123 +570,6 @@ class Daemon:
         parts.append(f"{self.table.bound} leases")
         return ", ".join(parts)
 
-    # -- the packet path ---------------------------------------------------------------
-    def _on_readable(self) -> None:
-        """Drain the socket into the intake queues (dhcp/intake.py), decoded and counted,
-        then serve. Draining it all keeps the kernel from choosing what to drop (a full
-        socket buffer drops the newest); the intake serves known clients first and
-        sheds the oldest."""
-        batch = self.transport.recv_batch(DRAIN)
-        if not batch:
-            return
-        stats = self.stats
-        if not self.active:
-            stats["dropped_standby"] += len(batch)
-            return
-        mono = self.clock.mono()
-        waited = self._queue_delay.waited([ts for _d, _a, ts in batch], self.clock.wall())
-        decode = DhcpMessage.decode
-        of_client = self.table.of_client
-        push = self.intake.push
-        for (data, addr, _ts), w in zip(batch, waited, strict=True):
-            if w > MAX_QUEUE_DELAY_S:
-                # Shed before any work: its client has retransmitted or given up.
-                stats["dropped_overload"] += 1
-                continue
-            try:
-                msg = decode(data)
-            except DecodeError as e:
-                stats["dropped_malformed"] += 1
-                self._ratelog.warning(mono, "D010", "malformed DHCP packet dropped: %s",
-                                      e.reason)
-                continue
-            mtype = msg.message_type
-            mt = _RECEIVED.get(mtype)  # type: ignore[arg-type]
-            if mt is None:
-                stats["dropped_malformed"] += 1
-                continue
-            stats[mt] += 1
-            known = mtype != MessageType.DISCOVER or of_client(
-                client_key(msg.mac, msg.options.get(Opt.CLIENT_ID))) is not None
-            push((msg, addr), known, mono - w + MAX_QUEUE_DELAY_S)
-        self._serve()
-
-    def _serve(self) -> None:
-        """Answer up to BATCH queued requests, known clients first; more wait for the next
-        loop iteration (the sync link and timers get their turn in between)."""
-        if self._serve_handle is not None:
-            self._serve_handle.cancel()
-            self._serve_handle = None
-        intake = self.intake
-        shed = intake.shed_late + intake.shed_full
-        msgs = intake.take(BATCH, self.clock.mono())
-        self.stats["dropped_overload"] += intake.shed_late + intake.shed_full - shed
-        if msgs:
-            self._decide(msgs)
-        if intake and self.loop is not None:
-            self._serve_handle = self.loop.call_soon(self._serve)
-
-    def _decide(self, msgs: list[tuple[DhcpMessage, tuple[str, int]]]) -> None:
-        """Decide, make durable (group commit), reply: nothing leaves before its lease is
-        durable here and, in `sync` mode, at the peer."""
-        now = self.clock.wall()
-        stats = self.stats
-        handle = self.server.handle
-        ingress = self.ingress
-        replies = []
-        commits = []
-        for msg, src in msgs:
-            d = handle(msg, ingress, now, src)
-            if d.sent:
-                stats[d.sent] += 1
-            if d.reason is not None or d.notes:
-                self._count_refusal(d, msg)
-            if d.commits:
-                commits.extend(d.commits)
-            if d.reply is not None:
-                replies.append((d, msg))
-        if commits:
-            # Group commit: one write and one fdatasync for the whole batch. The batch
-            # goes to the peer first, so that its fdatasync runs while ours does; no
-            # reply leaves before both (below: after ours; the waiter: after the peer's).
-            stored = self._store_write(commits)
-            waiter = self._committed(commits)
-            if self.link is not None:
-                self.link.flush()
-            if not (stored and self._store_sync()):
-                self._withhold(replies)
-                return
-            if waiter is not None:
-                # `sync` mode: an ACK leaves once the peer holds its lease too (or after
-                # sync/ack_timeout_ms, serving alone). OFFERs and NAKs need not wait.
-                parked = [r for r in replies if r[0].commits]
-                self._send([r for r in replies if not r[0].commits])
-                waiter.add_done_callback(lambda f, r=parked: self._send_parked(f, r))
-                return
-        self._send(replies)
-
-    def _count_refusal(self, d: Decision, msg: DhcpMessage) -> None:
-        """A refusal's counter, and its rate-limited log line when the operator should
-        hear about it (dhcp/enums.LOG); the same for what the server noticed."""
-        for why in (d.reason, *d.notes) if d.reason is not None else d.notes:
-            self.stats[why.value] += 1
-            lg = DHCP_LOG.get(why)
-            if lg is not None:
-                mt = msg.message_type
-                self._ratelog.warning(self.clock.mono(), lg[0], "%s: %s from %s%s", lg[1],
-                                      MessageType(mt).name if mt in _RECEIVED else mt,
-                                      msg.mac.hex(":"), f" ({d.detail})" if d.detail else "")
-
-    def _send(self, replies: list) -> None:
-        send = self.transport.send
-        for d, msg in replies:
-            try:
-                send(d.reply.encode(), d.dest, d.dest_ip, msg.mac)
-            except OSError as e:
-                self.stats["send_errors"] += 1
-                self._ratelog.warning(self.clock.mono(), "D012", "reply to %s not sent: %s",
-                              msg.mac.hex(":"), e)
-
     # -- the lease store: failure, recovery, damage (docs/operations.md) ---------------
     def _store_write(self, leases: list[Lease]) -> bool:
         """Append to the journal; False (and the store failed) if that did not work."""
@@ -709,25 +592,6 @@ class Daemon:
             self._store_failed(e)
             return False
         return True
-
-    def _send_parked(self, acked: asyncio.Future[bool], replies: list) -> None:
-        """`sync` mode: the peer confirmed (True) or did not (False: timeout, link gone).
-        Unconfirmed ACKs go out alone, as usual, unless our store failed meanwhile: then
-        the peer serves our clients next and may not hold those leases, so they are
-        withheld and the clients ask the peer."""
-        if self.store_error is not None and not acked.result():
-            self._withhold(replies)
-            return
-        self._send(replies)
-
-    def _withhold(self, replies: list) -> None:
-        """A batch whose leases are not durable: none of its replies leaves. The clients
-        retransmit; in a pair the peer, which serves by then, answers them."""
-        if replies:
-            self.stats["dropped_store_failed"] += len(replies)
-            self._ratelog.warning(self.clock.mono(), "D062", "%d replies withheld: their "
-                                  "leases could not be made durable (%s)", len(replies),
-                                  self.store_error)
 
     def _store_failed(self, e: OSError) -> None:
         """A write or fdatasync of the store failed: nothing more is ACKed until the disk

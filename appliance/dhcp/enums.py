@@ -207,7 +207,13 @@ class Reason(Enum):
 
     # -- before the server (daemon, kernel) --
     MALFORMED = "dropped_malformed"  # not a DHCP message (message.DecodeReason), or no type
-    STANDBY = "dropped_standby"  # this device is standby (the XDP program drops most)
+    # For a VRRP group this device does not serve now, on that interface (on one two
+    # groups share: the other group's client by its RFC 3074 bucket); the XDP program
+    # drops most of these in the kernel.
+    STANDBY = "dropped_standby"
+    # Came in on an interface that is not a client interface (the sync link, a
+    # management port, loopback): the one :67 socket hears every interface.
+    FOREIGN_INTERFACE = "dropped_foreign_interface"
     RATELIMIT = "dropped_ratelimit"  # over datapath/rate_limit_pps for one MAC (XDP)
     NEW_CLIENT = "dropped_new_client"  # unseen MAC, new-client budget empty (XDP)
     OVERLOAD = "dropped_overload"  # waited too long in the socket or intake queue: shed
@@ -246,7 +252,10 @@ class Reason(Enum):
     NAK_NOT_LEASABLE = "nak_not_leasable"  # not an address of a pool on the client's net
     NAK_RESERVED = "nak_reserved"  # reserved for another MAC
     NAK_IN_USE = "nak_in_use"  # another client holds it
-    NAK_OTHER_HALF = "nak_other_half"  # lapsed, and in the peer's half of a split pool
+    # Free or lapsed, and outside what the client's group and this device may allocate:
+    # the other group's half of a shared interface's pool, or the peer's half while not
+    # in sync (leases/allocator.Share)
+    NAK_OTHER_HALF = "nak_other_half"
     NAK_DECLINED = "nak_declined"  # quarantined after a DHCPDECLINE
     # RENEWING/REBINDING for an address with no binding for this client while our table
     # is complete (standalone, or in sync with the peer): re-creating it would make a
@@ -274,6 +283,7 @@ class Note(Enum):
 # stable id (docs/operations.md, "Log messages"). The rest are counted only: they are
 # ordinary protocol traffic (another server chosen, an unknown INIT-REBOOT, a NAK).
 LOG: dict[Reason | Note, tuple[str, str]] = {
+    Reason.FOREIGN_INTERFACE: ("D013", "DHCP on an interface that is not a client interface"),
     Reason.POOL_EXHAUSTED: ("D011", "pool exhausted: no address"),
     Reason.NO_SUBNET: ("D050", "no pool for the relay's giaddr or the interface"),
     Reason.NO_CLIENT_ID: ("D051", "no client identifier and no hardware address"),

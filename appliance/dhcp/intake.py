@@ -24,7 +24,7 @@ answering the freshest requests, which are the ones whose clients still listen.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -67,6 +67,18 @@ class Intake(Generic[T]):
         n = len(self)
         self.known.clear()
         self.new.clear()
+        return n
+
+    def drop(self, unwanted: Callable[[T], bool]) -> int:
+        """Forget the entries `unwanted` says (their group is no longer served here);
+        returns how many. The rest keep their order."""
+        n = 0
+        for q in (self.known, self.new):
+            keep = [e for e in q if not unwanted(e[1])]
+            if len(keep) != len(q):
+                n += len(q) - len(keep)
+                q.clear()
+                q.extend(keep)
         return n
 
     def __iter__(self) -> Iterator[T]:

@@ -9,6 +9,17 @@ Whatever a client sends, a decision can be stored, replicated and expired: what 
 takes from a message is bounded here, when deciding (a lease field holds at most 255
 bytes, leases/codec.py), never by an exception afterwards.
 
+The interface a message came in on (`Ingress`, one per client interface, built when the
+interfaces are configured) carries its addresses, the VRRP groups bound to it and each
+group's server identifier (its virtual IP there, so a unicast renewal reaches whichever
+device is that group's master). A client's group is the interface's one group, or on an
+interface two groups share, the one its RFC 3074 bucket names (dhcp/loadbalance.py, the
+rule the XDP program applies too). Everything "us" means is per that group: option 54 in
+our replies, the SELECTING check (a REQUEST naming the other group's virtual IP is for
+"another server"), the server identifier a RELEASE or DECLINE may name, and the part of
+the pool new addresses come from (leases/allocator.Share: the group's half of a shared
+interface's pool, and this device's half while not in sync with the peer).
+
 Rules, by message (RFC 2131 §4.3 and table 3):
 - Any message: a client is its client identifier, else its chaddr (§4.2); a message with
   neither is refused, and so is a client identifier longer than 255 bytes once its
@@ -54,9 +65,10 @@ from enum import Enum
 from ipaddress import IPv4Address
 
 from appliance.dhcp.enums import BROADCAST_FLAG, MessageType, Note, Op, Opt, Reason
+from appliance.dhcp.loadbalance import bucket, group_index
 from appliance.dhcp.message import DhcpMessage, new_reply
 from appliance.dhcp.options import circuit_id, remote_id
-from appliance.leases.allocator import Allocator
+from appliance.leases.allocator import WHOLE, Allocator, Share
 from appliance.leases.model import MAX_FIELD, Lease, LeaseState
 from appliance.leases.pool import Pool, Pools
 from appliance.leases.table import LeaseTable
@@ -93,7 +105,8 @@ _NAK_TEXT = {
 
 class Dest(Enum):
     RELAY = "relay"  # giaddr:67
-    UNICAST = "unicast"  # ciaddr:68 (at chaddr: the client is on the link)
+    UNICAST = "unicast"  # ciaddr:68 at chaddr: the client is on the link
+    ROUTED = "routed"  # ciaddr:68 through the IP stack: the client is behind a router
     BROADCAST = "broadcast"  # 255.255.255.255:68
     LINK = "link"  # yiaddr:68 at chaddr: raw frame, the client has no address yet
 
@@ -117,9 +130,39 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class Ingress:
-    """What the transport knows about a received packet."""
+    """A client interface as the server sees it: built once per interface when the
+    interfaces are (re)configured, handed in with every message that came in on it."""
 
-    local_ips: tuple[int, ...]  # addresses of the receiving interface (VIPs included)
+    # addresses of the interface (its own and its virtual IPs): the pool of a client on
+    # the link is the one whose subnet holds one of them (RFC 2131 §4.3.1)
+    local_ips: tuple[int, ...]
+    # per group bound here, in the interface's order: the server identifier (option 54,
+    # 4 bytes) that group's clients get: its virtual IP on this interface, or the
+    # interface's own address when no group is bound (standalone)
+    server_ids: tuple[bytes, ...]
+    # the VRRP groups bound here, one or two; ("",): none, always served
+    groups: tuple[str, ...] = ("",)
+    name: str = ""  # the interface, for messages
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.groups) <= 2 or len(self.server_ids) != len(self.groups):
+            raise ValueError(f"interface {self.name}: {len(self.groups)} group(s) and "
+                             f"{len(self.server_ids)} server identifier(s): one or two "
+                             "groups, a server identifier each")
+        if any(len(s) != 4 for s in self.server_ids):
+            raise ValueError(f"interface {self.name}: a server identifier is 4 bytes")
+
+    @property
+    def shared(self) -> bool:
+        """Two groups serve this interface, splitting its clients by the RFC 3074 hash."""
+        return len(self.groups) == 2
+
+    def group_of(self, msg: DhcpMessage) -> int:
+        """The index (in `groups`) of the group `msg`'s client belongs to here: 0 on an
+        interface of one group; else by its chaddr's RFC 3074 bucket, as the kernel's."""
+        if len(self.groups) == 1:
+            return 0
+        return group_index(bucket(msg.mac))
 
 
 def _ip(b: bytes) -> int:
@@ -154,16 +197,20 @@ def _subscriber(relay_info: bytes | None) -> tuple[bytes | None, bytes | None]:
 
 class DhcpServer:
     def __init__(self, pools: Pools, table: LeaseTable, allocator: Allocator,
-                 server_id: bytes, table_complete: bool = True) -> None:
+                 table_complete: bool = True) -> None:
         self.pools = pools
         self.table = table
         self.alloc = allocator
-        self.server_id = server_id
         # True when every binding any server of ours made is in our table: standalone,
         # or in sync with the peer. Set by the daemon from the sync link's state.
         self.table_complete = table_complete
         self._opts_cache: dict[str, dict[int, bytes]] = {}
         self._notes: list[Note] = []
+        # The message being decided: its group's server identifier and allocation rule
+        # (set first thing in handle(), read by the helpers; one message at a time).
+        self._sid = ZERO
+        self._share: Share = WHOLE
+        self._ingress: Ingress | None = None
 
     def set_pools(self, pools: Pools) -> None:
         self.pools = pools
@@ -171,9 +218,16 @@ class DhcpServer:
 
     # -- entry -------------------------------------------------------------------------
     def handle(self, msg: DhcpMessage, ingress: Ingress, now: float,
-               src: tuple[str, int] | None = None) -> Decision:
-        """Decide on one message. `src` is its IP source (address, port), used to check
-        a RELEASE that did not come through a relay."""
+               src: tuple[str, int] | None = None, group: int | None = None) -> Decision:
+        """Decide on one message that came in on `ingress`. `src` is its IP source
+        (address, port), used to check a RELEASE that did not come through a relay;
+        `group` its client's group index there if the caller has it already
+        (ingress.group_of(msg))."""
+        if group is None:
+            group = ingress.group_of(msg)
+        self._sid = ingress.server_ids[group]
+        self._ingress = ingress
+        self._share = self.alloc.share(len(ingress.groups) == 2, group)
         if msg.op != Op.BOOTREQUEST:
             return Decision(Reason.NOT_REQUEST)
         mt = msg.message_type
@@ -242,7 +296,7 @@ class DhcpServer:
                lease_time: int | None) -> DhcpMessage:
         r = new_reply(msg, mtype)
         o = r.options
-        o[Opt.SERVER_ID] = self.server_id
+        o[Opt.SERVER_ID] = self._sid
         if yiaddr:
             r.yiaddr = _b(yiaddr)
         if lease_time is not None:
@@ -280,14 +334,27 @@ class DhcpServer:
         if nak:
             return Dest.BROADCAST, BROADCAST_IP
         if msg.ciaddr != ZERO:
-            return Dest.UNICAST, msg.ciaddr
+            # A client behind a router unicasts its renewal straight to us, bypassing
+            # its relay (§4.4.5): the answer is routed back, not framed to a chaddr that
+            # is not on our link.
+            return (Dest.UNICAST if self._on_link(msg.ciaddr) else Dest.ROUTED), msg.ciaddr
         if msg.flags & BROADCAST_FLAG or reply.yiaddr == ZERO:
             return Dest.BROADCAST, BROADCAST_IP
         return Dest.LINK, reply.yiaddr
 
+    def _on_link(self, addr: bytes) -> bool:
+        """`addr` is on the link the message came in on: in the subnet of a pool of
+        one of the interface's addresses."""
+        ip = _ip(addr)
+        for local in self._ingress.local_ips:  # type: ignore[union-attr]
+            p = self.pools.for_address(local)
+            if p is not None and p.in_subnet(ip):
+                return True
+        return False
+
     def _nak(self, msg: DhcpMessage, reason: Reason) -> Decision:
         r = new_reply(msg, MessageType.NAK)
-        r.options[Opt.SERVER_ID] = self.server_id
+        r.options[Opt.SERVER_ID] = self._sid
         r.options[Opt.MESSAGE] = _NAK_TEXT[reason].encode()
         cid = msg.options.get(_CLIENT_ID)
         if cid is not None:
@@ -411,14 +478,15 @@ class DhcpServer:
             if pool.in_range(rip) and rip not in pool.reserved_ips and \
                     self.table.holder(rip, now) is None and self._owned(rip, None, now):
                 return rip
-        return self.alloc.allocate(pool, now)
+        return self.alloc.allocate(pool, now, self._share)
 
     def _owned(self, ip: int, cur: Lease | None, now: float) -> bool:
-        """While split (peer unreachable), a client's old address that has lapsed is
-        only reused if it lies in our half of the pool."""
-        if self.alloc.owner is None or (cur is not None and cur.holds(now)):
+        """An address not held by its client (free, or a lapsed binding) is only taken
+        from the part of the pool the client's group and this device's split allow
+        (leases/allocator.Share): the peer may hand out the rest meanwhile."""
+        if cur is not None and cur.holds(now):
             return True
-        return ip & 1 == self.alloc.owner
+        return self._share.allows(ip)
 
     def _request(self, msg: DhcpMessage, key: bytes, ingress: Ingress, now: float
                  ) -> Decision:
@@ -428,7 +496,7 @@ class DhcpServer:
         renewing = False
         if sid is not None:
             # SELECTING
-            if sid != self.server_id:
+            if sid != self._sid:
                 cur = self.table.of_client(key)
                 if cur is not None and cur.state == LeaseState.OFFERED:
                     self.table.offer(replace(cur, expires=now))  # lapses at next reclaim
@@ -491,7 +559,7 @@ class DhcpServer:
     def _release(self, msg: DhcpMessage, key: bytes, now: float,
                  src: tuple[str, int] | None) -> Decision:
         sid = msg.options.get(Opt.SERVER_ID)
-        if sid is not None and sid != self.server_id:
+        if sid is not None and sid != self._sid:
             return Decision(Reason.OTHER_SERVER)
         cur = self.table.get(_ip(msg.ciaddr))
         if cur is None or cur.key != key or cur.state != _BOUND:
@@ -508,7 +576,7 @@ class DhcpServer:
         if req is None or len(req) != 4:
             return Decision(Reason.MALFORMED_REQUEST)
         sid = opts.get(Opt.SERVER_ID)
-        if sid is not None and sid != self.server_id:
+        if sid is not None and sid != self._sid:
             return Decision(Reason.OTHER_SERVER)
         ip = _ip(req)
         cur = self.table.get(ip)

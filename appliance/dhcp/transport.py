@@ -1,15 +1,32 @@
-"""The client-facing sockets: receive DHCP on :67 of client/interface, send per RFC 2131 §4.1.
+"""The client-facing sockets: receive DHCP on :67 of every client interface, send per
+RFC 2131 §4.1 out of the interface each request came in on.
 
-- A UDP socket bound to 0.0.0.0:67 with SO_BINDTODEVICE receives broadcasts and unicasts
-  (renewals to the server identifier) and sends to relays and to broadcast.
-- A client on the link gets its unicast reply as a frame addressed to chaddr, through
-  an AF_PACKET socket (as Kea's and dhcpd's packet filters do): IP destination yiaddr
-  for a client with no address yet that did not ask for broadcast (dhclient, udhcpc
-  and dhcpcd never do), ciaddr for a renewing one. No ARP is needed: the backup never
-  learnt the clients' MACs (they ARPed for the master's address), so right after a
-  takeover each first reply through the IP stack would wait for an ARP round trip.
+Two sockets whatever the number of interfaces (hundreds of VLAN sub-interfaces on one
+trunk), as dnsmasq does, rather than a socket per interface as Kea does:
 
-Kernel receive timestamps (SO_TIMESTAMPNS) let the daemon shed requests that waited
+- One UDP socket bound to 0.0.0.0:67 (no SO_BINDTODEVICE) receives broadcasts and
+  unicasts (renewals to a server identifier, relays) on every interface. IP_PKTINFO
+  names the ingress interface of each datagram (ipi_ifindex); a datagram from an
+  interface that is not a configured client interface (the sync link, a management
+  port, loopback) is dropped here and counted (`foreign`). Replies to broadcast leave
+  through the same socket with IP_PKTINFO: ipi_ifindex pins the interface the request
+  came in on and ipi_spec_dst makes the source the server identifier of the client's
+  group there. Replies to a relay are routed to giaddr, and the answer to a client
+  behind a router that renewed straight to us (ciaddr not on the link) to ciaddr, both
+  out of the interface the request came in on (ipi_ifindex again).
+- One AF_PACKET socket (protocol 0: it never receives anything) sends a client on the
+  link its unicast reply as a frame addressed to chaddr on the ingress interface (as
+  Kea's and dhcpd's packet filters do): IP destination yiaddr for a client with no
+  address yet that did not ask for broadcast (dhclient, udhcpc and dhcpcd never do),
+  ciaddr for a renewing one. No ARP is needed: the backup never learnt the clients'
+  MACs (they ARPed for the master's address), so right after a takeover each first
+  reply through the IP stack would wait for an ARP round trip.
+
+Per-interface values (the Ingress the server reads, the IP_PKTINFO ancillary data of
+each group) are built once in set_interfaces() (a `Port` per interface, looked up by
+ifindex), never per packet.
+
+Kernel receive timestamps (SO_TIMESTAMPNS) let the service shed requests that waited
 too long in the socket queue before doing any work on them (overload).
 """
 
@@ -18,23 +35,29 @@ from __future__ import annotations
 import fcntl
 import socket
 import struct
+from collections.abc import Iterable
 
 from appliance.dhcp.enums import CLIENT_PORT, SERVER_PORT
 from appliance.dhcp.message import MAX_MESSAGE_LEN
-from appliance.dhcp.server import Dest
+from appliance.dhcp.server import Dest, Ingress
 from appliance.wire.udp import ipv4_udp_packet
 
-SO_BINDTODEVICE = 25
 SO_TIMESTAMPNS = 35
 SO_RCVBUFFORCE = 33
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 IP_PKTINFO = 8
 ETH_P_IP = 0x0800
 SIOCGIFADDR = 0x8915
-SIOCGIFHWADDR = 0x8927
+_SOL_SOCKET = socket.SOL_SOCKET
+_SOL_IP = socket.IPPROTO_IP
 _TS = struct.Struct("@qq")
+# struct in_pktinfo (ip(7)): ipi_ifindex, ipi_spec_dst, ipi_addr
+_PKTINFO = struct.Struct("@i4s4s")
+_IFINDEX = struct.Struct("@i")
 _RECV_SIZE = MAX_MESSAGE_LEN + 1
-_ANC = socket.CMSG_SPACE(_TS.size)
+_ANC = socket.CMSG_SPACE(_TS.size) + socket.CMSG_SPACE(_PKTINFO.size)
+_ANY = b"\x00\x00\x00\x00"
+_BROADCAST = ("255.255.255.255", CLIENT_PORT)
 
 
 def interface_address(ifname: str) -> bytes | None:
@@ -49,63 +72,91 @@ def interface_address(ifname: str) -> bytes | None:
         s.close()
 
 
-def interface_mac(ifname: str) -> bytes:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        res = fcntl.ioctl(s.fileno(), SIOCGIFHWADDR, struct.pack("256s", ifname.encode()[:15]))
-        return res[18:24]
-    finally:
-        s.close()
+class Port:
+    """One client interface as the transport uses it, built once: the Ingress the server
+    reads, and per group the IP_PKTINFO that sends out of this interface from that
+    group's server identifier."""
+
+    __slots__ = ("ifindex", "ifname", "ingress", "link", "pktinfo", "pktinfo_any")
+
+    def __init__(self, ingress: Ingress, ifindex: int) -> None:
+        self.ingress = ingress
+        self.ifname = ingress.name
+        self.ifindex = ifindex
+        self.pktinfo = tuple([(_SOL_IP, IP_PKTINFO, _PKTINFO.pack(ifindex, sid, _ANY))]
+                             for sid in ingress.server_ids)
+        # Out of this interface from an address the kernel picks: to a relay, and
+        # while the server identifier is not (yet) an address of ours (a virtual IP a
+        # moment before VRRP adds it).
+        self.pktinfo_any = [(_SOL_IP, IP_PKTINFO, _PKTINFO.pack(ifindex, _ANY, _ANY))]
+        # The AF_PACKET destination without its last item, chaddr (socket(7) sockaddr_ll).
+        self.link = (ingress.name, ETH_P_IP, 0, 0)
 
 
 class DhcpTransport:
-    def __init__(self, ifname: str, rcvbuf: int = 4 << 20) -> None:
-        self.ifname = ifname
-        self.ifindex = socket.if_nametoindex(ifname)
+    def __init__(self, rcvbuf: int = 4 << 20) -> None:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
-        s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         try:
-            s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+            s.setsockopt(_SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setsockopt(_SOL_SOCKET, socket.SO_BROADCAST, 1)
+            s.setsockopt(_SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            s.setsockopt(_SOL_IP, IP_PKTINFO, 1)
+            try:
+                s.setsockopt(_SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+            except OSError:
+                s.setsockopt(_SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            s.setsockopt(_SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+            s.bind(("0.0.0.0", SERVER_PORT))
+            s.setblocking(False)
+            # Protocol 0: no receive hook at all (packet(7)); the frame's EtherType is
+            # given per sendto.
+            raw = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
         except OSError:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-        s.bind(("0.0.0.0", SERVER_PORT))
-        s.setblocking(False)
-        self.sock = s
-        raw = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
-        # Send only: no receive queue to fill up.
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 0)
-        raw.bind((ifname, 0))
+            s.close()
+            raise
         raw.setblocking(False)
+        self.sock = s
         self.raw = raw
-        self._raw_rx_drain()
-        self.src_ip = b"\x00\x00\x00\x00"
-        self._pktinfo: list[tuple[int, int, bytes]] | None = None
+        self._ports: dict[int, Port] = {}
+        # Datagrams that came in on an interface that is not a client interface: how
+        # many, and the last one's ifindex (for the log line).
+        self.foreign = 0
+        self.foreign_ifindex = 0
 
-    def _raw_rx_drain(self) -> None:
-        # A packet socket sees every IPv4 frame until shut for reading; we never read it.
-        try:
-            self.raw.shutdown(socket.SHUT_RD)
-        except OSError:
-            pass
+    # -- the interfaces --------------------------------------------------------------
+    def set_interfaces(self, interfaces: Iterable[Ingress]) -> list[str]:
+        """Serve exactly these interfaces from now on (live: datagrams already read keep
+        the Port they came with). Returns the names of those that do not exist (not
+        served); the others' ifindexes are resolved now."""
+        ports: dict[int, Port] = {}
+        missing = []
+        for ing in interfaces:
+            try:
+                ifindex = socket.if_nametoindex(ing.name)
+            except OSError:
+                missing.append(ing.name)
+                continue
+            ports[ifindex] = Port(ing, ifindex)
+        self._ports = ports
+        return missing
 
-    def set_source(self, ip: bytes) -> None:
-        """Replies carry the server identifier as their source address (IP_PKTINFO)."""
-        self.src_ip = ip
-        self._pktinfo = [(socket.IPPROTO_IP, IP_PKTINFO,
-                          struct.pack("@i4s4s", 0, ip, b"\x00\x00\x00\x00"))]
+    @property
+    def ports(self) -> list[Port]:
+        return list(self._ports.values())
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def recv_batch(self, limit: int) -> list[tuple[bytes, tuple[str, int], float]]:
-        """Up to `limit` queued datagrams: (data, address, kernel receive time)."""
+    # -- receive ---------------------------------------------------------------------
+    def recv_batch(self, limit: int) -> list[tuple[bytes, tuple[str, int], float, Port]]:
+        """Up to `limit` queued datagrams that came in on a client interface: (data, IP
+        source, kernel receive time, the interface's Port). Others are counted in
+        `foreign` and dropped."""
         out = []
         recvmsg = self.sock.recvmsg
-        unpack = _TS.unpack
+        ts_unpack = _TS.unpack_from
+        ifi_unpack = _IFINDEX.unpack_from
+        ports = self._ports
         for _ in range(limit):
             try:
                 # One byte more than the largest message we accept: a longer datagram
@@ -115,30 +166,49 @@ class DhcpTransport:
             except (BlockingIOError, InterruptedError):
                 break
             ts = 0.0
+            ifindex = 0
             for level, kind, cdata in anc:
-                if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS and \
+                if kind == SCM_TIMESTAMPNS and level == _SOL_SOCKET and \
                         len(cdata) >= _TS.size:
-                    sec, nsec = unpack(cdata[: _TS.size])
+                    sec, nsec = ts_unpack(cdata)
                     ts = sec + nsec * 1e-9
-            out.append((data, addr, ts))
+                elif kind == IP_PKTINFO and level == _SOL_IP and len(cdata) >= 4:
+                    ifindex = ifi_unpack(cdata)[0]
+            port = ports.get(ifindex)
+            if port is None:
+                self.foreign += 1
+                self.foreign_ifindex = ifindex
+                continue
+            out.append((data, addr, ts, port))
         return out
 
-    def send(self, payload: bytes, dest: Dest, ip: bytes, mac: bytes) -> None:
-        """Send one reply; raises OSError (the caller counts it)."""
-        if dest is Dest.LINK or (dest is Dest.UNICAST and self._pktinfo is not None):
-            pkt = ipv4_udp_packet(self.src_ip, ip, SERVER_PORT, CLIENT_PORT, payload)
-            self.raw.sendto(pkt, (self.ifname, ETH_P_IP, 0, 0, mac))
+    # -- send ------------------------------------------------------------------------
+    def send(self, payload: bytes, dest: Dest, ip: bytes, mac: bytes, port: Port,
+             group: int) -> None:
+        """Send one reply to a request that came in on `port` from a client of group
+        index `group` there; raises OSError (the caller counts it)."""
+        if dest is Dest.LINK or dest is Dest.UNICAST:
+            pkt = ipv4_udp_packet(port.ingress.server_ids[group], ip, SERVER_PORT,
+                                  CLIENT_PORT, payload)
+            self.raw.sendto(pkt, (*port.link, mac))
             return
-        port = SERVER_PORT if dest is Dest.RELAY else CLIENT_PORT
-        addr = (socket.inet_ntoa(ip), port)
-        if self._pktinfo is not None and dest is not Dest.RELAY:
-            try:
-                self.sock.sendmsg([payload], self._pktinfo, 0, addr)
-                return
-            except OSError:
-                pass  # the source is not (yet) local: let the kernel choose
-        self.sock.sendto(payload, addr)
+        if dest is Dest.RELAY:
+            # To giaddr, port 67 (RFC 2131 §4.1), routed out of the interface the relay's
+            # request came in on; with no route to giaddr the kernel takes it as on that
+            # link, as it did for a socket bound to the interface.
+            self.sock.sendmsg([payload], port.pktinfo_any, 0,
+                              (socket.inet_ntoa(ip), SERVER_PORT))
+            return
+        # 255.255.255.255 out of this interface only, or ciaddr routed through it (a
+        # client behind a router that renewed straight to us), from the server identifier.
+        addr = _BROADCAST if dest is Dest.BROADCAST else (socket.inet_ntoa(ip), CLIENT_PORT)
+        try:
+            self.sock.sendmsg([payload], port.pktinfo[group], 0, addr)
+        except OSError:
+            # The server identifier is not local yet: this interface's own address.
+            self.sock.sendmsg([payload], port.pktinfo_any, 0, addr)
 
     def close(self) -> None:
         self.sock.close()
         self.raw.close()
+

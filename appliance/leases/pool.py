@@ -61,24 +61,37 @@ class Pool:
 
 
 class Pools:
-    """All pools; finds the one serving a subnet (giaddr, ciaddr or interface address)."""
+    """All pools; finds the one serving a subnet (giaddr, ciaddr or interface address).
+
+    Looked up on every packet, with hundreds of pools on a box with hundreds of VLANs:
+    an index by prefix (mask -> network -> pool) makes a lookup cost one dict probe per
+    distinct prefix length instead of a walk over every pool. config/tree.py refuses
+    overlapping subnets and ranges or reservations outside their subnet, so at most one
+    pool matches an address, and the pool that may lease it is the one whose subnet
+    holds it."""
 
     def __init__(self, pools: list[Pool]) -> None:
         self.pools = pools
         self.by_name = {p.name: p for p in pools}
+        by_mask: dict[int, dict[int, Pool]] = {}
+        for p in pools:
+            by_mask.setdefault(p.mask, {}).setdefault(p.net, p)
+        # Longest prefix first: the most specific pool wins if a tree ever overlapped.
+        self._by_mask = tuple(sorted(by_mask.items(), reverse=True))
 
     @classmethod
     def from_config(cls, configs: tuple[PoolConfig, ...]) -> Pools:
         return cls([Pool.from_config(pc) for pc in configs])
 
     def for_address(self, ip: int) -> Pool | None:
-        for p in self.pools:
-            if ip & p.mask == p.net:
+        for mask, nets in self._by_mask:
+            p = nets.get(ip & mask)
+            if p is not None:
                 return p
         return None
 
     def leasable(self, ip: int) -> Pool | None:
-        for p in self.pools:
-            if p.may_lease(ip):
-                return p
+        p = self.for_address(ip)
+        if p is not None and p.may_lease(ip):
+            return p
         return None

@@ -25,7 +25,8 @@ from appliance.testing.dhcpreq import request
 SID = "192.0.2.1"
 OTHER_SID = "192.0.2.9"
 T0 = 1_700_000_000.0
-INGRESS = Ingress(local_ips=(int(IPv4Address("192.0.2.2")),))
+INGRESS = Ingress(local_ips=(int(IPv4Address("192.0.2.2")),),
+                  server_ids=(IPv4Address(SID).packed,))
 RELAY = "203.0.113.1"
 OTHER_RELAY = "203.0.113.2"
 DISCOVER, REQUEST, DECLINE, RELEASE = (MessageType.DISCOVER, MessageType.REQUEST,
@@ -55,7 +56,7 @@ def make_server(table: LeaseTable | None = None, lan: tuple[str, str] = (
                    lease_time=600, **limits),
     ))
     table = table if table is not None else LeaseTable(origin="A")
-    return DhcpServer(pools, table, Allocator(pools, table), IPv4Address(SID).packed)
+    return DhcpServer(pools, table, Allocator(pools, table))
 
 
 def wire(m: DhcpMessage) -> DhcpMessage:

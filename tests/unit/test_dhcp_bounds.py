@@ -30,7 +30,7 @@ from appliance.sync.frames import Updates, decode_frame, encode_frame
 KEY = b"k" * 32
 SID = IPv4Address("192.0.2.1").packed
 T0 = 1_700_000_000.0
-INGRESS = Ingress(local_ips=(int(IPv4Address("192.0.2.2")),))
+INGRESS = Ingress(local_ips=(int(IPv4Address("192.0.2.2")),), server_ids=(SID,))
 ADDRS = [IPv4Address(a).packed for a in (
     "0.0.0.0", "192.0.2.100", "192.0.2.101", "192.0.2.102", "192.0.2.50", "192.0.2.7",
     "203.0.113.1", "203.0.113.100", "203.0.113.101", "198.51.100.9")]
@@ -49,7 +49,7 @@ def server(table_complete: bool, per_circuit: int, per_relay: int) -> DhcpServer
                    lease_time=60, **limits),
     ))
     table = LeaseTable(origin="deviceA")
-    return DhcpServer(pools, table, Allocator(pools, table), SID, table_complete)
+    return DhcpServer(pools, table, Allocator(pools, table), table_complete)
 
 
 # A value that is sometimes short and tidy, sometimes as long as RFC 3396 lets a client

@@ -22,7 +22,7 @@ MAC1 = bytes.fromhex("020000000001")
 MAC2 = bytes.fromhex("020000000002")
 RESERVED_MAC = bytes.fromhex("02000000aaaa")
 T0 = 1_700_000_000.0
-INGRESS = Ingress(local_ips=(int(IPv4Address("192.0.2.2")),))
+INGRESS = Ingress(local_ips=(int(IPv4Address("192.0.2.2")),), server_ids=(SID,))
 
 
 def ip(s: str) -> bytes:
@@ -40,7 +40,7 @@ def make_server(first: str = "192.0.2.100", last: str = "192.0.2.103") -> DhcpSe
                    ranges=((IPv4Address("203.0.113.100"), IPv4Address("203.0.113.110")),)),
     ))
     table = LeaseTable(origin="A")
-    return DhcpServer(pools, table, Allocator(pools, table), SID)
+    return DhcpServer(pools, table, Allocator(pools, table))
 
 
 def msg(mtype: int, mac: bytes = MAC1, *, xid: int = 0x1234, ciaddr: bytes = ZERO,
@@ -175,6 +175,21 @@ class TestDestination:
         a = dora(s)
         d = s.handle(msg(MessageType.REQUEST, ciaddr=a), INGRESS, T0 + 300)
         assert d.sent == "ack" and d.dest is Dest.UNICAST and d.dest_ip == a
+
+    def test_renewal_from_behind_a_router_is_routed_to_ciaddr(self):
+        """A relayed client renews by unicast straight to us (RFC 2131 §4.4.5, no giaddr):
+        its chaddr is not on our link, so the ACK goes through the IP stack."""
+        s = make_server()
+        rai = bytes([1, 5]) + b"cust7"
+        off = s.handle(msg(MessageType.DISCOVER, giaddr=ip("203.0.113.1"),
+                           relay_agent_info=rai), INGRESS, T0)
+        a = off.reply.yiaddr
+        s.handle(msg(MessageType.REQUEST, giaddr=ip("203.0.113.1"), requested_ip=a,
+                     server_id=SID, relay_agent_info=rai), INGRESS, T0)
+        d = s.handle(msg(MessageType.REQUEST, ciaddr=a), INGRESS, T0 + 300)
+        assert d.sent == "ack" and d.dest is Dest.ROUTED and d.dest_ip == a
+        d = s.handle(msg(MessageType.INFORM, ciaddr=ip("203.0.113.50")), INGRESS, T0)
+        assert d.dest is Dest.ROUTED
 
     def test_nak_is_broadcast_or_via_relay_with_broadcast_bit(self):
         s = make_server()

@@ -49,6 +49,17 @@ def test_clear_reports_what_was_forgotten():
     assert q.clear() == 2 and len(q) == 0
 
 
+def test_drop_forgets_what_is_no_longer_served_and_keeps_the_rest_in_order():
+    """A group stops being served here: its queued requests go, nothing else moves."""
+    q: Intake[tuple[str, str]] = Intake()
+    for item, known in ((("ga", "r1"), True), (("gb", "r2"), True), (("ga", "r3"), True),
+                        (("gb", "d1"), False), (("ga", "d2"), False)):
+        q.push(item, known, 10.0)
+    assert q.drop(lambda e: e[0] == "gb") == 2
+    assert q.take(10, now=0.0) == [("ga", "r1"), ("ga", "r3"), ("ga", "d2")]
+    assert q.drop(lambda e: True) == 0
+
+
 def test_queue_delay_on_a_true_clock_is_the_lag():
     d = QueueDelay()
     w = d.waited([99.9999, 99.5, 99.0], wall_now=100.0)
