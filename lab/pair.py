@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from appliance.testing.daemonfiles import CLI, DaemonFiles
@@ -66,11 +67,12 @@ class Device(DaemonFiles):
         self._loads = 0
 
     # -- life cycle --------------------------------------------------------------------
-    def start(self, timeout: float = 60) -> None:
-        """Start the daemon and wait until it serves (its runtime tree names its pid)."""
+    def start(self, timeout: float = 60, wrap: Sequence[str] = ()) -> None:
+        """Start the daemon and wait until it serves (its runtime tree names its pid).
+        `wrap` comes before the command (e.g. faketime and its offset)."""
         assert self.proc is None or self.proc.poll() is not None, f"{self.name} is running"
         with open(self.log, "ab") as log:
-            p = self.t.popen(self.ns, [CLI, "run", "--config", str(self.etc)], stdout=log,
+            p = self.t.popen(self.ns, [*wrap, CLI, "run", "--config", str(self.etc)], stdout=log,
                              stderr=subprocess.STDOUT)
         self.proc = p
 

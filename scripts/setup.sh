@@ -18,6 +18,8 @@ PKGS=(
   # tests/integration/test_metrics.py: a real Prometheus scrapes the pair; promtool
   prometheus
   tcpdump iproute2 iputils-ping procps psmisc strace
+  # tests/integration/test_wrong_clock.py: a device whose wall clock is a day ahead
+  faketime
   # `make deb` and tests/packaging: debhelper + pybuild, lintian, and a Debian root
   # booted with systemd-nspawn.
   dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools
