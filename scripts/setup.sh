@@ -15,7 +15,7 @@ PKGS=(
   python3-prometheus-client python3-systemd
   isc-dhcp-client udhcpc dhcpcd-base isc-dhcp-relay
   kea-dhcp4-server kea-admin keepalived
-  # tests/integration/test_metrics.py: a real Prometheus scrapes the pair; promtool
+  # tests/integration/test_metrics_pair.py: a real Prometheus scrapes the pair; promtool
   prometheus
   tcpdump iproute2 iputils-ping procps psmisc strace
   # tests/integration/test_wrong_clock.py: a device whose wall clock is a day ahead

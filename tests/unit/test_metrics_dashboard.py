@@ -1,6 +1,6 @@
 """The Grafana dashboard and the Prometheus rules in packaging/grafana/: valid files whose
 queries use only metrics we export (a renamed metric would leave a panel empty), and the
-docs list every metric. tests/integration/test_metrics.py runs the queries for real."""
+docs list every metric. tests/integration/test_metrics_pair.py runs the queries for real."""
 
 from __future__ import annotations
 

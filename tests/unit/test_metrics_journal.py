@@ -1,4 +1,4 @@
-"""The journal handler's fields, without a journal (tests/integration/test_metrics.py
+"""The journal handler's fields, without a journal (tests/integration/test_metrics_pair.py
 runs a real systemd-journald): each line's stable ID as DHCP_HOTBACKUP_ID and a
 MESSAGE_ID that stays the same forever (docs/metrics.md lists the important ones)."""
 
