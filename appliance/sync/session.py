@@ -27,11 +27,14 @@ and merge.rules reconcile them. A connection goes:
     IN_SYNC --a new snapshot in either direction--> SYNCING
     any connected state --refused input, timeout, BYE, reset, shutdown--> DISCONNECTED
 
-Under `State` run three machines, each with its phase enum and transition table
-(h11's per-side tables; tests/unit/test_sync_session.py walks each as a matrix):
-HANDSHAKE (AWAIT_HELLO -> AWAIT_AUTH -> AUTHENTICATED), INBOUND (the peer's stream:
-WAIT, PAGES, TAIL, LIVE; a move it lacks is the peer's fault: refused UNEXPECTED) and
-OUTBOUND (ours: WAIT, PAGES, TAIL, LIVE; a move it lacks is our bug: SessionError).
+Under `State` run three machines, each in its own module with its phase enum and
+transition table as data (h11's per-side tables; tests/unit/test_sync_phases.py walks
+each as a matrix, docs/sync-protocol.md renders them): handshake.py (AWAIT_HELLO ->
+AWAIT_AUTH -> AUTHENTICATED), inbound.py (the peer's stream: WAIT, PAGES, TAIL, LIVE)
+and outbound.py (ours: WAIT, PAGES, TAIL, LIVE). A move a table lacks is refused
+UNEXPECTED when the peer's frame asked for it, and is SessionError when our own side
+made it. This class is their composition: it routes each frame to its machine and turns
+what the machine reports into actions, counters and log lines.
 
 `ready_to_serve` is the gate for VRRP: True once this device holds everything the peer
 had when they (re)connected (our side's BULK_END is durable). It turns False when a
@@ -47,8 +50,7 @@ twice, a nonce of the wrong size) is our bug and raises SessionError.
 from __future__ import annotations
 
 import hmac
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -78,18 +80,26 @@ from appliance.sync.frames import (
     SyncReq,
     Updates,
     auth_key,
-    auth_proof,
     config_digest,
-    direction_key,
     setting_digest,
     setting_key,
 )
-from appliance.sync.merge import coalesce
+
+# The three machines' phase enums and tables, and SessionError, are re-exported: they
+# are part of this module's interface.
+from appliance.sync.handshake import HANDSHAKE as HANDSHAKE
+from appliance.sync.handshake import Handshake as Handshake
+from appliance.sync.handshake import HandshakeSide
+from appliance.sync.inbound import INBOUND as INBOUND
+from appliance.sync.inbound import Inbound as Inbound
+from appliance.sync.inbound import InStream, Stage
+from appliance.sync.outbound import OUTBOUND as OUTBOUND
+from appliance.sync.outbound import Fact as OutFact
+from appliance.sync.outbound import Outbound as Outbound
+from appliance.sync.outbound import OutStream, Released, Started
+from appliance.sync.phases import SessionError as SessionError
+from appliance.sync.phases import Wire
 from appliance.sync.skew import SkewTracker, sample
-
-
-class SessionError(RuntimeError):
-    """An event our own side had no business sending (a bug in the caller)."""
 
 
 class State(Enum):
@@ -373,7 +383,6 @@ class Params:
 
 DEFAULT_PARAMS = Params()
 NOTHING = Cursor()  # a device that holds none of the peer's log
-ALL = 1 << 62  # changes_since limit for a whole catch-up delta
 
 COUNTERS = (
     "frames_sent", "frames_received", "leases_sent", "leases_received", "acks_sent",
@@ -430,97 +439,12 @@ class Progress:
 
 # -- the machine ---------------------------------------------------------------------
 
-# A connection's real machine is three machines side by side (h11's per-side tables):
-# the handshake, the inbound stream (the peer's changes) and the outbound stream (ours).
-# `State` above is their summary for the daemon. Each has its phase enum and its table;
-# a move the table does not have is refused when the peer asked for it (inbound and
-# handshake: Reason.UNEXPECTED) and is our bug when we made it (outbound: SessionError).
-
-
-class Handshake(Enum):
-    AWAIT_HELLO = "await_hello"  # connected, our HELLO sent
-    AWAIT_AUTH = "await_auth"  # the peer's HELLO in, keys derived, our AUTH sent
-    AUTHENTICATED = "authenticated"  # the peer's AUTH verified
-
-
-HANDSHAKE: dict[tuple[Handshake, str], Handshake] = {
-    (Handshake.AWAIT_HELLO, "hello"): Handshake.AWAIT_AUTH,
-    (Handshake.AWAIT_AUTH, "auth"): Handshake.AUTHENTICATED,
-}
-
-
-class Inbound(Enum):
-    """What the peer may send next on its stream."""
-
-    WAIT = "wait"  # BULK_BEGIN (the answer to our SYNC_REQ)
-    PAGES = "pages"  # BULK_PAGE, UPDATES or BULK_END (a snapshot)
-    TAIL = "tail"  # UPDATES or BULK_END (no more pages)
-    LIVE = "live"  # UPDATES, or BULK_BEGIN(SNAPSHOT) if the peer must start over
-
-
-# Triggers are the frames: snapshot/delta (BULK_BEGIN of that kind), page, updates, end.
-INBOUND: dict[tuple[Inbound, str], Inbound] = {
-    (Inbound.WAIT, "snapshot"): Inbound.PAGES,
-    (Inbound.WAIT, "delta"): Inbound.TAIL,
-    (Inbound.PAGES, "page"): Inbound.PAGES,
-    (Inbound.PAGES, "updates"): Inbound.TAIL,
-    (Inbound.TAIL, "updates"): Inbound.TAIL,
-    (Inbound.LIVE, "updates"): Inbound.LIVE,
-    (Inbound.PAGES, "end"): Inbound.LIVE,
-    (Inbound.TAIL, "end"): Inbound.LIVE,
-    # A snapshot may start over at any time (the sender's log no longer reaches back).
-    (Inbound.PAGES, "snapshot"): Inbound.PAGES,
-    (Inbound.TAIL, "snapshot"): Inbound.PAGES,
-    (Inbound.LIVE, "snapshot"): Inbound.PAGES,
-}
-
-
-class Outbound(Enum):
-    """Where our stream to the peer is."""
-
-    WAIT = "wait"  # no SYNC_REQ from the peer yet
-    PAGES = "pages"  # sending snapshot pages
-    TAIL = "tail"  # sending changes up to the catch-up target, then BULK_END
-    LIVE = "live"  # BULK_END sent, streaming changes as they come
-
-
-OUTBOUND: dict[tuple[Outbound, str], Outbound] = {
-    (Outbound.WAIT, "delta"): Outbound.TAIL,  # the peer's cursor is in our log
-    (Outbound.WAIT, "snapshot"): Outbound.PAGES,  # it is not
-    (Outbound.PAGES, "pages_sent"): Outbound.TAIL,
-    (Outbound.TAIL, "end_sent"): Outbound.LIVE,
-    # The log moved past what the peer needs: start the snapshot over.
-    (Outbound.PAGES, "snapshot"): Outbound.PAGES,
-    (Outbound.LIVE, "snapshot"): Outbound.PAGES,
-}
-
-
-def _in_next(c: _Conn, trigger: str) -> Inbound:
-    nxt = INBOUND.get((c.in_phase, trigger))
-    if nxt is None:
-        raise FrameError(Reason.UNEXPECTED, f"{trigger.upper()} from the peer in inbound "
-                                            f"phase {c.in_phase.value}")
-    return nxt
-
-
-def _out_move(c: _Conn, trigger: str) -> None:
-    nxt = OUTBOUND.get((c.out_phase, trigger))
-    if nxt is None:
-        raise SessionError(f"no outbound move from {c.out_phase.name} on {trigger}")
-    c.out_phase = nxt
-
-_B_UPDATES = 0
-_B_PAGE = 1
-_B_END = 2
-
-
-@dataclass(slots=True)
-class _Pending:
-    batch: int
-    kind: int
-    cursor: Cursor | None
-    leases: int
-    done: bool = False
+# A connection's real machine is three machines side by side (h11's per-side tables),
+# each in its own module with its phase enum and transition table: the handshake
+# (handshake.py), the inbound stream, the peer's changes (inbound.py), and the outbound
+# stream, ours (outbound.py). `State` above is their summary for the daemon; Session
+# composes them: it routes each frame to the machine it belongs to and turns what the
+# machine reports into actions, counters and log lines.
 
 
 @dataclass(slots=True)
@@ -528,58 +452,25 @@ class _Conn:
     """Everything that lives as long as one connection."""
 
     codec: FrameCodec
-    nonce: bytes
+    wire: Wire
     outbound: bool
-    my_hello: Hello
-    peer: Hello | None = None
-    hs: Handshake = Handshake.AWAIT_HELLO
+    hs: HandshakeSide
+    inb: InStream
+    out: OutStream
     last_rx: float = 0.0
-    last_tx: float = 0.0
     peer_last_seq: int = 0
     # time exchange: our stamps sent (wall us -> monotonic s), the peer's newest stamp
     sent_stamps: dict[int, float] = field(default_factory=dict)
     peer_stamp_us: int = 0
     peer_stamp_at: float = 0.0
-    # inbound
-    in_phase: Inbound = Inbound.WAIT
-    in_kind: BulkKind | None = None
-    in_total: int = 0
-    in_received: int = 0
-    in_started: float | None = None
-    in_seq: int = 0  # newest seq received in UPDATES / BULK_END
-    in_caught_up: bool = False
-    ack_seq: int = 0  # what our ACKs report: newest durable cursor seq on this connection
-    pages_durable: int = 0
-    pending: deque[_Pending] = field(default_factory=deque)
-    # outbound
-    out_phase: Outbound = Outbound.WAIT
-    out_kind: BulkKind | None = None
-    out_total: int = 0
-    out_sent: int = 0
-    out_started: float | None = None
-    pages: Iterator[list[Lease]] | None = None
-    tail: list[Lease] | None = None  # the catch-up delta, coalesced, being sent
-    tail_pos: int = 0
-    pages_sent: int = 0
-    pages_acked: int = 0
-    sent_seq: int = 0
-    acked_seq: int = 0
-    target: int = 0
-    end_seq: int = -1
-    out_caught_up: bool = False
-    unacked: deque[tuple[int, int]] = field(default_factory=deque)  # (last seq, leases)
-    lag: int = 0
 
     @property
     def authenticated(self) -> bool:
-        return self.hs is Handshake.AUTHENTICATED
+        return self.hs.phase is Handshake.AUTHENTICATED
 
-    def hs_move(self, trigger: str, what: str) -> None:
-        nxt = HANDSHAKE.get((self.hs, trigger))
-        if nxt is None:
-            raise FrameError(Reason.UNEXPECTED, f"{what} in handshake phase {self.hs.value}")
-        self.hs = nxt
-
+    @property
+    def peer(self) -> Hello | None:
+        return self.hs.peer
 
 class Session:
     """One peer, one connection at a time. See the module docstring."""
@@ -611,7 +502,7 @@ class Session:
         self._batch = 0
         self._c: _Conn | None = None
         self._out: list[Action] = []
-        self._tx: list[bytes] = []
+        self._tx: list[bytes] = []  # one buffer for the life of the session (Wire.tx)
         self.set_summary(summary)
         self._handlers: dict[type, Callable[..., None]] = {
             DataReceived: self._on_data,
@@ -667,11 +558,12 @@ class Session:
         if c is None:
             return Progress(self.state, self.peer_name, self.ready_to_serve, self.held, 0,
                             None, 0, 0, None, None, 0, 0, None, 0, 0, 0)
+        i, o = c.inb, c.out
         return Progress(
             self.state, self.peer_name, self.ready_to_serve, self.held, c.peer_last_seq,
-            c.in_kind if not c.in_caught_up else None, c.in_total, c.in_received,
-            c.in_started, c.out_kind if not c.out_caught_up else None, c.out_total,
-            c.out_sent, c.out_started, c.sent_seq, c.acked_seq, c.lag)
+            i.kind if not i.caught_up else None, i.total, i.received, i.started,
+            o.kind if not o.caught_up else None, o.total, o.sent, o.started, o.sent_seq,
+            o.acked_seq, o.lag)
 
     def handle(self, event: Event, now: float, wall: float | None = None) -> list[Action]:
         """`now` is the monotonic clock (timers, round trips); `wall` the wall clock
@@ -684,9 +576,10 @@ class Session:
         handler(event, now)
         out = self._out
         self._out = []
-        if self._tx:
-            out.insert(0, Send(b"".join(self._tx)))
-            self._tx = []
+        tx = self._tx
+        if tx:
+            out.insert(0, Send(b"".join(tx)))
+            tx.clear()
         return out
 
     # -- plumbing ------------------------------------------------------------------------
@@ -700,9 +593,7 @@ class Session:
     def _send(self, frame: Frame, now: float) -> None:
         c = self._c
         assert c is not None
-        self._tx.append(c.codec.encode(frame))
-        c.last_tx = now
-        self.stats.bump("frames_sent")
+        c.wire.send(frame)
 
     def _refuse(self, reason: Reason, detail: str) -> None:
         self.stats.bump(reason.value)
@@ -728,7 +619,7 @@ class Session:
         if c is not None:
             # Release the snapshot iterator; keep pending applies so that late Persisted
             # reports still advance `held` (no ACK goes out).
-            c.pages = None
+            c.out.release()
         self._goto("lost")
         self._out.append(ReportLoss(how, detail))
         # A connection that never authenticated is not news (junk, a probe, a peer
@@ -742,11 +633,11 @@ class Session:
         c = self._c
         if c is None:
             return
-        if self.state is State.SYNCING and c.in_caught_up and c.out_caught_up:
+        if self.state is State.SYNCING and c.inb.caught_up and c.out.caught_up:
             self._goto("caught_up")
             self._out.append(Log("SYNC011", f"in sync with {self.peer_name}: we hold its log "
                                             f"to seq {self.held.seq}, it holds ours to "
-                                            f"{c.acked_seq}"))
+                                            f"{c.out.acked_seq}"))
 
     def _resync(self) -> None:
         if self.state is State.IN_SYNC:
@@ -759,13 +650,20 @@ class Session:
         if len(ev.nonce) != NONCE_LEN:
             raise SessionError(f"nonce must be {NONCE_LEN} bytes")
         log = self.log
+        p = self.params
         stamp = self._stamp()
         hello = Hello(node=self.node, nonce=ev.nonce, boot_id=self.boot_id, epoch=log.epoch,
                       last_seq=log.last_seq, lease_count=log.lease_count, wall_us=stamp)
-        codec = FrameCodec(self._key, self.params.preauth_max_body,
+        codec = FrameCodec(self._key, p.preauth_max_body,
                            **({"aead": self._aead} if self._aead is not None else {}))
-        self._c = _Conn(codec=codec, nonce=ev.nonce, outbound=ev.outbound, my_hello=hello,
-                        last_rx=now)
+        wire = Wire(codec, self._tx, self.stats)
+        self._c = _Conn(
+            codec=codec, wire=wire, outbound=ev.outbound,
+            hs=HandshakeSide(self.node, self._key, self._auth_key, ev.nonce, hello),
+            inb=InStream(),
+            out=OutStream(wire, log, p.page_size, p.page_window, p.batch_max,
+                          p.inflight_max, p.frame_budget),
+            last_rx=now)
         if stamp:
             self._c.sent_stamps[stamp] = now
         self.ready_to_serve = False
@@ -773,7 +671,7 @@ class Session:
         self.peer_boot_id = None
         self._goto("connected")
         self._send(hello, now)
-        self._out.append(StartTimer(Timer.HANDSHAKE, now + self.params.handshake_timeout_s))
+        self._out.append(StartTimer(Timer.HANDSHAKE, now + p.handshake_timeout_s))
 
     def _on_lost(self, ev: ConnectionLost, now: float) -> None:
         if self.state is State.DISCONNECTED:
@@ -830,46 +728,31 @@ class Session:
 
     def _on_committed(self, ev: LocalCommitted, now: float) -> None:
         c = self._c
-        if c is not None and c.authenticated and self.state is not State.DISCONNECTED \
-                and c.out_phase is not Outbound.WAIT:
-            self._pump(now)
+        if c is not None and c.authenticated and self.state is not State.DISCONNECTED:
+            self._outbound(c.out.on_committed(now), now)
 
     def _on_persisted(self, ev: Persisted, now: float) -> None:
         c = self._c
         if c is None:
             return
-        pending = c.pending
-        for p in pending:
-            if p.batch == ev.batch:
-                p.done = True
-                break
-        else:
-            return  # from an earlier connection, or reported twice
-        changed = False
-        caught_up = False
-        while pending and pending[0].done:
-            p = pending.popleft()
-            changed = True
-            if p.kind == _B_PAGE:
-                c.pages_durable += 1
-            if p.cursor is not None:
-                self.held = p.cursor
-                c.ack_seq = p.cursor.seq
-            if p.kind == _B_END:
-                caught_up = True
-        if not changed or self.state is State.DISCONNECTED:
+        d = c.inb.on_persisted(ev.batch)
+        if d is None:
+            return  # from an earlier connection, reported twice, or behind a pending one
+        if d.cursor is not None:
+            self.held = d.cursor
+        if self.state is State.DISCONNECTED:
             return
-        self._send(Ack(c.ack_seq, c.pages_durable), now)
+        self._send(Ack(d.seq, d.pages), now)
         self.stats.bump("acks_sent")
-        if caught_up and c.in_phase is Inbound.LIVE and not c.in_caught_up:
-            c.in_caught_up = True
+        if d.end and c.inb.finish():
+            i = c.inb
             self.ready_to_serve = True
-            if c.in_kind is BulkKind.SNAPSHOT or c.in_received:
-                took = max(now - (c.in_started or now), 1e-9)
+            if i.kind is BulkKind.SNAPSHOT or i.received:
+                took = max(now - (i.started or now), 1e-9)
                 self._out.append(Log(
-                    "SYNC003", f"{c.in_kind.name.lower() if c.in_kind else 'catch-up'} from "
-                               f"{self.peer_name} done: {c.in_received} leases in {took:.2f}s "
-                               f"({c.in_received / took:.0f} leases/s), now at seq "
+                    "SYNC003", f"{i.kind.name.lower() if i.kind else 'catch-up'} from "
+                               f"{self.peer_name} done: {i.received} leases in {took:.2f}s "
+                               f"({i.received / took:.0f} leases/s), now at seq "
                                f"{self.held.seq}"))
             self._check_in_sync(now)
 
@@ -902,32 +785,58 @@ class Session:
                 self._refuse(e.reason, e.detail)
                 return
 
-    # -- frames: handshake -------------------------------------------------------------
+    # -- frames: handshake (handshake.py) ----------------------------------------------
     def _rx_hello(self, f: Hello, now: float) -> None:
         c = self._c
         assert c is not None
-        if c.hs is not Handshake.AWAIT_HELLO:
-            raise FrameError(Reason.UNEXPECTED, "second HELLO")
-        if f.node == self.node:
-            raise FrameError(Reason.NAME_CLASH, f"peer calls itself {f.node!r} too")
-        if f.nonce == c.nonce:
-            raise FrameError(Reason.BAD_AUTH, "peer echoed our nonce")
-        if f.max_version < 1:
-            raise FrameError(Reason.BAD_VERSION, f"peer max version {f.max_version}")
-        c.hs_move("hello", "HELLO")
-        c.peer = f
+        keys = c.hs.on_hello(f)
+        c.inb.peer_epoch = f.epoch
         c.peer_last_seq = f.last_seq
         c.peer_stamp_us, c.peer_stamp_at = f.wall_us, now
         # Names from an unauthenticated HELLO are for log lines only, until AUTH.
         self.peer_name = f.node
         self.peer_boot_id = f.boot_id
-        c.codec.set_session_keys(direction_key(self._key, c.nonce, f.nonce),
-                                 direction_key(self._key, f.nonce, c.nonce))
-        self._send(Auth(auth_proof(self._key, c.my_hello, f, key=self._auth_key)), now)
+        c.codec.set_session_keys(keys.send, keys.recv)
+        self._send(keys.auth, now)
         self._send(SyncReq(self.held.epoch, self.held.seq), now)
         # The drift summary goes only under encryption, and is read only from a peer
         # that authenticated (a replayed HELLO carries none and cannot rewrite it).
         self._send(ConfigSummary(self._config_digest, self._summary), now)
+
+    def _rx_auth(self, f: Auth, now: float) -> None:
+        c = self._c
+        assert c is not None
+        peer = c.hs.on_auth(f)
+        p = self.params
+        c.codec.max_body = p.max_body  # only now may frames be large (snapshot pages)
+        self.stats.bump("handshakes")
+        self._goto("authenticated")
+        # The first time sample at once (it echoes the peer's HELLO stamp).
+        self._heartbeat(c, now)
+        self._out.append(CancelTimer(Timer.HANDSHAKE))
+        self._out.append(StartTimer(Timer.HEARTBEAT, now + p.heartbeat_s))
+        self._out.append(StartTimer(Timer.PEER_DEAD, now + p.dead_after_s))
+        self._out.append(Log("SYNC001", f"peer {peer.node} authenticated "
+                                        f"({'outbound' if c.outbound else 'inbound'}); its log "
+                                        f"epoch {peer.epoch:x} at seq {peer.last_seq}, "
+                                        f"{peer.lease_count} leases; we hold seq "
+                                        f"{self.held.seq} of epoch {self.held.epoch:x}"))
+
+    def _authed(self) -> _Conn:
+        c = self._c
+        assert c is not None
+        c.hs.on_stream()
+        return c
+
+    def _rx_bye(self, f: Bye, now: float) -> None:
+        c = self._c
+        assert c is not None
+        c.hs.on_bye()
+        try:
+            why = ByeReason(f.reason).name.lower()
+        except ValueError:
+            why = str(f.reason)
+        self._end(Loss.BYE, f"peer said bye ({why})", close=True)
 
     def _rx_config(self, f: ConfigSummary, now: float) -> None:
         self._authed()
@@ -944,45 +853,6 @@ class Session:
         theirs = dict(peer.summary)
         return tuple(sorted(p for p in mine.keys() | theirs.keys()
                             if mine.get(p) != theirs.get(p))) or ("(summary digest)",)
-
-    def _rx_auth(self, f: Auth, now: float) -> None:
-        c = self._c
-        assert c is not None
-        if c.hs is not Handshake.AWAIT_AUTH or c.peer is None:
-            raise FrameError(Reason.UNEXPECTED, "AUTH out of turn")
-        if not hmac.compare_digest(f.proof, auth_proof(self._key, c.peer, c.my_hello,
-                                                       key=self._auth_key)):
-            raise FrameError(Reason.BAD_AUTH, "AUTH proof does not verify")
-        c.hs_move("auth", "AUTH")
-        p = self.params
-        c.codec.max_body = p.max_body  # only now may frames be large (snapshot pages)
-        self.stats.bump("handshakes")
-        self._goto("authenticated")
-        # The first time sample at once (it echoes the peer's HELLO stamp).
-        self._heartbeat(c, now)
-        self._out.append(CancelTimer(Timer.HANDSHAKE))
-        self._out.append(StartTimer(Timer.HEARTBEAT, now + p.heartbeat_s))
-        self._out.append(StartTimer(Timer.PEER_DEAD, now + p.dead_after_s))
-        self._out.append(Log("SYNC001", f"peer {c.peer.node} authenticated "
-                                        f"({'outbound' if c.outbound else 'inbound'}); its log "
-                                        f"epoch {c.peer.epoch:x} at seq {c.peer.last_seq}, "
-                                        f"{c.peer.lease_count} leases; we hold seq "
-                                        f"{self.held.seq} of epoch {self.held.epoch:x}"))
-
-    def _authed(self) -> _Conn:
-        c = self._c
-        assert c is not None
-        if not c.authenticated:
-            raise FrameError(Reason.UNEXPECTED, "frame before authentication")
-        return c
-
-    def _rx_bye(self, f: Bye, now: float) -> None:
-        try:
-            why = ByeReason(f.reason).name.lower()
-        except ValueError:
-            why = str(f.reason)
-        self._end(Loss.BYE, f"peer said bye ({why})", close=True)
-
     def _rx_heartbeat(self, f: Heartbeat, now: float) -> None:
         c = self._authed()
         c.peer_last_seq = f.last_seq
@@ -1033,223 +903,76 @@ class Session:
         self.stats.bump("notices_received")
         self._out.append(DeliverNotice(f.code, f.detail))
 
-    # -- frames: inbound stream (the peer's changes) ------------------------------------
-    def _apply(self, c: _Conn, leases: tuple[Lease, ...], cursor: Cursor | None,
-               kind: int, settle: bool) -> None:
+    # -- frames: inbound stream (inbound.py) ---------------------------------------------
+    def _stage(self, c: _Conn, stage: Stage | None) -> None:
+        if stage is None:
+            return
         self._batch += 1
-        c.pending.append(_Pending(self._batch, kind, cursor, len(leases)))
-        self._out.append(Apply(leases, cursor, self._batch, settle))
+        c.inb.track(self._batch, stage)
+        self._out.append(Apply(stage.leases, stage.cursor, self._batch, stage.settle))
 
     def _rx_begin(self, f: BulkBegin, now: float) -> None:
         c = self._authed()
-        # A delta answers our SYNC_REQ only; a snapshot may also start over at any time
-        # (the sender's change log no longer reaches back to what it sent us): INBOUND.
-        nxt = _in_next(c, "snapshot" if f.kind is BulkKind.SNAPSHOT else "delta")
-        if f.from_seq < c.in_seq:
-            raise FrameError(Reason.UNEXPECTED,
-                             f"BULK_BEGIN from seq {f.from_seq} before {c.in_seq}")
-        c.in_phase = nxt
-        c.in_kind = f.kind
-        c.in_total = f.total
-        c.in_received = 0
-        c.in_started = now
-        c.in_seq = f.from_seq
-        if c.in_caught_up:
-            c.in_caught_up = False
+        began = c.inb.on_begin(f, now)
+        if began.restarted:
             self._resync()
-        self.stats.bump("snapshots_received" if f.kind is BulkKind.SNAPSHOT
-                        else "deltas_received")
-        if f.kind is BulkKind.SNAPSHOT:
+        snapshot = f.kind is BulkKind.SNAPSHOT
+        self.stats.bump("snapshots_received" if snapshot else "deltas_received")
+        if snapshot:
             self._out.append(Log("SYNC002", f"receiving a snapshot of {f.total} leases from "
                                             f"{self.peer_name}"))
 
     def _rx_page(self, f: BulkPage, now: float) -> None:
         c = self._authed()
-        c.in_phase = _in_next(c, "page")  # only inside a snapshot
-        c.in_received += len(f.leases)
+        stage = c.inb.on_page(f)
         self.stats.bump("leases_received", len(f.leases))
-        self._apply(c, f.leases, None, _B_PAGE, False)
+        self._stage(c, stage)
 
     def _rx_updates(self, f: Updates, now: float) -> None:
         c = self._authed()
-        nxt = _in_next(c, "updates")  # not before BULK_BEGIN
-        leases = f.leases
-        last = c.in_seq
-        for lease in leases:
-            if lease.seq <= last:
-                raise FrameError(Reason.UNEXPECTED,
-                                 f"update seq {lease.seq} not after {last}")
-            last = lease.seq
-        c.in_phase = nxt
-        c.in_seq = last
-        if nxt is Inbound.TAIL:
-            c.in_received += len(leases)
-        self.stats.bump("leases_received", len(leases))
-        if leases:
-            # Inside a catch-up the cursor moves only at BULK_END: if we stop halfway (a
-            # restart), the whole catch-up comes again, including what the Merger held
-            # back for its end.
-            live = nxt is Inbound.LIVE
-            cursor = Cursor(c.peer.epoch, last) if live else None  # type: ignore[union-attr]
-            self._apply(c, leases, cursor, _B_UPDATES, live)
+        stage = c.inb.on_updates(f)
+        self.stats.bump("leases_received", len(f.leases))
+        self._stage(c, stage)
 
     def _rx_end(self, f: BulkEnd, now: float) -> None:
         c = self._authed()
-        nxt = _in_next(c, "end")  # only inside a catch-up
-        if f.seq < c.in_seq:
-            raise FrameError(Reason.UNEXPECTED, f"BULK_END seq {f.seq} before {c.in_seq}")
-        c.in_seq = f.seq
-        c.in_phase = nxt
-        self._apply(c, (), Cursor(c.peer.epoch, f.seq), _B_END, True)  # type: ignore[union-attr]
+        self._stage(c, c.inb.on_end(f))
 
-    # -- frames: outbound stream (our changes) ------------------------------------------
+    # -- frames: outbound stream (outbound.py) -------------------------------------------
     def _rx_sync_req(self, f: SyncReq, now: float) -> None:
         c = self._authed()
-        if c.out_phase is not Outbound.WAIT:
-            raise FrameError(Reason.UNEXPECTED, "second SYNC_REQ")
-        log = self.log
-        changes: list[Lease] | None = None
-        if f.epoch == log.epoch and f.seq <= log.last_seq:
-            changes = log.changes_since(f.seq, ALL)
-        c.out_started = now
-        if changes is not None:
-            c.out_kind = BulkKind.DELTA
-            c.sent_seq = c.acked_seq = f.seq
-            self._start_tail(c, changes)
-            c.out_total = len(c.tail)  # type: ignore[arg-type]
-            self._send(BulkBegin(BulkKind.DELTA, c.out_total, f.seq), now)
-            self.stats.bump("deltas_sent")
-            self._pump(now)
-        else:
-            self._start_snapshot(c, now, restart=False)
-
-    def _start_tail(self, c: _Conn, changes: list[Lease]) -> None:
-        """The catch-up delta: each client's last change only, in seq order. The peer
-        never needs our intermediate history, and merging against it would make the
-        outcome depend on arrival order (merge.coalesce)."""
-        _out_move(c, "delta" if c.out_phase is Outbound.WAIT else "pages_sent")
-        c.tail = coalesce(changes)
-        c.tail_pos = 0
-        c.target = max(c.sent_seq, self.log.last_seq, changes[-1].seq if changes else 0)
-
-    def _start_snapshot(self, c: _Conn, now: float, restart: bool) -> None:
-        log = self.log
-        # last_seq and the first page in one step: the snapshot is at least this new.
-        snap_seq = log.last_seq
-        c.pages = iter(log.snapshot_pages(self.params.page_size))
-        c.out_kind = BulkKind.SNAPSHOT
-        c.out_total = log.lease_count
-        c.out_sent = 0
-        c.out_started = now
-        c.sent_seq = snap_seq
-        _out_move(c, "snapshot")
-        c.tail = None
-        c.end_seq = -1
-        if c.out_caught_up:
-            c.out_caught_up = False
-            self._resync()
-        self._send(BulkBegin(BulkKind.SNAPSHOT, c.out_total, snap_seq), now)
-        self.stats.bump("snapshots_sent")
-        if restart:
-            self.stats.bump("snapshot_restarts")
-            self._out.append(Log("SYNC009", f"{self.peer_name} fell behind our change log; "
-                                            "sending a snapshot", True))
-        self._out.append(Log("SYNC004", f"sending a snapshot of {c.out_total} leases to "
-                                        f"{self.peer_name}"))
-        self._pump(now)
-
-    def _send_updates(self, c: _Conn, leases: list[Lease], now: float) -> None:
-        frames = c.codec.encode_leases(FrameType.UPDATES, leases, self.params.frame_budget)
-        i = 0
-        tx = self._tx
-        for data, n in frames:
-            tx.append(data)
-            i += n
-            c.unacked.append((leases[i - 1].seq, n))
-        c.lag += len(leases)
-        c.sent_seq = leases[-1].seq
-        c.last_tx = now
-        if c.out_phase is Outbound.TAIL:
-            c.out_sent += len(leases)
-        self.stats.bump("frames_sent", len(frames))
-        self.stats.bump("leases_sent", len(leases))
-
-    def _pump(self, now: float) -> None:
-        """Send what the windows allow: snapshot pages, then changes, then BULK_END."""
-        c = self._c
-        assert c is not None
-        p = self.params
-        log = self.log
-        if c.out_phase is Outbound.PAGES:
-            assert c.pages is not None
-            while c.pages_sent - c.pages_acked < p.page_window:
-                page = next(c.pages, None)
-                if page is None:
-                    c.pages = None
-                    changes = log.changes_since(c.sent_seq, ALL)
-                    if changes is None:  # the log moved on while the pages went out
-                        self._start_snapshot(c, now, restart=True)
-                        return
-                    self._start_tail(c, changes)
-                    break
-                if not page:
-                    continue
-                frames = c.codec.encode_leases(FrameType.BULK_PAGE, page, p.frame_budget)
-                self._tx.extend(data for data, _n in frames)
-                c.pages_sent += len(frames)
-                c.out_sent += len(page)
-                c.last_tx = now
-                self.stats.bump("frames_sent", len(frames))
-                self.stats.bump("leases_sent", len(page))
-        if c.out_phase is Outbound.TAIL:
-            tail = c.tail
-            assert tail is not None
-            while c.tail_pos < len(tail) and c.lag < p.inflight_max:
-                chunk = tail[c.tail_pos : c.tail_pos + p.batch_max]
-                c.tail_pos += len(chunk)
-                self._send_updates(c, chunk, now)
-            if c.tail_pos >= len(tail):
-                c.tail = None
-                c.sent_seq = max(c.sent_seq, c.target)
-                _out_move(c, "end_sent")
-                c.end_seq = c.sent_seq
-                self._send(BulkEnd(c.sent_seq), now)
-        if c.out_phase is Outbound.LIVE:
-            while c.lag < p.inflight_max:
-                changes = log.changes_since(c.sent_seq, p.batch_max)
-                if changes is None:
-                    self._start_snapshot(c, now, restart=True)
-                    return
-                if not changes:
-                    break
-                self._send_updates(c, changes, now)
-                if len(changes) < p.batch_max:
-                    break
+        self._outbound(c.out.on_sync_req(f, now), now)
 
     def _rx_ack(self, f: Ack, now: float) -> None:
         c = self._authed()
-        if c.out_phase is Outbound.WAIT:
-            raise FrameError(Reason.UNEXPECTED, "ACK before SYNC_REQ")
-        if f.seq > c.sent_seq or f.pages > c.pages_sent:
-            raise FrameError(Reason.UNEXPECTED,
-                             f"ACK of seq {f.seq} / page {f.pages} never sent "
-                             f"(sent {c.sent_seq} / {c.pages_sent})")
+        facts = c.out.on_ack(f, now)
         self.stats.bump("acks_received")
-        if f.pages > c.pages_acked:
-            c.pages_acked = f.pages
-        if f.seq > c.acked_seq:
-            c.acked_seq = f.seq
-            q = c.unacked
-            while q and q[0][0] <= f.seq:
-                c.lag -= q.popleft()[1]
-            self._out.append(ReleaseAcked(f.seq))
-        if not c.out_caught_up and c.end_seq >= 0 and c.acked_seq >= c.end_seq:
-            c.out_caught_up = True
-            if c.out_kind is BulkKind.SNAPSHOT or c.out_sent:
-                took = max(now - (c.out_started or now), 1e-9)
-                self._out.append(Log(
-                    "SYNC005", f"{self.peer_name} caught up with our log at seq {c.end_seq}: "
-                               f"{c.out_sent} leases in {took:.2f}s "
-                               f"({c.out_sent / took:.0f} leases/s)"))
-            self._check_in_sync(now)
-        self._pump(now)
+        self._outbound(facts, now)
+        self._outbound(c.out.pump(now), now)
+
+    def _outbound(self, facts: list[OutFact], now: float) -> None:
+        """What the outbound stream reports, in order: actions, counters, log lines."""
+        for fact in facts:
+            if isinstance(fact, Released):
+                self._out.append(ReleaseAcked(fact.seq))
+            elif isinstance(fact, Started):
+                if fact.resync:
+                    self._resync()
+                if fact.kind is BulkKind.DELTA:
+                    self.stats.bump("deltas_sent")
+                    continue
+                self.stats.bump("snapshots_sent")
+                if fact.restart:
+                    self.stats.bump("snapshot_restarts")
+                    self._out.append(Log("SYNC009", f"{self.peer_name} fell behind our change "
+                                                    "log; sending a snapshot", True))
+                self._out.append(Log("SYNC004", f"sending a snapshot of {fact.total} leases "
+                                                f"to {self.peer_name}"))
+            else:  # CaughtUp
+                if fact.kind is BulkKind.SNAPSHOT or fact.sent:
+                    took = max(now - (fact.started or now), 1e-9)
+                    self._out.append(Log(
+                        "SYNC005", f"{self.peer_name} caught up with our log at seq "
+                                   f"{fact.end_seq}: {fact.sent} leases in {took:.2f}s "
+                                   f"({fact.sent / took:.0f} leases/s)"))
+                self._check_in_sync(now)

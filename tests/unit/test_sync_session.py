@@ -43,6 +43,9 @@ from appliance.sync.frames import (
     SyncReq,
     Updates,
 )
+from appliance.sync.handshake import Trigger as HsTrigger
+from appliance.sync.inbound import Trigger as InTrigger
+from appliance.sync.outbound import Trigger as OutTrigger
 from appliance.sync.session import (
     HANDSHAKE,
     INBOUND,
@@ -775,17 +778,17 @@ IN_PHASE_SETUP: dict[Inbound, list] = {
     Inbound.LIVE: [BulkBegin(BulkKind.DELTA, 0, 0), BulkEnd(0)],
 }
 IN_TRIGGER_FRAME = {
-    "snapshot": BulkBegin(BulkKind.SNAPSHOT, 1, 0),
-    "delta": BulkBegin(BulkKind.DELTA, 0, 0),
-    "page": BulkPage((mk(6, seq=1, origin="peer"),)),
-    "updates": Updates((mk(5, seq=1, origin="peer"),)),
-    "end": BulkEnd(0),
+    InTrigger.SNAPSHOT: BulkBegin(BulkKind.SNAPSHOT, 1, 0),
+    InTrigger.DELTA: BulkBegin(BulkKind.DELTA, 0, 0),
+    InTrigger.PAGE: BulkPage((mk(6, seq=1, origin="peer"),)),
+    InTrigger.UPDATES: Updates((mk(5, seq=1, origin="peer"),)),
+    InTrigger.END: BulkEnd(0),
 }
 
 
 @pytest.mark.parametrize("phase", list(Inbound))
-@pytest.mark.parametrize("trigger", list(IN_TRIGGER_FRAME))
-def test_inbound_matrix(phase: Inbound, trigger: str) -> None:
+@pytest.mark.parametrize("trigger", list(InTrigger))
+def test_inbound_matrix(phase: Inbound, trigger: InTrigger) -> None:
     """Every frame of the peer's stream in every inbound phase: the move INBOUND names,
     or refused (UNEXPECTED) and the connection closed, with nothing applied."""
     node = MemoryNode("deviceA")
@@ -794,7 +797,7 @@ def test_inbound_matrix(phase: Inbound, trigger: str) -> None:
     for f in IN_PHASE_SETUP[phase]:
         peer.send(node, f)
     c = node.session._c
-    assert c is not None and c.in_phase is phase
+    assert c is not None and c.inb.phase is phase
     applies = sum(isinstance(a, Apply) for a in node.actions)
     peer.send(node, IN_TRIGGER_FRAME[trigger], 1.0)
     expected = INBOUND.get((phase, trigger))
@@ -803,18 +806,19 @@ def test_inbound_matrix(phase: Inbound, trigger: str) -> None:
         assert node.state is State.DISCONNECTED
         assert sum(isinstance(a, Apply) for a in node.actions) == applies
     else:
-        assert not node.refused and c.in_phase is expected
+        assert not node.refused and c.inb.phase is expected
 
 
 def test_inbound_table_reaches_every_phase_and_live_only_by_end() -> None:
     assert {to for to in INBOUND.values()} == set(Inbound) - {Inbound.WAIT}
     assert {(f, t) for (f, t), to in INBOUND.items() if to is Inbound.LIVE} == \
-        {(Inbound.PAGES, "end"), (Inbound.TAIL, "end"), (Inbound.LIVE, "updates")}
+        {(Inbound.PAGES, InTrigger.END), (Inbound.TAIL, InTrigger.END),
+         (Inbound.LIVE, InTrigger.UPDATES)}
 
 
 @pytest.mark.parametrize("phase", list(Handshake))
-@pytest.mark.parametrize("trigger", ["hello", "auth"])
-def test_handshake_matrix(phase: Handshake, trigger: str) -> None:
+@pytest.mark.parametrize("trigger", [HsTrigger.HELLO, HsTrigger.AUTH])
+def test_handshake_matrix(phase: Handshake, trigger: HsTrigger) -> None:
     node = MemoryNode("deviceA")
     peer = FakePeer()
     node.handle(Connected(node.next_nonce(), outbound=False), 0.0)
@@ -825,12 +829,13 @@ def test_handshake_matrix(phase: Handshake, trigger: str) -> None:
     if phase is Handshake.AUTHENTICATED:
         node.handle(DataReceived(peer.frame(peer.auth())), 0.0)
     c = node.session._c
-    assert c is not None and c.hs is phase
-    frame = Hello("peer", nonce("again"), 1, 1, 0, 0) if trigger == "hello" else peer.auth()
+    assert c is not None and c.hs.phase is phase
+    hello = trigger is HsTrigger.HELLO
+    frame = Hello("peer", nonce("again"), 1, 1, 0, 0) if hello else peer.auth()
     if phase is Handshake.AWAIT_HELLO:
         # Before the peer's HELLO only HMAC-sealed frames can be read: a peer that has
         # not derived keys yet sends them.
-        data = peer.send_hello() if trigger == "hello" else \
+        data = peer.send_hello() if hello else \
             FakePeer(tag="unkeyed").frame(Auth(bytes(32)))
     else:
         data = peer.frame(frame)
@@ -839,28 +844,20 @@ def test_handshake_matrix(phase: Handshake, trigger: str) -> None:
     if expected is None:
         assert node.refused[-1].reason is Reason.UNEXPECTED
     else:
-        assert not node.refused and c.hs is expected
+        assert not node.refused and c.hs.phase is expected
 
 
 @pytest.mark.parametrize("phase", list(Outbound))
-@pytest.mark.parametrize("trigger", ["delta", "snapshot", "pages_sent", "end_sent"])
-def test_outbound_table(phase: Outbound, trigger: str) -> None:
+@pytest.mark.parametrize("trigger", [OutTrigger.RESTART, OutTrigger.PAGES_SENT,
+                                     OutTrigger.END_SENT])
+def test_outbound_table(phase: Outbound, trigger: OutTrigger) -> None:
     """Our own stream's moves: one the table lacks is our bug (SessionError)."""
-    from appliance.sync.session import _out_move
-
-    node = MemoryNode("deviceA")
-    node.handle(Connected(node.next_nonce(), outbound=False), 0.0)
-    c = node.session._c
-    assert c is not None
-    c.out_phase = phase
     expected = OUTBOUND.get((phase, trigger))
     if expected is None:
         with pytest.raises(SessionError):
-            _out_move(c, trigger)
-        assert c.out_phase is phase
+            OUTBOUND.next(phase, trigger)
     else:
-        _out_move(c, trigger)
-        assert c.out_phase is expected
+        assert OUTBOUND.next(phase, trigger) is expected
 
 
 def test_a_snapshot_restart_moves_through_the_outbound_table() -> None:
@@ -870,7 +867,7 @@ def test_a_snapshot_restart_moves_through_the_outbound_table() -> None:
     pair = ConnectionPair(a, b)
     pair.connect()
     c = a.session._c
-    assert c is not None and c.out_phase is Outbound.LIVE
+    assert c is not None and c.out.phase is Outbound.LIVE
     b.auto_persist = False  # B stops acknowledging: A's log runs past it
     for i in range(10):
         a.commit(mk(20 + i))
@@ -880,4 +877,4 @@ def test_a_snapshot_restart_moves_through_the_outbound_table() -> None:
     b.persist(1.0)
     pair.run(1.0)
     assert a.stats["snapshot_restarts"] + a.stats["snapshots_sent"] >= 1
-    assert c.out_phase is Outbound.LIVE
+    assert c.out.phase is Outbound.LIVE
