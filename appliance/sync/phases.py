@@ -113,16 +113,17 @@ class Table(Mapping[tuple[P, T], P]):
         lines = ["| phase | trigger | next | what happens |", "| --- | --- | --- | --- |"]
         for m in self.rows:
             lines.append(f"| {m.phase.name} | {m.trigger.value} | {m.to.name} | {m.what} |")
-        refused = []
+        peer, ours = [], []
         for t in self.triggers:
             phases = [ph.name for ph in self.phases if (ph, t) not in self._next]
-            if not phases:
-                continue
-            how = "refused `refused_unexpected`" if t in self.peer else "`SessionError`"
-            refused.append(f"{t.value} in {', '.join(phases)}: {how}")
-        if refused:
-            lines.append("")
-            lines.append("Every other pair: " + "; ".join(refused) + ".")
+            if phases:
+                (peer if t in self.peer else ours).append(f"{t.value} in {', '.join(phases)}")
+        lines.append("")
+        if peer:
+            lines.append("Refused `refused_unexpected` (the peer's frame): "
+                         + "; ".join(peer) + ".")
+        if ours:
+            lines.append("A bug on our side (`SessionError`): " + "; ".join(ours) + ".")
         return "\n".join(lines)
 
 
