@@ -916,11 +916,11 @@ class Session:
         began = c.inb.on_begin(f, now)
         if began.restarted:
             self._resync()
-        snapshot = f.kind is BulkKind.SNAPSHOT
+        snapshot = began.kind is BulkKind.SNAPSHOT
         self.stats.bump("snapshots_received" if snapshot else "deltas_received")
         if snapshot:
-            self._out.append(Log("SYNC002", f"receiving a snapshot of {f.total} leases from "
-                                            f"{self.peer_name}"))
+            self._out.append(Log("SYNC002", f"receiving a snapshot of {began.total} leases "
+                                            f"from {self.peer_name}"))
 
     def _rx_page(self, f: BulkPage, now: float) -> None:
         c = self._authed()
