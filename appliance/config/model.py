@@ -60,6 +60,8 @@ class PoolConfig:
     # below alarm_clear_percent (0: ten points below alarm_percent).
     alarm_percent: int = 90
     alarm_clear_percent: int = 0
+    # Pools with the same name here serve one link (dhcp/relay.Links); "": alone.
+    shared_network: str = ""
 
     @property
     def alarm_clear(self) -> int:
@@ -156,6 +158,16 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LeasequeryConfig:
+    """leasequery/ (docs/leasequery.md): who may ask, and the RFC 6926 TCP listener."""
+
+    requesters: tuple[IPv4Network, ...] = ()  # (): leasequery refused
+    bulk_listen: str = ""  # "address:port"; "": no TCP listener
+    bulk_max_connections: int = 8
+    bulk_idle_timeout_s: int = 60
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     node: NodeConfig
     pools: tuple[PoolConfig, ...]
@@ -164,6 +176,7 @@ class Config:
     sync: SyncConfig | None = None
     datapath: DatapathConfig = DatapathConfig()
     metrics: MetricsConfig = MetricsConfig()
+    leasequery: LeasequeryConfig = LeasequeryConfig()
     # the directory it was read from, for messages
     source: str = ""
     # read from the one-interface layout: messages and the drift summary use its paths
@@ -426,6 +439,7 @@ class ReloadPlan:
     pools_changed: tuple[str, ...] = ()  # pools added, removed or changed
     datapath_limits: DatapathConfig | None = None  # to write to the map; None: same
     metrics: MetricsConfig | None = None  # the endpoint to move to or stop; None: same
+    leasequery: LeasequeryConfig | None = None  # the new leasequery/ values; None: same
 
     @property
     def changed(self) -> tuple[str, ...]:
@@ -508,4 +522,5 @@ def _effects(old: Config, run: Config, applied: tuple[str, ...],
                                    if was_p.get(n) != now_p.get(n))),
         datapath_limits=run.datapath if run.datapath != old.datapath else None,
         metrics=run.metrics if run.metrics != old.metrics else None,
+        leasequery=run.leasequery if run.leasequery != old.leasequery else None,
     )

@@ -168,6 +168,17 @@ def ranges(lines: list[str]) -> tuple[tuple[IPv4Address, IPv4Address], ...]:
     return tuple(out)
 
 
+def subnets(lines: list[str]) -> tuple[IPv4Network, ...]:
+    """Addresses or prefixes, one per line (an address is its /32)."""
+    out = []
+    for s in lines:
+        try:
+            out.append(IPv4Network(s.strip(), strict=False))
+        except ValueError:
+            raise Invalid(f"'{s}' is not an IPv4 address or prefix") from None
+    return tuple(out)
+
+
 def interfaces(lines: list[str]) -> tuple[IPv4Interface, ...]:
     if not lines:
         raise Invalid("needs at least one address/prefix, one per line")
@@ -242,6 +253,7 @@ class Reload(Enum):
     #                            others are not disturbed
     DATAPATH = "datapath"  # written to the XDP map (one map write)
     METRICS = "metrics"  # the metrics endpoint moves or stops (docs/metrics.md)
+    LEASEQUERY = "leasequery"  # who may ask, from the next query on (docs/leasequery.md)
     RESTART = "restart"  # only a restart applies it: the running value stays, and is named
 
 
@@ -255,6 +267,7 @@ RELOAD_HELP = {
                        "others are not disturbed",
     Reload.DATAPATH: "live: one write to the XDP map",
     Reload.METRICS: "live: the metrics endpoint moves or stops",
+    Reload.LEASEQUERY: "live: from the next leasequery on",
     Reload.RESTART: "restart: a reload keeps the running value and names it (D023)",
 }
 
@@ -369,6 +382,11 @@ KEYS: tuple[Key, ...] = (
     Key("pools/<name>/max_leases_per_circuit", integer(0, 16_777_216), 0,
         "bound leases one relay circuit (Option 82 circuit-id) may hold in this pool; "
         "0 = no limit", "4", reload=_R.POOLS, agree=True),
+    Key("pools/<name>/shared_network", name, "(none)",
+        "pools with the same name here serve one link (several subnets behind one relay or "
+        "interface): a client whose link pool is full gets an address from the next, and a "
+        "renewal through the relay of one is on the link of all (docs/relays.md)", "vlan100",
+        reload=_R.POOLS, agree=True),
     Key("pools/<name>/alarm_percent", integer(0, 100), 90,
         "pool-use alarm: raised when this share of the pool is used; 0 = no alarm", "80",
         reload=_R.POOLS, agree=False),
@@ -388,6 +406,20 @@ KEYS: tuple[Key, ...] = (
         "second, all together, in the kernel; 0 = off", reload=_R.DATAPATH, agree=False),
     Key("datapath/new_client_burst", integer(0, 1_000_000), 0,
         "new-client budget depth; 0 = twice new_client_pps", reload=_R.DATAPATH, agree=False),
+    Key("leasequery/requesters", subnets, (),
+        "who may send DHCPLEASEQUERY (RFC 4388) and DHCPBULKLEASEQUERY (RFC 6926): "
+        "addresses or prefixes, one per line, matched against giaddr and the IP source; "
+        "none: leasequery is refused (docs/leasequery.md)", "198.51.100.0/24",
+        reload=_R.LEASEQUERY, agree=True),
+    Key("leasequery/bulk_listen", listen, "",
+        "address:port of the RFC 6926 bulk leasequery TCP listener (port 67 in the RFC); "
+        "absent or empty: off", "0.0.0.0:67", reload=_R.RESTART, agree=False),
+    Key("leasequery/bulk_max_connections", integer(1, 1024), 8,
+        "bulk leasequery connections open at once; one more is closed at accept",
+        reload=_R.RESTART, agree=False),
+    Key("leasequery/bulk_idle_timeout_s", integer(1, 86400), 60,
+        "a bulk leasequery connection with no query for this long is closed",
+        reload=_R.RESTART, agree=False),
     Key("metrics/listen", listen, "",
         "address:port of the Prometheus endpoint (GET /metrics); absent or empty: off",
         "192.0.2.2:9467", reload=_R.METRICS, agree=False),

@@ -31,6 +31,7 @@ from appliance.config.model import (
     DatapathConfig,
     GroupConfig,
     InterfaceConfig,
+    LeasequeryConfig,
     MetricsConfig,
     NodeConfig,
     PoolConfig,
@@ -267,7 +268,8 @@ def _names(prefix: str) -> set[str]:
     return out
 
 
-TOPS = ("node", "client", "interfaces", "vrrp", "sync", "pools", "datapath", "metrics")
+TOPS = ("node", "client", "interfaces", "vrrp", "sync", "pools", "datapath", "metrics",
+        "leasequery")
 
 
 def load(root: str | os.PathLike[str] = DEFAULT_ROOT) -> Config:
@@ -330,10 +332,14 @@ def load(root: str | os.PathLike[str] = DEFAULT_ROOT) -> Config:
     )
     r.check_known("metrics", _names("metrics"))
     metrics = MetricsConfig(listen=r.get("metrics/listen") or "")
+    r.check_known("leasequery", _names("leasequery"))
+    leasequery = LeasequeryConfig(**{k: r.get(f"leasequery/{k}") for k in (
+        "requesters", "bulk_listen", "bulk_max_connections", "bulk_idle_timeout_s")})
     if r.problems:
         raise ConfigError(r.problems)
     return Config(node=node, pools=tuple(pools), interfaces=interfaces, groups=groups,
-                  sync=sync, datapath=datapath, metrics=metrics, source=str(r.root),
+                  sync=sync, datapath=datapath, metrics=metrics, leasequery=leasequery,
+                  source=str(r.root),
                   legacy=legacy)
 
 
@@ -648,6 +654,7 @@ def _pool(r: _Reader, name: str) -> PoolConfig | None:
         "max_declined_percent", "max_leases_per_relay", "max_leases_per_circuit")}
     alarm = r.get(f"{base}/alarm_percent", "pools/<name>/alarm_percent")
     clear = r.get(f"{base}/alarm_clear_percent", "pools/<name>/alarm_clear_percent")
+    shared = r.get(f"{base}/shared_network", "pools/<name>/shared_network")
     if alarm is not None and clear and clear > alarm:
         r.fail(f"{base}/alarm_clear_percent", str(clear), f"must not exceed "
                f"pools/{name}/alarm_percent ({alarm}): the alarm clears below it")
@@ -688,7 +695,8 @@ def _pool(r: _Reader, name: str) -> PoolConfig | None:
     return PoolConfig(name=name, subnet=subnet, ranges=rng, router=router, dns=dns,
                       domain=dom, lease_time=lt, reservations=tuple(res), **limits,
                       alarm_percent=alarm if alarm is not None else 90,
-                      alarm_clear_percent=clear or 0)
+                      alarm_clear_percent=clear or 0,
+                      shared_network=shared if shared != "(none)" else "")
 
 
 def _check_pools(r: _Reader, pools: list[PoolConfig]) -> None:

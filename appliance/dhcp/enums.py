@@ -277,6 +277,10 @@ class Note(Enum):
     # A DECLINE found the pool's quarantine full (pools/<p>/max_declined_percent): the
     # oldest quarantined address was freed early to make room.
     DECLINE_EVICTED = "decline_evicted"
+    # A relay's Option 82 whose sub-options cannot be read (one runs past the end), or
+    # whose link-selection / server-id-override sub-option is not 4 bytes: echoed whole
+    # (RFC 3046 §2.2), but none of its link selection, override or relay port is used.
+    RELAY_INFO_MALFORMED = "relay_info_malformed"
 
 
 # Refusals and notes an operator should hear about: a rate-limited log line each, with a
@@ -297,4 +301,6 @@ LOG: dict[Reason | Note, tuple[str, str]] = {
     Reason.NAK_NO_BINDING: ("D059", "renewal of an address with no binding: NAK"),
     Note.OPTION82_UNRELAYED: ("D070", "Option 82 from a client on our link, not stored"),
     Note.DECLINE_EVICTED: ("D071", "quarantine full: the oldest declined address freed"),
+    Note.RELAY_INFO_MALFORMED: ("D072", "relay's Option 82 unreadable: link selection, "
+                                "server-id override and relay port not used"),
 }

@@ -68,6 +68,8 @@ from appliance.dhcp.enums import BROADCAST_FLAG, MessageType, Note, Op, Opt, Rea
 from appliance.dhcp.loadbalance import bucket, group_index
 from appliance.dhcp.message import DhcpMessage, new_reply
 from appliance.dhcp.options import circuit_id, remote_id
+from appliance.dhcp.relay import NONE as NO_RELAY
+from appliance.dhcp.relay import Links, RelayInfo, relay_info
 from appliance.leases.allocator import WHOLE, Allocator, Share
 from appliance.leases.model import MAX_FIELD, Lease, LeaseState
 from appliance.leases.pool import Pool, Pools
@@ -126,6 +128,9 @@ class Decision:
     sent: str = ""
     notes: tuple[Note, ...] = ()
     detail: str = ""
+    # UDP port of dest_ip; 0: the usual one (67 for a relay, 68 for a client). A relay
+    # that sent RFC 8357's relay source port sub-option gets it at its source port.
+    dest_port: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,16 +209,21 @@ class DhcpServer:
         # True when every binding any server of ours made is in our table: standalone,
         # or in sync with the peer. Set by the daemon from the sync link's state.
         self.table_complete = table_complete
+        self.links = Links(pools)  # shared networks (dhcp/relay.py)
         self._opts_cache: dict[str, dict[int, bytes]] = {}
         self._notes: list[Note] = []
         # The message being decided: its group's server identifier and allocation rule
         # (set first thing in handle(), read by the helpers; one message at a time).
         self._sid = ZERO
+        self._own_sid = ZERO  # the group's own, when a relay overrides _sid (RFC 5107)
+        self._relay: RelayInfo = NO_RELAY  # what the message's Option 82 asks of us
+        self._link = 0  # the address naming a relayed client's link (RFC 3527 or giaddr)
         self._share: Share = WHOLE
         self._ingress: Ingress | None = None
 
     def set_pools(self, pools: Pools) -> None:
         self.pools = pools
+        self.links = Links(pools)
         self._opts_cache.clear()
 
     # -- entry -------------------------------------------------------------------------
@@ -225,7 +235,8 @@ class DhcpServer:
         (ingress.group_of(msg))."""
         if group is None:
             group = ingress.group_of(msg)
-        self._sid = ingress.server_ids[group]
+        self._sid = self._own_sid = ingress.server_ids[group]
+        self._relay = NO_RELAY
         self._ingress = ingress
         self._share = self.alloc.share(len(ingress.groups) == 2, group)
         if msg.op != Op.BOOTREQUEST:
@@ -244,9 +255,17 @@ class DhcpServer:
             rai = opts.get(_RELAY_INFO)
             if rai is not None and len(rai) > MAX_FIELD:
                 return Decision(Reason.RELAY_INFO_TOO_LONG, detail=f"{len(rai)} bytes")
+            # RFC 3527 link selection, RFC 5107 server identifier override, RFC 8357
+            # relay port (dhcp/relay.py); nothing of it from a client on our link.
+            rv = self._relay = relay_info(rai)
+            self._link = rv.link if rv.link is not None else _ip(msg.giaddr)
+            if rv.server_id is not None:
+                self._sid = rv.server_id
         notes = self._notes
         if notes:
             notes.clear()
+        if self._relay.malformed:
+            notes.append(Note.RELAY_INFO_MALFORMED)
         if mt == _REQUEST:
             d = self._request(msg, key, ingress, now)
         elif mt == _DISCOVER:
@@ -259,14 +278,35 @@ class DhcpServer:
             d = self._inform(msg, ingress)
         if notes:
             d.notes = tuple(notes)
+        if self._relay.source_port and d.dest is Dest.RELAY and src is not None:
+            d.dest_port = src[1]  # RFC 8357 §5.1: to the port the relay sent from
         return d
+
+    def _for_us(self, sid: bytes) -> bool:
+        """Option 54 of a REQUEST, RELEASE or DECLINE names us: the server identifier
+        this client was given (a relay's RFC 5107 override) or the group's own (given
+        before the relay overrode it)."""
+        return sid == self._sid or sid == self._own_sid
+
+    def _link_pools(self, pool: Pool, key: bytes, mac: bytes) -> tuple[Pool, ...]:
+        """The pools of `pool`'s link in the order a DISCOVER tries them: the one holding
+        the client's reservation, then the one holding its current address, then the
+        link address's pool and the rest of its shared network (dhcp/relay.py)."""
+        pools = self.links.pools(pool)
+        if len(pools) == 1:
+            return pools
+        first = [p for p in pools if mac in p.reserved_by_mac]
+        cur = self.table.of_client(key)
+        if cur is not None:
+            first += [p for p in pools if p.name == cur.pool and p not in first]
+        return (*first, *(p for p in pools if p not in first))
 
     # -- helpers -----------------------------------------------------------------------
     def _pool_for(self, msg: DhcpMessage, ingress: Ingress) -> Pool | None:
         """RFC 2131 §4.3.1: giaddr names the client's network; else the receiving
         interface's. ciaddr (renewing) is checked against the result by the caller."""
         if msg.giaddr != ZERO:
-            return self.pools.for_address(_ip(msg.giaddr))
+            return self.pools.for_address(self._link)
         if msg.ciaddr != ZERO:
             p = self.pools.for_address(_ip(msg.ciaddr))
             if p is not None:
@@ -348,7 +388,7 @@ class DhcpServer:
         ip = _ip(addr)
         for local in self._ingress.local_ips:  # type: ignore[union-attr]
             p = self.pools.for_address(local)
-            if p is not None and p.in_subnet(ip):
+            if p is not None and self.links.on_link(p, ip):
                 return True
         return False
 
@@ -451,7 +491,12 @@ class DhcpServer:
         limit = self._over_limit(msg, key, pool)
         if limit is not None:
             return Decision(limit, detail=f"giaddr {IPv4Address(msg.giaddr)}")
-        ip = self._choose(msg, key, pool, now)
+        ip = None
+        for p in self._link_pools(pool, key, msg.mac):  # a shared network: the next if full
+            ip = self._choose(msg, key, p, now)
+            if ip is not None:
+                pool = p
+                break
         if ip is None:
             return Decision(Reason.POOL_EXHAUSTED, detail=f"pool {pool.name}")
         cur = self.table.of_client(key)
@@ -496,7 +541,7 @@ class DhcpServer:
         renewing = False
         if sid is not None:
             # SELECTING
-            if sid != self._sid:
+            if not self._for_us(sid):
                 cur = self.table.of_client(key)
                 if cur is not None and cur.state == LeaseState.OFFERED:
                     self.table.offer(replace(cur, expires=now))  # lapses at next reclaim
@@ -512,7 +557,7 @@ class DhcpServer:
             net = self._pool_for(msg, ingress)
             if net is None:
                 return Decision(Reason.NO_SUBNET, detail=f"giaddr {IPv4Address(msg.giaddr)}")
-            if not net.in_subnet(ip):
+            if not self.links.on_link(net, ip):
                 return self._nak(msg, Reason.NAK_WRONG_NETWORK)
             cur = self.table.of_client(key)
             if cur is None or cur.ip != ip:
@@ -525,9 +570,11 @@ class DhcpServer:
             ip = _ip(msg.ciaddr)
             renewing = True
         pool = self.pools.leasable(ip)
-        if pool is None or (msg.giaddr != ZERO and not pool.in_subnet(_ip(msg.giaddr))):
-            net = self._pool_for(msg, ingress)
-            if net is not None and net.in_subnet(ip):
+        link = self._pool_for(msg, ingress) if msg.giaddr != ZERO else None
+        if pool is None or (msg.giaddr != ZERO and (link is None or
+                                                   not self.links.same(link, pool))):
+            net = link if msg.giaddr != ZERO else self._pool_for(msg, ingress)
+            if net is not None and self.links.on_link(net, ip):
                 return self._nak(msg, Reason.NAK_NOT_LEASABLE)
             return Decision(Reason.NO_SUBNET, detail=f"giaddr {IPv4Address(msg.giaddr)}")
         res = pool.reserved_ips.get(ip)
@@ -559,7 +606,7 @@ class DhcpServer:
     def _release(self, msg: DhcpMessage, key: bytes, now: float,
                  src: tuple[str, int] | None) -> Decision:
         sid = msg.options.get(Opt.SERVER_ID)
-        if sid is not None and sid != self._sid:
+        if sid is not None and not self._for_us(sid):
             return Decision(Reason.OTHER_SERVER)
         cur = self.table.get(_ip(msg.ciaddr))
         if cur is None or cur.key != key or cur.state != _BOUND:
@@ -576,7 +623,7 @@ class DhcpServer:
         if req is None or len(req) != 4:
             return Decision(Reason.MALFORMED_REQUEST)
         sid = opts.get(Opt.SERVER_ID)
-        if sid is not None and sid != self._sid:
+        if sid is not None and not self._for_us(sid):
             return Decision(Reason.OTHER_SERVER)
         ip = _ip(req)
         cur = self.table.get(ip)

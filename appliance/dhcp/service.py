@@ -354,7 +354,8 @@ class DhcpService:
         send = self.transport.send
         for d, msg, port, group in replies:
             try:
-                send(d.reply.encode(), d.dest, d.dest_ip, msg.mac, port, group)  # type: ignore[union-attr]
+                send(d.reply.encode(), d.dest, d.dest_ip, msg.mac, port, group,  # type: ignore[union-attr]
+                     d.dest_port)
             except OSError as e:
                 self.stats["send_errors"] += 1
                 self._ratelog.warning(self.clock.mono(), "D012", "reply to %s on %s not "

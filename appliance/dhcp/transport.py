@@ -184,9 +184,10 @@ class DhcpTransport:
 
     # -- send ------------------------------------------------------------------------
     def send(self, payload: bytes, dest: Dest, ip: bytes, mac: bytes, port: Port,
-             group: int) -> None:
+             group: int, udp_port: int = 0) -> None:
         """Send one reply to a request that came in on `port` from a client of group
-        index `group` there; raises OSError (the caller counts it)."""
+        index `group` there; `udp_port` overrides a relay's port 67 (RFC 8357). Raises
+        OSError (the caller counts it)."""
         if dest is Dest.LINK or dest is Dest.UNICAST:
             pkt = ipv4_udp_packet(port.ingress.server_ids[group], ip, SERVER_PORT,
                                   CLIENT_PORT, payload)
@@ -197,7 +198,7 @@ class DhcpTransport:
             # request came in on; with no route to giaddr the kernel takes it as on that
             # link, as it did for a socket bound to the interface.
             self.sock.sendmsg([payload], port.pktinfo_any, 0,
-                              (socket.inet_ntoa(ip), SERVER_PORT))
+                              (socket.inet_ntoa(ip), udp_port or SERVER_PORT))
             return
         # 255.255.255.255 out of this interface only, or ciaddr routed through it (a
         # client behind a router that renewed straight to us), from the server identifier.

@@ -182,7 +182,8 @@ def test_one_interface_tree_sends_the_drift_summary_of_before(tmp_path, extra):
     assert {p.rsplit("/", 1)[1] for p in now.keys() - before.keys()} == set(SINCE)
 
 
-SINCE = ("max_declined_percent", "max_leases_per_relay", "max_leases_per_circuit")
+SINCE = ("max_declined_percent", "max_leases_per_relay", "max_leases_per_circuit",
+         "shared_network", "requesters")
 
 
 def test_drift_summary_of_the_new_layout(tmp_path):

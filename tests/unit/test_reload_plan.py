@@ -53,6 +53,9 @@ FULL = {
     "datapath/new_client_pps": "300", "datapath/new_client_burst": "400",
     "pools/v100/alarm_percent": "80", "pools/v100/alarm_clear_percent": "60",
     "metrics/listen": "192.0.2.2:9467",
+    "pools/v100/shared_network": "lan", "pools/v200/shared_network": "lan",
+    "leasequery/requesters": "198.51.100.0/24", "leasequery/bulk_listen": "0.0.0.0:67",
+    "leasequery/bulk_max_connections": "4", "leasequery/bulk_idle_timeout_s": "30",
 }
 
 # The one-interface layout with every key set.
@@ -113,6 +116,11 @@ CASES = {
     "pools/<name>/alarm_percent": ("pools/v100/alarm_percent", "85"),
     "pools/<name>/alarm_clear_percent": ("pools/v100/alarm_clear_percent", "70"),
     "metrics/listen": ("metrics/listen", "192.0.2.2:9468"),
+    "pools/<name>/shared_network": ("pools/v200/shared_network", "other"),
+    "leasequery/requesters": ("leasequery/requesters", "198.51.100.0/24\n203.0.113.7"),
+    "leasequery/bulk_listen": ("leasequery/bulk_listen", "0.0.0.0:6767"),
+    "leasequery/bulk_max_connections": ("leasequery/bulk_max_connections", "5"),
+    "leasequery/bulk_idle_timeout_s": ("leasequery/bulk_idle_timeout_s", "31"),
 }
 LEGACY_CASES = {
     "client/interface": ("client/interface", "eth3"),
@@ -151,7 +159,7 @@ def test_every_key_is_in_the_flat_view_and_nothing_else(tmp_path, values):
     legacy = values is FULL_LEGACY
     assert seen == {k.path for k in KEYS if k.legacy == legacy
                     or (k.path.split("/")[0] in ("node", "sync", "pools", "datapath",
-                                                 "metrics"))}
+                                                 "metrics", "leasequery"))}
 
 
 @pytest.mark.parametrize("key", sorted(ALL_CASES))
@@ -184,6 +192,7 @@ def test_changing_each_key(tmp_path, key):
         Reload.MEMBERSHIP: bool(interfaces),
         Reload.DATAPATH: p.datapath_limits is not None,
         Reload.METRICS: p.metrics is not None,
+        Reload.LEASEQUERY: p.leasequery is not None,
     }
     assert [c for c, on in effects.items() if on] == ([] if cls is Reload.RESTART else [cls]) \
         or cls is Reload.MEMBERSHIP  # a re-bound interface may restart its group too
