@@ -24,6 +24,7 @@ from appliance.config.schema import Reload
 from appliance.datapath import Datapath, DatapathError
 from appliance.datapath import cleanup_all as datapath_cleanup
 from appliance.dhcp import service as dhcp_service
+from appliance.dhcp.leasequery import Leasequery
 from appliance.dhcp.server import DhcpServer, Ingress
 from appliance.dhcp.service import DhcpService, client_interface
 from appliance.leases.allocator import Allocator
@@ -50,6 +51,7 @@ from appliance.vrrp.service import cleanup as vrrp_cleanup
 from appliance.vrrp.timers import master_down_interval_s, ms_to_cs, skew_time_s
 
 if TYPE_CHECKING:
+    from appliance.dhcp.tcp import BulkListener
     from appliance.metrics.exporter import Exporter
 
 log = logging.getLogger("dhcp-hotbackup")
@@ -264,6 +266,7 @@ class Daemon:
         self._notify = _notifier()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.dhcp: DhcpService | None = None
+        self.bulk_lq: BulkListener | None = None  # RFC 6926 over TCP (dhcp/tcp.py)
         # Metrics and alarms (docs/metrics.md): a snapshot per publish feeds both.
         self.alarms = Alarms()
         self.exporter: Exporter | None = None
@@ -338,6 +341,7 @@ class Daemon:
         if missing:
             raise RuntimeError(f"client interface {', '.join(missing)} does not exist")
         self.dhcp.start()
+        await self._start_leasequery()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self._stop.set)
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -381,6 +385,8 @@ class Daemon:
             if self.link is not None:
                 await self.link.close()
             self.dhcp.stop()
+            if self.bulk_lq is not None:
+                await self.bulk_lq.stop()
             if self._publish_handle is not None:
                 self._publish_handle.cancel()
             self._publish()  # the last figures, while the maps still exist
@@ -396,6 +402,28 @@ class Daemon:
                 self.cursor_file.close()
             self.runtime.set("pid", 0)
         return 0
+
+    async def _start_leasequery(self) -> None:
+        """RFC 4388 on the packet path, and the RFC 6926 TCP listener if configured
+        (dhcp/leasequery.py, dhcp/tcp.py): answered from the table while serving."""
+        assert self.dhcp is not None
+        lq = Leasequery(self.table, requesters=self.cfg.leasequery.requesters,
+                        node=self.cfg.node.name, server=self.server)
+        self.dhcp.leasequery = lq
+        if self.cfg.leasequery.bulk_listen:
+            from appliance.dhcp.tcp import BulkListener
+            self.bulk_lq = BulkListener(lq, self.cfg.leasequery, self._lq_server_id,
+                                        self.stats, self.clock, self._ratelog)
+            await self.bulk_lq.start()
+
+    def _lq_server_id(self) -> bytes | None:
+        """Our server identifier while we serve a group (its first interface's), None
+        while standby: a bulk leasequery is answered by the active device only."""
+        for ing in self._client_ifs:
+            for sid, g in zip(ing.server_ids, ing.groups, strict=True):
+                if g in self.serving:
+                    return sid
+        return None
 
     async def _start_sync(self) -> None:
         cfg = self.cfg
@@ -919,7 +947,8 @@ class Daemon:
         # Key.reload); this daemon serves one interface, so adding, removing or
         # re-binding interfaces and groups waits for a restart like node/ and sync/.
         p = plan(old, new, live=frozenset({Reload.POOLS, Reload.PRIORITY, Reload.GROUP,
-                                           Reload.DATAPATH, Reload.METRICS}))
+                                           Reload.DATAPATH, Reload.METRICS,
+                                           Reload.LEASEQUERY}))
         live, restart = list(p.applied), list(p.restart_needed)
         if restart:
             log.warning("D023 reload: %s take effect only after a restart; the running "
@@ -938,6 +967,8 @@ class Daemon:
             self.server.set_pools(self.pools)
         if p.metrics is not None:
             self._start_metrics()
+        if p.leasequery is not None and self.dhcp is not None and self.dhcp.leasequery:
+            self.dhcp.leasequery.requesters = p.leasequery.requesters
         if p.datapath_limits is not None and self.datapath:
             d = p.datapath_limits
             self.datapath.set_limits((d.rate_limit_pps, d.rate_limit_burst),

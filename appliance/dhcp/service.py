@@ -38,8 +38,12 @@ from appliance.clock import Clock
 from appliance.dhcp.enums import LOG as DHCP_LOG
 from appliance.dhcp.enums import MessageType, Note, Opt, Reason
 from appliance.dhcp.intake import Intake, QueueDelay
+from appliance.dhcp.leasequery import COUNTERS as LQ_COUNTERS
+from appliance.dhcp.leasequery import LOG as LQ_LOG
+from appliance.dhcp.leasequery import Leasequery, LqReason
 from appliance.dhcp.message import DecodeError, DhcpMessage
-from appliance.dhcp.server import Decision, DhcpServer, Ingress
+from appliance.dhcp.relay import relay_info
+from appliance.dhcp.server import Decision, Dest, DhcpServer, Ingress
 from appliance.dhcp.transport import DhcpTransport, Port, interface_address
 from appliance.leases.model import Lease, client_key
 from appliance.leases.table import LeaseTable
@@ -65,7 +69,9 @@ _RECEIVED = {
 STAT_NAMES = (
     "discover", "offer", "request", "ack", "nak", "release", "decline", "inform",
     "send_errors", *(r.value for r in Reason), *(n.value for n in Note),
+    *LQ_COUNTERS, *(r.value for r in LqReason),  # leasequery (dhcp/leasequery.py)
 )
+_LEASEQUERY = int(MessageType.LEASEQUERY)
 _STANDBY = Reason.STANDBY.value
 _FOREIGN = Reason.FOREIGN_INTERFACE.value
 _CLIENT_ID = int(Opt.CLIENT_ID)
@@ -160,6 +166,9 @@ class DhcpService:
         self._foreign_seen = 0
         self._names: dict[int, str] = {}  # ifindex -> name, for D013
         self._reading = False
+        # Answers DHCPLEASEQUERY (RFC 4388) when set (the daemon does); None: dropped as
+        # an unknown message type.
+        self.leasequery: Leasequery | None = None
 
     # -- what the daemon tells it ----------------------------------------------------
     def set_interfaces(self, interfaces: Iterable[Ingress]) -> list[str]:
@@ -258,6 +267,9 @@ class DhcpService:
             mtype = msg.message_type
             mt = received.get(mtype)  # type: ignore[call-overload]
             if mt is None:
+                if mtype == _LEASEQUERY and self.leasequery is not None:
+                    self._leasequery(msg, addr, port, mode, per)
+                    continue
                 stats["dropped_malformed"] += 1
                 continue
             group = port.ingress.group_of(msg)
@@ -270,6 +282,43 @@ class DhcpService:
                 client_key(msg.mac, msg.options.get(_CLIENT_ID))) is not None
             push((msg, addr, port, group), known, mono - w + MAX_QUEUE_DELAY_S)
         self._serve()
+
+    def _leasequery(self, msg: DhcpMessage, addr: tuple[str, int], port: Port, mode: int,
+                    per: tuple[bool, ...]) -> None:
+        """RFC 4388: answered at once (it changes nothing, so nothing waits for the
+        store), by the device serving the interface's group (its client's group on an
+        interface two groups share: the bucket of chaddr, as for any request)."""
+        stats = self.stats
+        group = port.ingress.group_of(msg)
+        if mode == _SOME and not per[group]:
+            stats[_STANDBY] += 1
+            return
+        stats["leasequery"] += 1
+        lq = self.leasequery
+        assert lq is not None
+        try:
+            src = int(IPv4Address(addr[0]))
+        except ValueError:
+            src = 0
+        a = lq.answer(msg, src, port.ingress.server_ids[group], self.clock.wall())
+        if a.reason is not None:
+            stats[a.reason.value] += 1
+            lg = LQ_LOG[a.reason]
+            self._ratelog.warning(self.clock.mono(), lg[0], "%s (%s)", lg[1], a.detail)
+            return
+        assert a.reply is not None
+        stats[a.sent] += 1
+        # To giaddr, port 67 (RFC 4388 §6.3, as to a relay); a relay port (RFC 8357) in
+        # the query's Option 82 gets it at its source port.
+        rai = msg.options.get(int(Opt.RELAY_AGENT_INFO))
+        udp_port = addr[1] if rai is not None and relay_info(rai).source_port else 0
+        try:
+            self.transport.send(a.reply.encode(), Dest.RELAY, msg.giaddr, msg.mac, port,
+                                group, udp_port)
+        except OSError as e:
+            stats["send_errors"] += 1
+            self._ratelog.warning(self.clock.mono(), "D012", "reply to %s on %s not "
+                                  "sent: %s", IPv4Address(msg.giaddr), port.ifname, e)
 
     def _count_foreign(self) -> None:
         t = self.transport
