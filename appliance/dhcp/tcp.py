@@ -79,6 +79,12 @@ class BulkListener:
     def connections(self) -> int:
         return len(self._conns)
 
+    @property
+    def port(self) -> int:
+        """The TCP port listened on (the one asked for, or the kernel's pick for 0)."""
+        assert self._server is not None and self._server.sockets
+        return int(self._server.sockets[0].getsockname()[1])
+
     async def start(self) -> None:
         host, _, port = self.cfg.bulk_listen.rpartition(":")
         self._server = await asyncio.start_server(self._accept, host, int(port),
