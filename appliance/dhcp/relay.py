@@ -128,7 +128,7 @@ class Links:
     """The pools of each link: a pool alone, or the pools of its shared network.
     Built once per (re)load of the pools."""
 
-    __slots__ = ("_of",)
+    __slots__ = ("_of", "any")
 
     def __init__(self, pools: Pools, shared: dict[str, str] | None = None) -> None:
         """`shared`: pool name -> shared network name (pools absent or mapped to "" are
@@ -147,6 +147,9 @@ class Links:
             others = [q for q in members.get(net, ()) if q is not p] if net else []
             of[p.name] = (p, *others)
         self._of = of
+        # Some pool shares its link: without one the server never looks further (the
+        # per-packet path stays as it was).
+        self.any = any(len(v) > 1 for v in of.values())
 
     def pools(self, pool: Pool) -> tuple[Pool, ...]:
         """`pool` first, then the other pools of its shared network."""

@@ -282,11 +282,11 @@ class DhcpServer:
             d.dest_port = src[1]  # RFC 8357 §5.1: to the port the relay sent from
         return d
 
-    def _for_us(self, sid: bytes) -> bool:
-        """Option 54 of a REQUEST, RELEASE or DECLINE names us: the server identifier
-        this client was given (a relay's RFC 5107 override) or the group's own (given
-        before the relay overrode it)."""
-        return sid == self._sid or sid == self._own_sid
+    def _same_link(self, pool: Pool, msg: DhcpMessage, ingress: Ingress) -> bool:
+        """`pool` is of the relayed client's link: its link address's pool's shared
+        network (a renewal through the relay's address in another of its subnets)."""
+        link = self._pool_for(msg, ingress)
+        return link is not None and self.links.same(link, pool)
 
     def _link_pools(self, pool: Pool, key: bytes, mac: bytes) -> tuple[Pool, ...]:
         """The pools of `pool`'s link in the order a DISCOVER tries them: the one holding
@@ -491,12 +491,15 @@ class DhcpServer:
         limit = self._over_limit(msg, key, pool)
         if limit is not None:
             return Decision(limit, detail=f"giaddr {IPv4Address(msg.giaddr)}")
-        ip = None
-        for p in self._link_pools(pool, key, msg.mac):  # a shared network: the next if full
-            ip = self._choose(msg, key, p, now)
-            if ip is not None:
-                pool = p
-                break
+        if self.links.any:
+            ip = None
+            for p in self._link_pools(pool, key, msg.mac):  # a shared network: the next if full
+                ip = self._choose(msg, key, p, now)
+                if ip is not None:
+                    pool = p
+                    break
+        else:
+            ip = self._choose(msg, key, pool, now)
         if ip is None:
             return Decision(Reason.POOL_EXHAUSTED, detail=f"pool {pool.name}")
         cur = self.table.of_client(key)
@@ -541,7 +544,9 @@ class DhcpServer:
         renewing = False
         if sid is not None:
             # SELECTING
-            if not self._for_us(sid):
+            # For us: the identifier this client was given (a relay's RFC 5107
+            # override) or the group's own (given before the relay overrode it).
+            if sid != self._sid and sid != self._own_sid:
                 cur = self.table.of_client(key)
                 if cur is not None and cur.state == LeaseState.OFFERED:
                     self.table.offer(replace(cur, expires=now))  # lapses at next reclaim
@@ -570,10 +575,9 @@ class DhcpServer:
             ip = _ip(msg.ciaddr)
             renewing = True
         pool = self.pools.leasable(ip)
-        link = self._pool_for(msg, ingress) if msg.giaddr != ZERO else None
-        if pool is None or (msg.giaddr != ZERO and (link is None or
-                                                   not self.links.same(link, pool))):
-            net = link if msg.giaddr != ZERO else self._pool_for(msg, ingress)
+        if pool is None or (msg.giaddr != ZERO and not pool.in_subnet(self._link) and not (
+                self.links.any and self._same_link(pool, msg, ingress))):
+            net = self._pool_for(msg, ingress)
             if net is not None and self.links.on_link(net, ip):
                 return self._nak(msg, Reason.NAK_NOT_LEASABLE)
             return Decision(Reason.NO_SUBNET, detail=f"giaddr {IPv4Address(msg.giaddr)}")
@@ -606,7 +610,7 @@ class DhcpServer:
     def _release(self, msg: DhcpMessage, key: bytes, now: float,
                  src: tuple[str, int] | None) -> Decision:
         sid = msg.options.get(Opt.SERVER_ID)
-        if sid is not None and not self._for_us(sid):
+        if sid is not None and sid != self._sid and sid != self._own_sid:
             return Decision(Reason.OTHER_SERVER)
         cur = self.table.get(_ip(msg.ciaddr))
         if cur is None or cur.key != key or cur.state != _BOUND:
@@ -623,7 +627,7 @@ class DhcpServer:
         if req is None or len(req) != 4:
             return Decision(Reason.MALFORMED_REQUEST)
         sid = opts.get(Opt.SERVER_ID)
-        if sid is not None and not self._for_us(sid):
+        if sid is not None and sid != self._sid and sid != self._own_sid:
             return Decision(Reason.OTHER_SERVER)
         ip = _ip(req)
         cur = self.table.get(ip)
