@@ -174,3 +174,46 @@ def test_malformed_option82_is_counted_and_served_by_giaddr(net):
         net.wait_stat("relay_info_malformed", before + 1)
     finally:
         r.close()
+
+
+def test_leasequery_off_until_a_requester_is_configured_then_live_on_reload(net):
+    """No leasequery/requesters: refused, counted, logged (LQ001). Configured and
+    reloaded (SIGHUP through `dhcp-hotbackup reload`): answered, with the relay's
+    Option 82, to giaddr port 67."""
+    import subprocess
+
+    from appliance.config.tree import write_tree
+    from appliance.dhcp.enums import MessageType, Opt
+    from appliance.dhcp.message import DhcpMessage
+    from appliance.testing.daemonfiles import CLI
+
+    r = Relay(net)
+    try:
+        rai = sub(1, b"port9")
+        _off, ack = dora(r, "02:aa:00:00:00:09", RELAY_IP, rai, 0x900)
+
+        def query(xid: int) -> bytes:
+            from scapy.layers.dhcp import BOOTP, DHCP
+            return bytes(BOOTP(op=1, xid=xid, ciaddr=ack["yiaddr"], giaddr=RELAY_IP) /
+                         DHCP(options=[("message-type", 10), "end"]))
+
+        before = net.stat("dropped_leasequery_not_allowed")
+        r.sock.sendto(query(0x910), ("192.0.2.2", 67))
+        net.wait_stat("dropped_leasequery_not_allowed", before + 1)
+        assert "LQ001 leasequery from a requester not in leasequery/requesters" in \
+            net.log_text()
+
+        write_tree(net.etc, {"leasequery/requesters": "192.0.2.0/24"})
+        out = subprocess.run([CLI, "reload", "--config", str(net.etc)], capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0 and "leasequery/requesters" in out.stdout, out
+        r.sock.sendto(query(0x911), ("192.0.2.2", 67))
+        while True:
+            m = DhcpMessage.decode(r.sock.recv(4096))
+            if m.xid == 0x911:
+                break
+        assert m.message_type == MessageType.LEASEACTIVE
+        assert m.mac == bytes.fromhex("02aa00000009")
+        assert m.options[Opt.RELAY_AGENT_INFO] == rai
+    finally:
+        r.close()
