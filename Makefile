@@ -34,6 +34,7 @@ bench: setup
 	@$(PY) bench/datapath_flip.py
 	@$(PY) bench/failover_outage.py
 	@$(PY) bench/storm.py
+	@$(PY) bench/leasequery.py
 
 # dist/dhcp-hotbackup_<version>_all.deb, built outside the tree; lintian must report no errors.
 deb: setup
