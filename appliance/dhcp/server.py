@@ -30,6 +30,12 @@ Rules, by message (RFC 2131 §4.3 and table 3):
   §2), else not stored (the client is served all the same). Option 82 is stored only
   from a relay (giaddr set, RFC 3046 §2.1); a unicast renewal, which bypasses the relay,
   keeps the relay and Option 82 the binding was made with.
+- Relayed (dhcp/relay.py): Option 82's link selection (RFC 3527) names the client's
+  link instead of giaddr; its server identifier override (RFC 5107) is our option 54
+  for the client, and a REQUEST, RELEASE or DECLINE naming it is for us; its relay
+  source port (RFC 8357) is where the answer goes. The pools of a shared network are
+  one link: a DISCOVER takes the next when one is full, and a renewal through the
+  relay's address in one subnet for an address of another is on the client's link.
 - DISCOVER: reserved address, else the client's current or previous address, else the
   requested one (option 50) if free, else a free one. The address is held for
   OFFER_HOLD_S so a repeated DISCOVER gets the same OFFER and nobody else gets it. A
