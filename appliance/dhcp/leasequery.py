@@ -17,10 +17,10 @@ Rules:
 - Only configured requesters (leasequery/requesters, matched against giaddr and the IP
   source) are answered; none configured: leasequery is off. Each refusal is an LqReason
   (a counter, and a rate-limited log line with its id).
-- RFC 4388 §6.1: giaddr must be set (the reply goes there); the query is by ciaddr if
+- RFC 4388: giaddr must be set (the reply goes there); the query is by ciaddr if
   set, else by client identifier (option 61) if present, else by chaddr (hlen 1..16, not
   all zero); nothing to query by: refused (`dropped_leasequery_malformed`).
-- RFC 4388 §6.4: DHCPLEASEACTIVE for a binding bound and unexpired, with ciaddr the
+- RFC 4388: DHCPLEASEACTIVE for a binding bound and unexpired, with ciaddr the
   address, chaddr/htype/hlen the client's, options 51 (seconds left), 91 (seconds since
   the client's last transaction: the binding's start), 61 (if the client sent one), 82
   (the Option 82 the binding keeps, also after unicast renewals without it), 92 (the
@@ -28,7 +28,7 @@ Rules:
   in option 55 and stored. DHCPLEASEUNASSIGNED: by address, for an address we may lease
   (a pool's range or reservation) with no active binding. DHCPLEASEUNKNOWN otherwise.
 - RFC 6926: each message on the TCP stream is preceded by its length, two octets in
-  network order (§6.3). Every answer carries base-time (152, our wall clock, §6.2.2),
+  network order. Every answer carries base-time (152, our wall clock),
   start-time-of-state (153: seconds before base-time its state began), dhcp-state (156)
   and data-source (157, REMOTE when the binding was made by the peer); the answers of a
   query end with DHCPLEASEQUERYDONE. A query by relay-id / remote-id / circuit-id is an
@@ -36,7 +36,7 @@ Rules:
   is our extension, RFC 6926 names relay-id and remote-id); no criterion at all is a
   query for every binding. query-start-time / query-end-time (154, 155) keep the
   bindings whose state began within them. Errors are a DHCPLEASEQUERYDONE with a
-  status-code (151): MalformedQuery, NotAllowed, QueryTerminated (RFC 6926 §6.2.2).
+  status-code (151): MalformedQuery, NotAllowed, QueryTerminated (RFC 6926).
   (DHCPLEASEQUERYSTATUS, type 17, is RFC 7724's active leasequery, not used here.)
 
 Cost: by address and by client identifier are one dict probe; by MAC walks the table
@@ -70,7 +70,7 @@ _PRL = int(Opt.PARAM_REQUEST_LIST)
 _SUB_CIRCUIT = int(RelaySubOpt.CIRCUIT_ID)
 _SUB_REMOTE = int(RelaySubOpt.REMOTE_ID)
 _SUB_RELAY_ID = int(RelaySubOpt.RELAY_ID)
-# A bulk reply is framed in 2 octets (RFC 6926 §6.3); we never send or take more than
+# A bulk reply is framed in 2 octets (RFC 6926); we never send or take more than
 # one DHCP message's worth (dhcp/message.py).
 MAX_FRAME = MAX_MESSAGE_LEN
 
@@ -81,7 +81,7 @@ class LqReason(Enum):
 
     # UDP (RFC 4388)
     NOT_ALLOWED = "dropped_leasequery_not_allowed"  # requester not in leasequery/requesters
-    NO_GIADDR = "dropped_leasequery_no_giaddr"  # RFC 4388 §6.1: giaddr must be set
+    NO_GIADDR = "dropped_leasequery_no_giaddr"  # RFC 4388: giaddr must be set
     MALFORMED = "dropped_leasequery_malformed"  # no ciaddr, client id nor chaddr
     # TCP (RFC 6926)
     BULK_CONNECTIONS = "bulk_refused_connections"  # leasequery/bulk_max_connections open
@@ -118,7 +118,7 @@ COUNTERS = ("leasequery", "leaseactive", "leaseunassigned", "leaseunknown",
 
 
 class Status(IntEnum):
-    """status-code option values (RFC 6926 §6.2.2)."""
+    """status-code option values (RFC 6926)."""
 
     SUCCESS = 0
     UNSPEC_FAIL = 1
@@ -128,7 +128,7 @@ class Status(IntEnum):
 
 
 class DhcpState(IntEnum):
-    """dhcp-state option values (RFC 6926 §6.2.6)."""
+    """dhcp-state option values (RFC 6926)."""
 
     AVAILABLE = 1
     ACTIVE = 2
@@ -140,7 +140,7 @@ class DhcpState(IntEnum):
     TRANSITIONING = 8
 
 
-DATA_SOURCE_REMOTE = 0x01  # data-source option (RFC 6926 §6.2.7): made by the partner
+DATA_SOURCE_REMOTE = 0x01  # data-source option (RFC 6926): made by the partner
 
 _STATE = {LeaseState.BOUND: DhcpState.ACTIVE, LeaseState.EXPIRED: DhcpState.EXPIRED,
           LeaseState.RELEASED: DhcpState.RELEASED, LeaseState.DECLINED: DhcpState.ABANDONED,
@@ -162,12 +162,12 @@ class Query:
     key: bytes = b""  # client id or MAC
     # Option 82 sub-options to match (code -> value), Kind.RELAY
     relay: tuple[tuple[int, bytes], ...] = ()
-    start: int | None = None  # query-start-time, RFC 6926 §6.2.4 (bulk)
+    start: int | None = None  # query-start-time, RFC 6926 (bulk)
     end: int | None = None  # query-end-time
 
 
 def parse_query(msg: DhcpMessage, bulk: bool = False) -> Query | None:
-    """The query `msg` asks (RFC 4388 §6.1 precedence: ciaddr, client id, chaddr; RFC
+    """The query `msg` asks (RFC 4388 precedence: ciaddr, client id, chaddr; RFC
     6926 adds relay sub-options and "all"). None: nothing to query by (UDP), or a
     malformed criterion."""
     o = msg.options
@@ -294,7 +294,7 @@ class Leasequery:
         found = [x for x in found if _in_window(q, x)]
         if not found:
             return self._empty(msg, MessageType.LEASEUNKNOWN, sid, now, bulk)
-        # RFC 4388 §6.4.2: the most recent in ciaddr, the others in associated-ip.
+        # RFC 4388: the most recent in ciaddr, the others in associated-ip.
         found.sort(key=lambda x: x.start, reverse=True)
         r = self._reply(msg, found[0], MessageType.LEASEACTIVE, sid, now, bulk)
         if len(found) > 1:
@@ -333,7 +333,7 @@ class Leasequery:
         return r
 
     def _state_options(self, r: DhcpMessage, lease: Lease, now: float) -> None:
-        """RFC 6926 §6.2: start-time-of-state, dhcp-state, data-source."""
+        """RFC 6926: start-time-of-state, dhcp-state, data-source."""
         o = r.options
         o[Opt.START_TIME_OF_STATE] = _U32.pack(_u32(now - _since(lease)))
         o[Opt.DHCP_STATE] = bytes((_STATE[lease.state],))
@@ -376,7 +376,7 @@ class Leasequery:
     def done(self, msg: DhcpMessage, sid: bytes, now: float,
              status: Status = Status.SUCCESS, text: str = "") -> DhcpMessage:
         """DHCPLEASEQUERYDONE: the end of a query's answers; a status-code other than
-        Success says why it ended early (RFC 6926 §6.2.2)."""
+        Success says why it ended early (RFC 6926)."""
         r = self._empty(msg, MessageType.LEASEQUERYDONE, sid, now, bulk=True)
         if status is not Status.SUCCESS:
             r.options[Opt.STATUS_CODE] = bytes((status,)) + text.encode()[:200]
@@ -392,14 +392,14 @@ def _u32(seconds: float) -> int:
 
 
 def _in_window(q: Query, lease: Lease) -> bool:
-    """RFC 6926 §6.2.4-5: the binding's state began within [start, end]."""
+    """RFC 6926: the binding's state began within [start, end]."""
     if q.start is None and q.end is None:
         return True
     t = _since(lease)
     return (q.start is None or t >= q.start) and (q.end is None or t <= q.end)
 
 
-# -- the TCP stream (RFC 6926 §6.3) ------------------------------------------------------
+# -- the TCP stream (RFC 6926) ------------------------------------------------------
 class FrameError(ValueError):
     """The stream is not length-framed DHCP; the connection is closed."""
 

@@ -4,14 +4,14 @@ server identifier its client is told, where the answer goes, and which pools ser
 Pure: no socket, no clock. The server (dhcp/server.py) asks this module, once per
 relayed message, what its Option 82 says beyond the circuit-id and remote-id it stores:
 
-- link selection (sub-option 5, RFC 3527 §3): the relay names the client's link with an
+- link selection (sub-option 5, RFC 3527): the relay names the client's link with an
   address other than giaddr (giaddr is where the relay is reached, e.g. a loopback of a
   BNG); the pool is chosen by that address, the reply still goes to giaddr;
-- server identifier override (sub-option 11, RFC 5107 §4): the reply's option 54 is that
+- server identifier override (sub-option 11, RFC 5107): the reply's option 54 is that
   address (the relay's own), so the client's unicast renewals and RELEASEs go to the
   relay, which relays them with Option 82 again, to whichever device is master. A
-  REQUEST, RELEASE or DECLINE naming it is "for us" (§4: the server must recognise it);
-- relay source port (sub-option 19, RFC 8357 §5.1): the relay listens on the port it
+  REQUEST, RELEASE or DECLINE naming it is "for us";
+- relay source port (sub-option 19, RFC 8357): the relay listens on the port it
   sent from, not 67, and the reply goes there.
 
 A malformed Option 82 (a sub-option running past the end) is used for none of these:
@@ -75,15 +75,15 @@ def relay_info(raw: bytes | None) -> RelayInfo:
         if j > n:
             return MALFORMED
         if code == _LINK_SELECTION:
-            if j - i != 6:  # RFC 3527 §3: length 4
+            if j - i != 6:  # RFC 3527: length 4
                 return MALFORMED
             link = int.from_bytes(raw[i + 2 : j], "big")
         elif code == _SERVER_ID_OVERRIDE:
-            if j - i != 6:  # RFC 5107 §4: length 4
+            if j - i != 6:  # RFC 5107: length 4
                 return MALFORMED
             sid = raw[i + 2 : j]
         elif code == _RELAY_SOURCE_PORT:
-            port = True  # RFC 8357 §5.1: length 0; the port is the datagram's source
+            port = True  # RFC 8357: length 0; the port is the datagram's source
         i = j
     if link is None and sid is None and not port:
         return NONE
@@ -114,7 +114,7 @@ def remote_id(raw: bytes | None) -> bytes | None:
 
 
 def relay_id(raw: bytes | None) -> bytes | None:
-    """The Relay Identifier sub-option (RFC 6925 §3)."""
+    """The Relay Identifier sub-option (RFC 6925)."""
     s = subopts(raw)
     return None if s is None else s.get(_RELAY_ID)
 

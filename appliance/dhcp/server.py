@@ -285,7 +285,7 @@ class DhcpServer:
         if notes:
             d.notes = tuple(notes)
         if self._relay.source_port and d.dest is Dest.RELAY and src is not None:
-            d.dest_port = src[1]  # RFC 8357 §5.1: to the port the relay sent from
+            d.dest_port = src[1]  # RFC 8357: to the port the relay sent from
         return d
 
     def _same_link(self, pool: Pool, msg: DhcpMessage, ingress: Ingress) -> bool:

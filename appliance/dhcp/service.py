@@ -308,7 +308,7 @@ class DhcpService:
             return
         assert a.reply is not None
         stats[a.sent] += 1
-        # To giaddr, port 67 (RFC 4388 §6.3, as to a relay); a relay port (RFC 8357) in
+        # To giaddr, port 67 (RFC 4388, as to a relay); a relay port (RFC 8357) in
         # the query's Option 82 gets it at its source port.
         rai = msg.options.get(int(Opt.RELAY_AGENT_INFO))
         udp_port = addr[1] if rai is not None and relay_info(rai).source_port else 0

@@ -19,7 +19,7 @@ bindings a query names, the answers); here are the limits, each refusal a named 
   (`bulk_refused_standby`); one in progress when it stops serving ends with
   QueryTerminated (`bulk_query_terminated`): the requester asks the new active device.
 
-Queries of one connection are answered one after the other, in order (RFC 6926 §7.4 lets
+Queries of one connection are answered one after the other, in order (RFC 6926 lets
 a server do so); the next is not read before the last answer is written, so a requester
 that sends faster than it reads is held back by TCP, not by our memory. Answers are
 written STEP at a time with a drain and a turn of the event loop between steps: DHCP

@@ -126,7 +126,7 @@ def test_relay_suboptions_and_shared_network_as_kea(tmp_path):
     assert mine["shared"] == kea["shared"]
     assert mine["relay_port"] == kea["relay_port"] == 2
     # Where we differ on purpose: Kea 2.2 ignores RFC 5107's sub-option and answers with
-    # its own identifier; we give the relay's (§4), so that renewals go through the relay
+    # its own identifier; we give the relay's, so that renewals go through the relay
     # (which relays them to whichever device of the pair is master). Both ACK.
     assert mine["override"] == ("192.0.2.3", 5, "192.0.2.3")
     assert kea["override"] == ("192.0.2.2", 5, "192.0.2.2")

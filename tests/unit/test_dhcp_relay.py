@@ -102,7 +102,7 @@ class TestRelayInfo:
 
 class TestLinkSelection:
     def test_link_selection_picks_the_pool_and_the_reply_goes_to_giaddr(self):
-        # RFC 3527 §3: giaddr is the BNG's loopback (in pool "loop"'s subnet); the
+        # RFC 3527: giaddr is the BNG's loopback (in pool "loop"'s subnet); the
         # sub-option names the subscribers' link.
         s = make_server()
         rai = sub(1, b"port7") + sub(5, ip("203.0.113.0"))
@@ -162,7 +162,7 @@ class TestServerIdOverride:
         rai = sub(1, b"port7") + sub(11, OVERRIDE)
         a, ack = dora(s, RELAY_IF, rai)
         assert ack.options[Opt.SERVER_ID] == OVERRIDE
-        # RFC 5107 §4: the renewal goes to the relay (the override address), which
+        # RFC 5107: the renewal goes to the relay (the override address), which
         # relays it to us with Option 82 again.
         d = s.handle(msg(MessageType.REQUEST, ciaddr=a, giaddr=RELAY_IF, relay_agent_info=rai),
                      INGRESS, T0 + 300)
@@ -205,7 +205,7 @@ class TestRelayPort:
         d = s.handle(msg(MessageType.DISCOVER, giaddr=RELAY_IF, relay_agent_info=rai),
                      INGRESS, T0, ("203.0.113.1", 6767))
         assert d.dest is Dest.RELAY and d.dest_port == 6767
-        assert d.reply.options[Opt.RELAY_AGENT_INFO] == rai  # RFC 8357 §5.1: echoed
+        assert d.reply.options[Opt.RELAY_AGENT_INFO] == rai  # RFC 8357: echoed
 
     def test_without_it_port_67(self):
         s = make_server()

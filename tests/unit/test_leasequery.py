@@ -143,7 +143,7 @@ class TestRfc4388:
         assert ask(lq, query(mac=MAC1)).reason is LqReason.NOT_ALLOWED
 
     def test_precedence(self):
-        # RFC 4388 §6.1: ciaddr, then client identifier, then chaddr.
+        # RFC 4388: ciaddr, then client identifier, then chaddr.
         q = parse_query(query(ciaddr=b"\x01\x02\x03\x04", mac=MAC1, client_id=b"x"))
         assert q.kind is Kind.ADDRESS
         assert parse_query(query(mac=MAC1, client_id=b"x")).kind is Kind.CLIENT_ID
