@@ -286,3 +286,23 @@ class TestOption82KeptByTheBinding:
         d = s.handle(msg(MessageType.RELEASE, ciaddr=a, giaddr=RELAY_IF,
                          relay_agent_info=sub(1, b"eth-sub8")), INGRESS, T0 + 400)
         assert d.reason is Reason.RELEASE_MISMATCH
+
+
+def test_shared_network_on_an_interface():
+    """Several subnets on one interface (not relayed): the interface's address names the
+    first pool, the shared network the rest."""
+    s = make_server(*TestSharedNetwork.POOLS)
+    ing = Ingress(local_ips=(int(IPv4Address("203.0.113.1")),), server_ids=(SID,))
+    got = []
+    for n in range(3):
+        mac = bytes([2, 0, 0, 0, 2, n])
+        off = s.handle(msg(MessageType.DISCOVER, mac), ing, T0)
+        ack = s.handle(msg(MessageType.REQUEST, mac, requested_ip=off.reply.yiaddr,
+                           server_id=SID), ing, T0)
+        assert ack.sent == "ack"
+        got.append(str(IPv4Address(ack.reply.yiaddr)))
+    assert got == ["203.0.113.10", "203.0.113.11", "203.0.113.130"]
+    # INIT-REBOOT for the second subnet's address on this link: its own, ACKed.
+    d = s.handle(msg(MessageType.REQUEST, bytes([2, 0, 0, 0, 2, 2]),
+                     requested_ip=ip("203.0.113.130")), ing, T0 + 5)
+    assert d.sent == "ack" and d.dest is not Dest.RELAY
