@@ -12,8 +12,15 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 import pytest
+from hypothesis import settings
 
 from appliance.testing.require import check_markers
+
+# No per-example deadline: on a 2-core box shared with other test runs an example of a
+# pure function took 221 ms against hypothesis's 200 ms and failed a correct test.
+# Speed goals live in bench/; a test that sets its own deadline keeps it.
+settings.register_profile("shared-box", deadline=None)
+settings.load_profile("shared-box")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
