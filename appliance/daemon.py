@@ -280,7 +280,7 @@ class Daemon:
     def _open_store(self) -> None:
         cfg = self.cfg
         self.table = LeaseTable(origin=cfg.node.name)
-        self.pools = Pools.from_config(cfg.pools)
+        self.pools = Pools.from_config(cfg.pools, cfg.host_addresses())
         self.allocator = Allocator(self.pools, self.table)
         self.journal = Journal(cfg.node.state_dir)
         t0 = self.clock.mono()
@@ -326,7 +326,8 @@ class Daemon:
         # Complete from the start only when no peer can have bound clients we have not
         # seen: standalone. With sync/, the link's state sets it (_Replication.on_state).
         self.server = DhcpServer(self.pools, self.table, self.allocator,
-                                 table_complete=cfg.vrrp is None and cfg.sync is None)
+                                 table_complete=cfg.vrrp is None and cfg.sync is None,
+                                 cfg=cfg)
         # The datapath exists before anything can make this device active; a program
         # left by a crashed daemon is replaced and the fresh role map says standby.
         try:
@@ -956,7 +957,7 @@ class Daemon:
         new = p.config
         self.cfg = new
         if p.pools_changed:
-            self.pools = Pools.from_config(new.pools)
+            self.pools = Pools.from_config(new.pools, new.host_addresses())
             owner = self.allocator.owner
             self.allocator = Allocator(self.pools, self.table)
             self.allocator.owner = owner
@@ -964,7 +965,7 @@ class Daemon:
                 if not (lease.state in HOLDING_STATES and lease.expires > now):
                     self.allocator.release(lease.ip)
             self.server.alloc = self.allocator
-            self.server.set_pools(self.pools)
+            self.server.set_pools(self.pools, new)
         if p.metrics is not None:
             self._start_metrics()
         if p.leasequery is not None and self.dhcp is not None and self.dhcp.leasequery:

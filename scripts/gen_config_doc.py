@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from appliance.config.model import LEGACY_GROUP
 from appliance.config.schema import KEYS, RELOAD_HELP, Key
+from appliance.dhcp.options import NOT_CONFIGURABLE, STD_OPTION_DEFS, TYPE_NAMES
 
 HEAD = """# Config tree reference
 
@@ -120,6 +121,26 @@ RELOAD = """
 """
 
 
+OPTIONS = """
+## Option names and types
+
+A file under `options/`, `pools/<name>/options/`, `classes/<class>/options/` or
+`hosts/<host>/options/` is named by one of these names or by its code, optionally
+followed by `.<type>` (required for a code not listed here: `options/224.u32`). How each
+type is written, with examples: docs/dhcp-options.md. Options marked *server* are
+written by the server itself (or only sent by clients and relays): a file for one is
+refused, naming where the value comes from.
+
+| code | name | type | |
+|---|---|---|---|
+"""
+
+TYPES = """
+Types a file name may give (`.<type>`), the short names first, then Kea's spellings:
+
+"""
+
+
 def _default(k: Key) -> str:
     if k.path == "pools/<name>/domain":
         return "(none)"
@@ -147,8 +168,12 @@ def render() -> str:
                f"`vrrp/<group>/{k.path[len('vrrp/'):]}`")
         legacy.append(f"| `{k.path}` | {now} | {_default(k)} | {k.help} |")
     reload = [f"| {cls.value} | {text} |" for cls, text in RELOAD_HELP.items()]
+    opts = [f"| {c} | `{d.name}` | {d.type.value} | {'server' if c in NOT_CONFIGURABLE else ''} |"
+            for c, d in sorted(STD_OPTION_DEFS.items())]
+    types = ", ".join(f"`{n}` ({t.value})" for n, t in TYPE_NAMES.items())
     return (HEAD + "\n".join(rows) + "\n" + LEGACY + "\n".join(legacy) + "\n" + RELOAD
-            + "\n".join(reload) + "\n")
+            + "\n".join(reload) + "\n" + OPTIONS + "\n".join(opts) + "\n" + TYPES + types
+            + ".\n")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,50 @@ class NodeConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OptionValue:
+    """One option file (options/<file> at any level): the option's code and its value in
+    wire form, read through dhcp/options.py's table (docs/dhcp-options.md)."""
+
+    file: str  # its name under options/: 'routers', '121', '224.u32'
+    code: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ClassConfig:
+    """One classes/<name>/ folder: who belongs (every criterion given must match, any
+    line of one criterion may) and the options its members get. A pattern is text, or
+    hex written 0x..., and ends in '*' to match a prefix (config/schema.pattern)."""
+
+    name: str
+    vendor_class: tuple[str, ...] = ()  # option 60
+    user_class: tuple[str, ...] = ()  # option 77 (RFC 3004), any of its instances
+    circuit_id: tuple[str, ...] = ()  # Option 82 sub-option 1 (RFC 3046 §3.1)
+    remote_id: tuple[str, ...] = ()  # Option 82 sub-option 2 (RFC 3046 §3.2)
+    mac_prefix: tuple[bytes, ...] = ()  # chaddr begins with one of these
+    relay: tuple[IPv4Network, ...] = ()  # giaddr in one of these networks
+    options: tuple[OptionValue, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    """One hosts/<name>/ folder: a client known by one identifier (MAC, client id, or
+    the relay's circuit-id / remote-id: the subscriber's port, whatever is plugged in),
+    and what it gets: a fixed address, a host name, options. Configuration, compared
+    with the peer (drift), never replicated as a lease."""
+
+    name: str
+    mac: bytes | None = None
+    client_id: bytes | None = None
+    circuit_id: bytes | None = None
+    remote_id: bytes | None = None
+    relay: IPv4Address | None = None  # circuit-id / remote-id only through this giaddr
+    address: IPv4Address | None = None
+    hostname: str | None = None
+    options: tuple[OptionValue, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class PoolConfig:
     """One pools/<name>/ folder: a subnet, its ranges, options and reservations."""
 
@@ -62,6 +106,16 @@ class PoolConfig:
     alarm_clear_percent: int = 0
     # Pools with the same name here serve one link (dhcp/relay.Links); "": alone.
     shared_network: str = ""
+    # Lease times: a client's own request (option 51) is honoured within min..max (0:
+    # lease_time); T1/T2 (options 58/59; 0: RFC 2131 §4.4.5's 0.5 and 0.875).
+    min_lease_time: int = 0
+    max_lease_time: int = 0
+    renew_time: int = 0
+    rebind_time: int = 0
+    # Classes: allow (when any: only their members get an address here) and deny.
+    allow_classes: tuple[str, ...] = ()
+    deny_classes: tuple[str, ...] = ()
+    options: tuple[OptionValue, ...] = ()  # pools/<p>/options/
 
     @property
     def alarm_clear(self) -> int:
@@ -177,6 +231,9 @@ class Config:
     datapath: DatapathConfig = DatapathConfig()
     metrics: MetricsConfig = MetricsConfig()
     leasequery: LeasequeryConfig = LeasequeryConfig()
+    options: tuple[OptionValue, ...] = ()  # options/: every client's
+    classes: tuple[ClassConfig, ...] = ()  # sorted by name: the first named wins
+    hosts: tuple[HostConfig, ...] = ()  # sorted by name
     # the directory it was read from, for messages
     source: str = ""
     # read from the one-interface layout: messages and the drift summary use its paths
@@ -192,6 +249,10 @@ class Config:
             if p.name == name:
                 return p
         return None
+
+    def host_addresses(self) -> tuple[IPv4Address, ...]:
+        """The hosts' fixed addresses: kept out of dynamic allocation."""
+        return tuple(h.address for h in self.hosts if h.address is not None)
 
     def interface(self, name: str) -> InterfaceConfig | None:
         for i in self.interfaces:
@@ -294,7 +355,14 @@ def canonical(v: Any) -> str:
 
 _FILE_OF = {"ranges": "range", "virtual_ips": "virtual_ip"}  # field -> file, where they differ
 # Config fields that are not a section of settings/, or are walked by their own code.
-_NOT_SECTIONS = ("source", "legacy", "pools", "interfaces", "groups")
+_NOT_SECTIONS = ("source", "legacy", "pools", "interfaces", "groups", "options", "classes",
+                 "hosts")
+
+
+# Pool settings added with options and classes: listed only when set, so that a pair
+# upgraded one device at a time sees no drift from a tree that does not use them.
+_UNSET_UNLISTED = frozenset(("min_lease_time", "max_lease_time", "renew_time", "rebind_time",
+                             "allow_classes", "deny_classes"))
 
 
 def settings(cfg: Config, legacy: bool | None = None) -> list[Setting]:
@@ -320,6 +388,11 @@ def settings(cfg: Config, legacy: bool | None = None) -> list[Setting]:
             v = getattr(p, pf.name)
             if pf.name == "name":
                 continue
+            if pf.name == "options":
+                out += _option_settings(v, base, "pools/<name>", item, base)
+                continue
+            if pf.name in _UNSET_UNLISTED and not v:
+                continue
             if pf.name == "reservations":
                 out += [Setting(f"{base}/reservations/{mac.hex(':')}",
                                 "pools/<name>/reservations/<mac>", ip, item, base)
@@ -329,7 +402,30 @@ def settings(cfg: Config, legacy: bool | None = None) -> list[Setting]:
                 v = tuple(sorted(v))  # the same pool whatever the order of the lines
             file = _FILE_OF.get(pf.name, pf.name)
             out.append(Setting(f"{base}/{file}", f"pools/<name>/{file}", v, item, base))
+    out += _option_settings(cfg.options, "", "", ("options", ""), "options")
+    for kind, items in (("class", cfg.classes), ("host", cfg.hosts)):
+        for it in items:
+            base, item = f"{kind}es/{it.name}" if kind == "class" else f"hosts/{it.name}", \
+                (kind, it.name)
+            key = "classes/<class>" if kind == "class" else "hosts/<host>"
+            for f in fields(it):
+                v = getattr(it, f.name)
+                if f.name == "name" or v is None or v == ():
+                    continue
+                if f.name == "options":
+                    out += _option_settings(v, base, key, item, base)
+                else:
+                    out.append(Setting(f"{base}/{f.name}", f"{key}/{f.name}", v, item, base))
     return out
+
+
+def _option_settings(opts: tuple[OptionValue, ...], base: str, key: str,
+                     item: tuple[str, str], item_path: str) -> list[Setting]:
+    """One Setting per option file, its value the wire bytes (so a list written on one
+    line or on several is the same value)."""
+    pre, kpre = (f"{base}/options", f"{key}/options") if base else ("options", "options")
+    return [Setting(f"{pre}/{o.file}", f"{kpre}/<option>", o.data, item, item_path)
+            for o in opts]
 
 
 def _interface_settings(cfg: Config, legacy: bool) -> list[Setting]:
@@ -474,7 +570,8 @@ def plan(old: Config, new: Config, live: frozenset[Reload] = ALL_LIVE) -> Reload
         groups.append(now)
     run = replace(run, groups=tuple(groups))
     if Reload.POOLS in held:
-        run = replace(run, pools=old.pools)
+        run = replace(run, pools=old.pools, options=old.options, classes=old.classes,
+                      hosts=old.hosts)
     # Sections (node/, sync/, datapath/, ...): a held field keeps its running value; a
     # section added or removed is kept whole.
     for path, cls in changes:
@@ -518,8 +615,12 @@ def _effects(old: Config, run: Config, applied: tuple[str, ...],
         priorities=tuple((n, g.vrrp.priority) for n, g in now_g.items()
                          if n in was_g and not _restarts(was_g[n], g)
                          and was_g[n].vrrp.priority != g.vrrp.priority),
+        # Options, classes and hosts are the pools' too (what their clients get, the
+        # addresses kept out of allocation): a change to them rebuilds every pool.
         pools_changed=tuple(sorted(n for n in was_p.keys() | now_p.keys()
-                                   if was_p.get(n) != now_p.get(n))),
+                                   if was_p.get(n) != now_p.get(n)
+                                   or (old.options, old.classes, old.hosts)
+                                   != (run.options, run.classes, run.hosts))),
         datapath_limits=run.datapath if run.datapath != old.datapath else None,
         metrics=run.metrics if run.metrics != old.metrics else None,
         leasequery=run.leasequery if run.leasequery != old.leasequery else None,

@@ -241,6 +241,105 @@ def mac_filename(s: str) -> bytes:
     return bytes(int(x, 16) for x in re.split("[:-]", s))
 
 
+def mac_one(lines: list[str]) -> bytes:
+    s = _one(lines)
+    if not _MAC.match(s):
+        raise Invalid(f"'{s}' is not a MAC address like 02:00:00:00:00:01")
+    return bytes(int(x, 16) for x in re.split("[:-]", s))
+
+
+_HEXBYTES = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2})*$")
+
+
+def identifier_bytes(s: str) -> bytes:
+    """A client id, circuit-id or remote-id as written: hex as 0x0102.. or 01:02:..,
+    else the text itself (ISC dhcrelay -a's circuit-id is the interface name)."""
+    if s[:2].lower() == "0x":
+        try:
+            raw = bytes.fromhex(s[2:])
+        except ValueError:
+            raise Invalid(f"'{s}' is not hex bytes after 0x") from None
+    elif _HEXBYTES.match(s) and len(s) > 2:
+        raw = bytes.fromhex(s.replace(":", ""))
+    else:
+        raw = s.encode("utf-8")
+    if not 0 < len(raw) <= 255:
+        raise Invalid(f"'{s}' must be 1..255 bytes")
+    return raw
+
+
+def identifier(lines: list[str]) -> bytes:
+    return identifier_bytes(_one(lines))
+
+
+def pattern(s: str) -> tuple[bytes, bool]:
+    """A class pattern: (bytes, prefix). Text, or hex as 0x..; a final '*' matches
+    every value that begins with the rest ('MSFT*', '0x0102*')."""
+    prefix = s.endswith("*")
+    body = s[:-1] if prefix else s
+    if not body:
+        raise Invalid(f"'{s}' matches everything: remove the criterion instead")
+    if body[:2].lower() == "0x":
+        try:
+            return bytes.fromhex(body[2:]), prefix
+        except ValueError:
+            raise Invalid(f"'{s}' is not hex bytes after 0x") from None
+    return body.encode("utf-8"), prefix
+
+
+def patterns(lines: list[str]) -> tuple[str, ...]:
+    if not lines:
+        raise Invalid("no pattern: one per line (text, 0x-hex, a final '*' for a prefix)")
+    for s in lines:
+        pattern(s)
+    return tuple(lines)
+
+
+def mac_prefixes(lines: list[str]) -> tuple[bytes, ...]:
+    if not lines:
+        raise Invalid("no prefix: one per line, like 00:1a:2b")
+    out = []
+    for s in lines:
+        if not _HEXBYTES.match(s) or len(s) > 17:
+            raise Invalid(f"'{s}' is not a MAC prefix like 00:1a:2b (1 to 6 bytes)")
+        out.append(bytes.fromhex(s.replace(":", "")))
+    return tuple(out)
+
+
+def networks(lines: list[str]) -> tuple[IPv4Network, ...]:
+    if not lines:
+        raise Invalid("no relay: one address or network per line")
+    out = []
+    for s in lines:
+        try:
+            out.append(IPv4Network(s, strict=True))
+        except ValueError:
+            raise Invalid(f"'{s}' is not an address or network like 192.0.2.0/24") from None
+    return tuple(out)
+
+
+def class_names(lines: list[str]) -> tuple[str, ...]:
+    out = []
+    for s in lines:
+        if not _NAME.match(s):
+            raise Invalid(f"'{s}' is not a class name (a folder classes/<class>/)")
+        out.append(s)
+    return tuple(out)
+
+
+def hostname(lines: list[str]) -> str:
+    s = _one(lines)
+    if len(s) > 63 or not re.match(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$", s):
+        raise Invalid("must be a host name label (letters, digits, '-'; at most 63)")
+    return s
+
+
+def option_lines(lines: list[str]) -> list[str]:
+    """An option file's lines; config/tree.py reads them through dhcp/options.py's
+    table (parse_option_file), which knows each option's type."""
+    return lines
+
+
 class Reload(Enum):
     """What a reload (SIGHUP) does when a key's value changes (docs/operations.md,
     "Reload"). config.model.plan() sorts every change into these."""
@@ -288,6 +387,7 @@ class Key:
 
 
 REQUIRED = None
+NONE = "(none)"  # optional, no default value: absent is None in the model
 _R = Reload
 
 KEYS: tuple[Key, ...] = (
@@ -393,6 +493,76 @@ KEYS: tuple[Key, ...] = (
     Key("pools/<name>/alarm_clear_percent", integer(0, 100), 0,
         "the alarm clears below this use; 0 = ten points below alarm_percent", "60",
         reload=_R.POOLS, agree=False),
+    Key("pools/<name>/min_lease_time", integer(0, 31_536_000), 0,
+        "shortest lease a client may ask for (option 51); 0 = lease_time", "600",
+        reload=_R.POOLS, agree=True),
+    Key("pools/<name>/max_lease_time", integer(0, 31_536_000), 0,
+        "longest lease a client may ask for (option 51); 0 = lease_time", "86400",
+        reload=_R.POOLS, agree=True),
+    Key("pools/<name>/renew_time", integer(0, 31_536_000), 0,
+        "T1 (option 58), below the lease time; 0 = half the lease (RFC 2131 §4.4.5)", "1800",
+        reload=_R.POOLS, agree=True),
+    Key("pools/<name>/rebind_time", integer(0, 31_536_000), 0,
+        "T2 (option 59), between T1 and the lease time; 0 = 7/8 of the lease", "3150",
+        reload=_R.POOLS, agree=True),
+    Key("pools/<name>/allow_classes", class_names, (),
+        "when set, only members of these classes (one per line) get an address here",
+        "stb", reload=_R.POOLS, agree=True),
+    Key("pools/<name>/deny_classes", class_names, (),
+        "members of these classes get no address here", "phones",
+        reload=_R.POOLS, agree=True),
+    Key("pools/<name>/options/<option>", option_lines, NONE,
+        "an option for this pool's clients: file named by the Kea option name or code "
+        "(docs/dhcp-options.md); pools/<name>/router, dns and domain are aliases",
+        "routers: 192.0.2.1", reload=_R.POOLS, agree=True),
+    Key("options/<option>", option_lines, NONE,
+        "an option for every client, by Kea name or code[.type] (docs/dhcp-options.md); "
+        "a pool's, a class's, a host's of the same code wins", "ntp-servers: 192.0.2.123",
+        reload=_R.POOLS, agree=True),
+    Key("classes/<class>/vendor_class", patterns, (),
+        "option 60 (vendor class identifier): one pattern per line (text, 0x-hex; a final "
+        "'*' matches a prefix)", "MSFT 5.0", reload=_R.POOLS, agree=True),
+    Key("classes/<class>/user_class", patterns, (),
+        "option 77 (user class, RFC 3004): any instance matching a pattern", "iPXE",
+        reload=_R.POOLS, agree=True),
+    Key("classes/<class>/circuit_id", patterns, (),
+        "Option 82 circuit-id (RFC 3046 §3.1) from a relay", "eth0/1/*",
+        reload=_R.POOLS, agree=True),
+    Key("classes/<class>/remote_id", patterns, (),
+        "Option 82 remote-id (RFC 3046 §3.2) from a relay", "0x0011*",
+        reload=_R.POOLS, agree=True),
+    Key("classes/<class>/mac_prefix", mac_prefixes, (),
+        "the client's MAC begins with one of these (an OUI: 3 bytes)", "00:1a:2b",
+        reload=_R.POOLS, agree=True),
+    Key("classes/<class>/relay", networks, (),
+        "relayed by an agent whose giaddr is in one of these", "198.51.100.0/24",
+        reload=_R.POOLS, agree=True),
+    Key("classes/<class>/options/<option>", option_lines, NONE,
+        "an option for the class's members (beats global and pool; the first class in "
+        "name order wins among classes)", "tftp-server-name: tftp.example.net",
+        reload=_R.POOLS, agree=True),
+    Key("hosts/<host>/mac", mac_one, NONE, "the host's MAC (one identifier per host)",
+        "02:00:00:00:00:10", reload=_R.POOLS, agree=True),
+    Key("hosts/<host>/client_id", identifier, NONE,
+        "the host's client identifier (option 61): 0x-hex, 01:02:.. hex, or text",
+        "01:02:00:00:00:00:10", reload=_R.POOLS, agree=True),
+    Key("hosts/<host>/circuit_id", identifier, NONE,
+        "the relay's circuit-id for the subscriber port (whatever device is plugged in)",
+        "eth0/1/5", reload=_R.POOLS, agree=True),
+    Key("hosts/<host>/remote_id", identifier, NONE,
+        "the relay's remote-id for the subscriber", "0x001122334455",
+        reload=_R.POOLS, agree=True),
+    Key("hosts/<host>/relay", ip_one, NONE,
+        "circuit_id / remote_id count only through this relay (giaddr); absent: any",
+        "198.51.100.1", reload=_R.POOLS, agree=True),
+    Key("hosts/<host>/address", ip_one, NONE,
+        "the host's fixed address, in a pool's subnet; never handed out to others",
+        "192.0.2.60", reload=_R.POOLS, agree=True),
+    Key("hosts/<host>/hostname", hostname, NONE, "host name (option 12) sent to the host",
+        "cpe-5", reload=_R.POOLS, agree=True),
+    Key("hosts/<host>/options/<option>", option_lines, NONE,
+        "an option for this host (beats every other level)", "boot-file-name: cpe.cfg",
+        reload=_R.POOLS, agree=True),
     Key("datapath/mode", choice("xdp", "off"), "xdp",
         "xdp: steer DHCP in the kernel; off: role kept in user space",
         reload=_R.RESTART, agree=False),

@@ -27,13 +27,16 @@ from typing import Any
 
 from appliance.config.model import (
     LEGACY_GROUP,
+    ClassConfig,
     Config,
     DatapathConfig,
     GroupConfig,
+    HostConfig,
     InterfaceConfig,
     LeasequeryConfig,
     MetricsConfig,
     NodeConfig,
+    OptionValue,
     PoolConfig,
     SyncConfig,
     VrrpConfig,
@@ -47,6 +50,11 @@ from appliance.config.schema import (
     mac_filename,
 )
 from appliance.config.schema import name as pool_name
+
+# The one import from a higher layer (pyproject.toml's layers contract names it): the
+# option table is the one definition of how an option file reads (DESIGN.md, "Options,
+# classes, hosts"), for this reader as for the replies.
+from appliance.dhcp.options import OptionError, option_name, parse_option_file
 
 DEFAULT_ROOT = "/etc/dhcp-hotbackup"
 
@@ -269,7 +277,7 @@ def _names(prefix: str) -> set[str]:
 
 
 TOPS = ("node", "client", "interfaces", "vrrp", "sync", "pools", "datapath", "metrics",
-        "leasequery")
+        "leasequery", "options", "classes", "hosts")
 
 
 def load(root: str | os.PathLike[str] = DEFAULT_ROOT) -> Config:
@@ -319,6 +327,10 @@ def load(root: str | os.PathLike[str] = DEFAULT_ROOT) -> Config:
     if names == []:
         r.fail("pools", "", "at least one pool is required (pools/<name>/subnet and range)")
     _check_pools(r, pools)
+    options = _options(r, "options", "options/<option>")
+    classes = _classes(r)
+    hosts = _hosts(r, pools)
+    _check_class_refs(r, pools, classes)
     if not legacy:
         _check_vips(r, interfaces, groups, pools)
 
@@ -339,7 +351,7 @@ def load(root: str | os.PathLike[str] = DEFAULT_ROOT) -> Config:
         raise ConfigError(r.problems)
     return Config(node=node, pools=tuple(pools), interfaces=interfaces, groups=groups,
                   sync=sync, datapath=datapath, metrics=metrics, leasequery=leasequery,
-                  source=str(r.root),
+                  options=options, classes=classes, hosts=hosts, source=str(r.root),
                   legacy=legacy)
 
 
@@ -652,6 +664,18 @@ def _pool(r: _Reader, name: str) -> PoolConfig | None:
     lt = r.get(f"{base}/lease_time", "pools/<name>/lease_time")
     limits = {k: r.get(f"{base}/{k}", f"pools/<name>/{k}") for k in (
         "max_declined_percent", "max_leases_per_relay", "max_leases_per_circuit")}
+    times = {k: r.get(f"{base}/{k}", f"pools/<name>/{k}") for k in (
+        "min_lease_time", "max_lease_time", "renew_time", "rebind_time")}
+    allow = r.get(f"{base}/allow_classes", "pools/<name>/allow_classes")
+    deny = r.get(f"{base}/deny_classes", "pools/<name>/deny_classes")
+    opts = _options(r, f"{base}/options", "pools/<name>/options/<option>")
+    for code, alias, v in ((3, "router", router), (6, "dns", dns), (15, "domain", dom)):
+        clash = next((o for o in opts if o.code == code), None)
+        if v and clash is not None:
+            r.fail(f"{base}/options/{clash.file}", "", f"option {code} is set twice: by "
+                   f"{base}/{alias} too; keep one")
+    if lt is not None and None not in times.values():
+        _check_times(r, base, lt, times)
     alarm = r.get(f"{base}/alarm_percent", "pools/<name>/alarm_percent")
     clear = r.get(f"{base}/alarm_clear_percent", "pools/<name>/alarm_clear_percent")
     shared = r.get(f"{base}/shared_network", "pools/<name>/shared_network")
@@ -676,7 +700,8 @@ def _pool(r: _Reader, name: str) -> PoolConfig | None:
             r.fail(rel, f, "the same MAC is reserved twice")
             continue
         res.append((mac, ip))
-    if subnet is None or rng is None or None in limits.values():
+    if subnet is None or rng is None or None in limits.values() or None in times.values() \
+            or allow is None or deny is None:
         return None
     for lo, hi in rng:
         if lo not in subnet or hi not in subnet:
@@ -696,7 +721,149 @@ def _pool(r: _Reader, name: str) -> PoolConfig | None:
                       domain=dom, lease_time=lt, reservations=tuple(res), **limits,
                       alarm_percent=alarm if alarm is not None else 90,
                       alarm_clear_percent=clear or 0,
-                      shared_network=shared if shared != "(none)" else "")
+                      shared_network=shared if shared != "(none)" else "",
+                      **times, allow_classes=allow, deny_classes=deny, options=opts)
+
+
+def _check_times(r: _Reader, base: str, lt: int, t: dict[str, int]) -> None:
+    """min_lease_time <= lease_time <= max_lease_time; T1 < T2 < the lease."""
+    lo, hi = t["min_lease_time"] or lt, t["max_lease_time"] or lt
+    if lo > lt:
+        r.fail(f"{base}/min_lease_time", str(lo), f"must not exceed {base}/lease_time ({lt})")
+    if hi < lt:
+        r.fail(f"{base}/max_lease_time", str(hi), f"must not be below {base}/lease_time ({lt})")
+    t1, t2 = t["renew_time"], t["rebind_time"]
+    if t1 and t1 >= lo:
+        r.fail(f"{base}/renew_time", str(t1), f"T1 must be below the shortest lease ({lo} s) "
+               "(RFC 2131 §4.4.5)")
+    if t2 and t2 >= lo:
+        r.fail(f"{base}/rebind_time", str(t2), f"T2 must be below the shortest lease ({lo} s)")
+    if t1 and t2 and t1 >= t2:
+        r.fail(f"{base}/rebind_time", str(t2), f"T2 must be above T1 ({base}/renew_time {t1})")
+
+
+def _options(r: _Reader, folder: str, key: str) -> tuple[OptionValue, ...]:
+    """The option files of one level, each read through dhcp/options.py's table. Two
+    files for one code (routers and 3) are refused: which would win is not obvious."""
+    out: list[OptionValue] = []
+    for f in r.folder(folder) or ():
+        rel = f"{folder}/{f}"
+        lines = r.get(rel, key)
+        if lines is None:
+            continue
+        try:
+            code, data = parse_option_file(f, lines)
+        except OptionError as e:
+            r.fail(rel, " / ".join(lines), str(e))
+            continue
+        twin = next((o for o in out if o.code == code), None)
+        if twin is not None:
+            r.fail(rel, "", f"option {code} ({option_name(code)}) is set twice: by "
+                   f"{folder}/{twin.file} too; keep one")
+            continue
+        out.append(OptionValue(f, code, data))
+    return tuple(out)
+
+
+_CRITERIA = ("vendor_class", "user_class", "circuit_id", "remote_id", "mac_prefix", "relay")
+
+
+def _classes(r: _Reader) -> tuple[ClassConfig, ...]:
+    out = []
+    for n in r.folder("classes") or ():
+        rel = f"classes/{n}"
+        try:
+            pool_name([n])
+        except Invalid as e:
+            r.fail(rel, n, f"class folder name: {e}")
+            continue
+        if r.probe(rel).kind is not Kind.DIR:
+            r.fail(rel, "", "must be a folder: each class is a folder classes/<class>/")
+            continue
+        r.check_known(rel, _names("classes/<class>"))
+        vals = {k: r.get(f"{rel}/{k}", f"classes/<class>/{k}") for k in _CRITERIA}
+        opts = _options(r, f"{rel}/options", "classes/<class>/options/<option>")
+        if None in vals.values():
+            continue
+        if not any(vals.values()):
+            r.fail(rel, "", "no criterion: a class needs at least one of "
+                   + ", ".join(_CRITERIA) + " (else every client is a member)")
+            continue
+        out.append(ClassConfig(n, **vals, options=opts))
+    return tuple(out)
+
+
+_IDS = ("mac", "client_id", "circuit_id", "remote_id")
+
+
+def _hosts(r: _Reader, pools: list[PoolConfig]) -> tuple[HostConfig, ...]:
+    out: list[HostConfig] = []
+    seen_id: dict[tuple[str, Any, Any], str] = {}
+    seen_ip: dict[IPv4Address, str] = {}
+    for p in pools:
+        for mac, ip in p.reservations:
+            seen_ip[ip] = f"pools/{p.name}/reservations/{mac.hex(':')}"
+    for n in r.folder("hosts") or ():
+        rel = f"hosts/{n}"
+        try:
+            pool_name([n])
+        except Invalid as e:
+            r.fail(rel, n, f"host folder name: {e}")
+            continue
+        if r.probe(rel).kind is not Kind.DIR:
+            r.fail(rel, "", "must be a folder: each host is a folder hosts/<host>/")
+            continue
+        r.check_known(rel, _names("hosts/<host>"))
+        vals = {k: r.get(f"{rel}/{k}", f"hosts/<host>/{k}") for k in (
+            *_IDS, "relay", "address", "hostname")}
+        opts = _options(r, f"{rel}/options", "hosts/<host>/options/<option>")
+        if None in vals.values():
+            continue
+        vals = {k: None if isinstance(v, str) and v == "(none)" else v
+                for k, v in vals.items()}
+        ids = [k for k in _IDS if vals[k] is not None]
+        if len(ids) != 1:
+            r.fail(rel, ", ".join(ids), "a host is found by exactly one of "
+                   + ", ".join(_IDS) + f"; this one has {len(ids)}")
+            continue
+        kind = ids[0]
+        if vals["relay"] is not None and kind not in ("circuit_id", "remote_id"):
+            r.fail(f"{rel}/relay", str(vals["relay"]), "only a circuit_id or remote_id "
+                   "host is scoped to a relay")
+            continue
+        ident = (kind, vals[kind], vals["relay"] if kind in ("circuit_id", "remote_id")
+                 else None)
+        if ident in seen_id:
+            r.fail(f"{rel}/{kind}", "", f"the same {kind} as {seen_id[ident]}")
+            continue
+        seen_id[ident] = rel
+        ip = vals["address"]
+        if ip is not None:
+            if pools and not any(ip in p.subnet for p in pools):
+                r.fail(f"{rel}/address", str(ip), "outside every pool's subnet")
+                continue
+            if ip in seen_ip:
+                r.fail(f"{rel}/address", str(ip), f"reserved twice: {seen_ip[ip]} has it too")
+                continue
+            net = next((p.subnet for p in pools if ip in p.subnet), None)
+            if net is not None and net.prefixlen < 31 and \
+                    ip in (net.network_address, net.broadcast_address):
+                r.fail(f"{rel}/address", str(ip), f"is the network or broadcast address of {net}")
+                continue
+            seen_ip[ip] = f"{rel}/address"
+        out.append(HostConfig(n, **vals, options=opts))
+    return tuple(out)
+
+
+def _check_class_refs(r: _Reader, pools: list[PoolConfig],
+                      classes: tuple[ClassConfig, ...]) -> None:
+    known = {c.name for c in classes}
+    for p in pools:
+        for f, names in (("allow_classes", p.allow_classes), ("deny_classes", p.deny_classes)):
+            for c in names:
+                if c not in known:
+                    r.fail(f"pools/{p.name}/{f}", c, f"no class '{c}': there is no folder "
+                           f"classes/{c}/ (classes: {', '.join(sorted(known)) or 'none'})")
 
 
 def _check_pools(r: _Reader, pools: list[PoolConfig]) -> None:

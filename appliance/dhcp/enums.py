@@ -139,25 +139,45 @@ class Opt(IntEnum):
     IRC_SERVER = 74  # §8.19
     STREETTALK_SERVER = 75  # §8.20
     STDA_SERVER = 76  # §8.21
+    NWIP_DOMAIN = 62  # RFC 2242
+    NWIP_SUBOPTIONS = 63  # RFC 2242
     USER_CLASS = 77  # RFC 3004
+    SLP_DIRECTORY_AGENT = 78  # RFC 2610
+    SLP_SERVICE_SCOPE = 79  # RFC 2610
     RAPID_COMMIT = 80  # RFC 4039
     CLIENT_FQDN = 81  # RFC 4702
     RELAY_AGENT_INFO = 82  # RFC 3046
+    NDS_SERVERS = 85  # RFC 2241
+    NDS_TREE_NAME = 86  # RFC 2241
+    NDS_CONTEXT = 87  # RFC 2241
+    BCMCS_CONTROLLER_NAMES = 88  # RFC 4280
+    BCMCS_CONTROLLER_ADDRESS = 89  # RFC 4280
     AUTHENTICATION = 90  # RFC 3118
     CLIENT_LAST_TRANSACTION_TIME = 91  # RFC 4388
     ASSOCIATED_IP = 92  # RFC 4388
     CLIENT_SYSTEM = 93  # RFC 4578
     CLIENT_NDI = 94  # RFC 4578
     UUID_GUID = 97  # RFC 4578
+    UAP_SERVERS = 98  # RFC 2485
+    PCODE = 100  # RFC 4833: IEEE 1003.1 TZ string
+    TCODE = 101  # RFC 4833: tz database name
     IPV6_ONLY_PREFERRED = 108  # RFC 8925
+    NETINFO_SERVER_ADDRESS = 112  # Apple NetInfo (Kea's name)
+    NETINFO_SERVER_TAG = 113  # Apple NetInfo (Kea's name)
     CAPTIVE_PORTAL = 114  # RFC 8910
     AUTO_CONFIG = 116  # RFC 2563
+    NAME_SERVICE_SEARCH = 117  # RFC 2937
     SUBNET_SELECTION = 118  # RFC 3011
     DOMAIN_SEARCH = 119  # RFC 3397
     CLASSLESS_STATIC_ROUTE = 121  # RFC 3442
     VIVCO = 124  # RFC 3925: vendor-identifying vendor class
     VIVSO = 125  # RFC 3925: vendor-identifying vendor-specific information
+    PANA_AGENT = 136  # RFC 5192
+    V4_LOST = 137  # RFC 5223
+    CAPWAP_AC_V4 = 138  # RFC 5417
+    SIP_UA_CS_DOMAINS = 141  # RFC 6011
     FORCERENEW_NONCE_CAPABLE = 145  # RFC 6704
+    TFTP_SERVER_ADDRESS = 150  # RFC 5859 (Cisco VoIP phones)
     STATUS_CODE = 151  # RFC 6926
     BASE_TIME = 152  # RFC 6926
     START_TIME_OF_STATE = 153  # RFC 6926
@@ -165,6 +185,9 @@ class Opt(IntEnum):
     QUERY_END_TIME = 155  # RFC 6926
     DHCP_STATE = 156  # RFC 6926
     DATA_SOURCE = 157  # RFC 6926
+    V4_ACCESS_DOMAIN = 213  # RFC 5986
+    MS_CLASSLESS_STATIC_ROUTE = 249  # Microsoft's pre-RFC 3442 code, same format
+    WPAD = 252  # Web Proxy Auto-Discovery URL (draft-ietf-wrec-wpad-01)
     END = 255  # §3.2
 
 
@@ -246,6 +269,8 @@ class Reason(Enum):
     DECLINE_MISMATCH = "dropped_decline_mismatch"  # as RELEASE_MISMATCH, for a DECLINE
     CIRCUIT_LIMIT = "dropped_circuit_limit"  # pools/<p>/max_leases_per_circuit reached
     RELAY_LIMIT = "dropped_relay_limit"  # pools/<p>/max_leases_per_relay reached
+    # The pool's allow_classes / deny_classes keep the client's classes out (dhcp/classes.py)
+    CLASS_DENIED = "dropped_class_denied"
     # -- DHCPNAK (RFC 2131 §4.3.2: the requested address is not valid for the client) --
     NAK_NO_REQUESTED = "nak_no_requested_address"  # SELECTING without option 50
     NAK_WRONG_NETWORK = "nak_wrong_network"  # INIT-REBOOT on another subnet
@@ -257,6 +282,7 @@ class Reason(Enum):
     # in sync (leases/allocator.Share)
     NAK_OTHER_HALF = "nak_other_half"
     NAK_DECLINED = "nak_declined"  # quarantined after a DHCPDECLINE
+    NAK_FIXED_ADDRESS = "nak_fixed_address"  # the client is a host with another address here
     # RENEWING/REBINDING for an address with no binding for this client while our table
     # is complete (standalone, or in sync with the peer): re-creating it would make a
     # durable binding from one unsolicited packet.
@@ -281,6 +307,9 @@ class Note(Enum):
     # whose link-selection / server-id-override sub-option is not 4 bytes: echoed whole
     # (RFC 3046 §2.2), but none of its link selection, override or relay port is used.
     RELAY_INFO_MALFORMED = "relay_info_malformed"
+    # Options that fit nowhere in a reply within the client's maximum message size, even
+    # with file and sname overloaded (RFC 2132 §9.3): left out (dhcp/reply.py).
+    OPTIONS_DROPPED = "options_dropped"
 
 
 # Refusals and notes an operator should hear about: a rate-limited log line each, with a

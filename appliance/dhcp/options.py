@@ -51,6 +51,9 @@ class OptType(StrEnum):
     FQDN = "fqdn"  # RFC 4702
     DOMAIN_LIST = "domain-list"  # RFC 3397, RFC 1035 §4.1.4 names with compression
     CLASSLESS_ROUTES = "classless-routes"  # RFC 3442
+    SUBOPTIONS = "suboptions"  # RFC 2132 §8.4 option 43: code, length, value, repeated
+    VIVCO = "vivco"  # RFC 3925 §3: enterprise, length, vendor class data items
+    VIVSO = "vivso"  # RFC 3925 §4: enterprise, length, sub-options
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +111,7 @@ STD_OPTION_DEFS: dict[int, OptionDef] = _defs(
     (Opt.NIS_DOMAIN, "nis-domain", T.STRING),
     (Opt.NIS_SERVERS, "nis-servers", T.IP_LIST),
     (Opt.NTP_SERVERS, "ntp-servers", T.IP_LIST),
-    (Opt.VENDOR_SPECIFIC, "vendor-encapsulated-options", T.BYTES),
+    (Opt.VENDOR_SPECIFIC, "vendor-encapsulated-options", T.SUBOPTIONS),
     (Opt.NETBIOS_NAME_SERVERS, "netbios-name-servers", T.IP_LIST),
     (Opt.NETBIOS_DD_SERVER, "netbios-dd-server", T.IP_LIST),
     (Opt.NETBIOS_NODE_TYPE, "netbios-node-type", T.U8),
@@ -140,25 +143,45 @@ STD_OPTION_DEFS: dict[int, OptionDef] = _defs(
     (Opt.IRC_SERVER, "irc-server", T.IP_LIST),
     (Opt.STREETTALK_SERVER, "streettalk-server", T.IP_LIST),
     (Opt.STDA_SERVER, "streettalk-directory-assistance-server", T.IP_LIST),
+    (Opt.NWIP_DOMAIN, "nwip-domain-name", T.STRING),
+    (Opt.NWIP_SUBOPTIONS, "nwip-suboptions", T.BYTES),
     (Opt.USER_CLASS, "user-class", T.BYTES),
+    (Opt.SLP_DIRECTORY_AGENT, "slp-directory-agent", T.BYTES),
+    (Opt.SLP_SERVICE_SCOPE, "slp-service-scope", T.BYTES),
     (Opt.RAPID_COMMIT, "rapid-commit", T.EMPTY),
     (Opt.CLIENT_FQDN, "fqdn", T.FQDN),
     (Opt.RELAY_AGENT_INFO, "dhcp-agent-options", T.RELAY_INFO),
+    (Opt.NDS_SERVERS, "nds-servers", T.IP_LIST),
+    (Opt.NDS_TREE_NAME, "nds-tree-name", T.STRING),
+    (Opt.NDS_CONTEXT, "nds-context", T.STRING),
+    (Opt.BCMCS_CONTROLLER_NAMES, "bcms-controller-names", T.DOMAIN_LIST),
+    (Opt.BCMCS_CONTROLLER_ADDRESS, "bcms-controller-address", T.IP_LIST),
     (Opt.AUTHENTICATION, "authenticate", T.BYTES),
     (Opt.CLIENT_LAST_TRANSACTION_TIME, "client-last-transaction-time", T.U32),
     (Opt.ASSOCIATED_IP, "associated-ip", T.IP_LIST),
     (Opt.CLIENT_SYSTEM, "client-system", T.U16_LIST),
     (Opt.CLIENT_NDI, "client-ndi", T.BYTES),
     (Opt.UUID_GUID, "uuid-guid", T.BYTES),
+    (Opt.UAP_SERVERS, "uap-servers", T.STRING),
+    (Opt.PCODE, "pcode", T.STRING),
+    (Opt.TCODE, "tcode", T.STRING),
     (Opt.IPV6_ONLY_PREFERRED, "v6-only-preferred", T.U32),
+    (Opt.NETINFO_SERVER_ADDRESS, "netinfo-server-address", T.IP_LIST),
+    (Opt.NETINFO_SERVER_TAG, "netinfo-server-tag", T.STRING),
     (Opt.CAPTIVE_PORTAL, "v4-captive-portal", T.STRING),
     (Opt.AUTO_CONFIG, "auto-config", T.U8),
+    (Opt.NAME_SERVICE_SEARCH, "name-service-search", T.U16_LIST),
     (Opt.SUBNET_SELECTION, "subnet-selection", T.IP),
     (Opt.DOMAIN_SEARCH, "domain-search", T.DOMAIN_LIST),
     (Opt.CLASSLESS_STATIC_ROUTE, "classless-static-route", T.CLASSLESS_ROUTES),
-    (Opt.VIVCO, "vivco-suboptions", T.BYTES),
-    (Opt.VIVSO, "vivso-suboptions", T.BYTES),
+    (Opt.VIVCO, "vivco-suboptions", T.VIVCO),
+    (Opt.VIVSO, "vivso-suboptions", T.VIVSO),
+    (Opt.PANA_AGENT, "pana-agent", T.IP_LIST),
+    (Opt.V4_LOST, "v4-lost", T.DOMAIN_LIST),
+    (Opt.CAPWAP_AC_V4, "capwap-ac-v4", T.IP_LIST),
+    (Opt.SIP_UA_CS_DOMAINS, "sip-ua-cs-domains", T.DOMAIN_LIST),
     (Opt.FORCERENEW_NONCE_CAPABLE, "forcerenew-nonce-capable", T.BYTES),
+    (Opt.TFTP_SERVER_ADDRESS, "tftp-server-address", T.IP_LIST),
     (Opt.STATUS_CODE, "status-code", T.BYTES),
     (Opt.BASE_TIME, "base-time", T.U32),
     (Opt.START_TIME_OF_STATE, "start-time-of-state", T.U32),
@@ -166,6 +189,9 @@ STD_OPTION_DEFS: dict[int, OptionDef] = _defs(
     (Opt.QUERY_END_TIME, "query-end-time", T.U32),
     (Opt.DHCP_STATE, "dhcp-state", T.U8),
     (Opt.DATA_SOURCE, "data-source", T.U8),
+    (Opt.V4_ACCESS_DOMAIN, "v4-access-domain", T.DOMAIN_LIST),
+    (Opt.MS_CLASSLESS_STATIC_ROUTE, "ms-classless-static-route", T.CLASSLESS_ROUTES),
+    (Opt.WPAD, "wpad-proxy-url", T.STRING),
 )
 del T
 
@@ -569,7 +595,27 @@ def encode_domain_name(name: str) -> bytes:
 
 
 def encode_domain_list(names: Iterable[str]) -> bytes:
-    return b"".join(encode_domain_name(n) for n in names)
+    """Names in wire form with RFC 1035 §4.1.4 compression, as RFC 3397 §2 asks: a name
+    whose tail was written before ends in a pointer to it (offsets count from the
+    start of the option value; a receiver joins split instances first, RFC 3396)."""
+    out = bytearray()
+    seen: dict[bytes, int] = {}  # a name's tail in wire form -> its offset
+    for n in names:
+        wire = encode_domain_name(n)
+        i = 0
+        while wire[i]:
+            tail = wire[i:]
+            at = seen.get(tail)
+            if at is not None:
+                out += wire[:i]
+                out += bytes((0xC0 | at >> 8, at & 0xFF))
+                break
+            if len(out) + i < 0x4000:  # a pointer has 14 bits
+                seen[tail] = len(out) + i
+            i += 1 + wire[i]
+        else:
+            out += wire
+    return bytes(out)
 
 
 def decode_domain_list(raw: bytes) -> list[str]:
@@ -648,6 +694,108 @@ def decode_classless_routes(raw: bytes) -> list[Route]:
     return routes
 
 
+
+# -- sub-options: 43 (RFC 2132 §8.4), 124 and 125 (RFC 3925) --------------------------
+
+SubOption = tuple[int, bytes]
+
+
+def encode_suboptions(subs: Iterable[tuple[int, bytes]]) -> bytes:
+    """code, length, value for each (RFC 2132 §8.4's encapsulated vendor options; RFC
+    3925 §4's sub-options). A value longer than 255 bytes cannot be one sub-option."""
+    out = bytearray()
+    for code, value in subs:
+        if not 0 <= code <= 255:
+            raise OptionError(f"sub-option code {code} is not in 0..255")
+        if len(value) > 255:
+            raise OptionError(f"sub-option {code} of {len(value)} bytes (at most 255)")
+        out.append(code)
+        out.append(len(value))
+        out += value
+    return bytes(out)
+
+
+def decode_suboptions(raw: bytes) -> list[SubOption]:
+    """The inverse of encode_suboptions; raises OptionError when one runs past the end.
+    PAD (0) and END (255) are ordinary codes here: RFC 2132 §8.4 gives them no meaning
+    inside option 43, and a vendor may use them."""
+    subs: list[SubOption] = []
+    i, n = 0, len(raw)
+    while i < n:
+        if i + 1 >= n:
+            raise OptionError(f"sub-option {raw[i]} has no length byte")
+        j = i + 2 + raw[i + 1]
+        if j > n:
+            raise OptionError(f"sub-option {raw[i]} runs {j - n} bytes past the option")
+        subs.append((raw[i], bytes(raw[i + 2 : j])))
+        i = j
+    return subs
+
+
+def _enterprise_blocks(raw: bytes) -> list[tuple[int, bytes]]:
+    """RFC 3925 §3/§4: enterprise number (4 bytes), data length (1), data; repeated."""
+    out: list[tuple[int, bytes]] = []
+    i, n = 0, len(raw)
+    while i < n:
+        if i + 5 > n:
+            raise OptionError("enterprise block shorter than its 5-byte header")
+        ent = int.from_bytes(raw[i : i + 4], "big")
+        j = i + 5 + raw[i + 4]
+        if j > n:
+            raise OptionError(f"enterprise {ent}: data runs {j - n} bytes past the option")
+        out.append((ent, bytes(raw[i + 5 : j])))
+        i = j
+    return out
+
+
+def _enterprise_block(ent: int, data: bytes) -> bytes:
+    if not 0 <= ent <= 0xFFFFFFFF:
+        raise OptionError(f"enterprise number {ent} is not in 0..4294967295")
+    if len(data) > 255:
+        raise OptionError(f"enterprise {ent}: {len(data)} bytes of data (at most 255; RFC "
+                          "3925 §4: one block per enterprise)")
+    return ent.to_bytes(4, "big") + bytes((len(data),)) + data
+
+
+def encode_vivco(classes: Iterable[tuple[int, Iterable[bytes]]]) -> bytes:
+    """Option 124: per enterprise, its vendor class data items (RFC 3925 §3: each item
+    one length byte, then the opaque data)."""
+    out = bytearray()
+    for ent, items in classes:
+        data = bytearray()
+        for item in items:
+            if len(item) > 255:
+                raise OptionError(f"enterprise {ent}: a class item of {len(item)} bytes")
+            data.append(len(item))
+            data += item
+        out += _enterprise_block(ent, bytes(data))
+    return bytes(out)
+
+
+def decode_vivco(raw: bytes) -> list[tuple[int, list[bytes]]]:
+    out = []
+    for ent, data in _enterprise_blocks(raw):
+        items: list[bytes] = []
+        i = 0
+        while i < len(data):
+            j = i + 1 + data[i]
+            if j > len(data):
+                raise OptionError(f"enterprise {ent}: a class item runs past its block")
+            items.append(data[i + 1 : j])
+            i = j
+        out.append((ent, items))
+    return out
+
+
+def encode_vivso(vendors: Iterable[tuple[int, Iterable[tuple[int, bytes]]]]) -> bytes:
+    """Option 125: per enterprise, its sub-options (RFC 3925 §4)."""
+    return b"".join(_enterprise_block(ent, encode_suboptions(subs)) for ent, subs in vendors)
+
+
+def decode_vivso(raw: bytes) -> list[tuple[int, list[SubOption]]]:
+    return [(ent, decode_suboptions(data)) for ent, data in _enterprise_blocks(raw)]
+
+
 # -- generic dispatch ----------------------------------------------------------------
 
 _DECODERS: dict[OptType, Any] = {
@@ -670,6 +818,9 @@ _DECODERS: dict[OptType, Any] = {
     OptType.FQDN: decode_fqdn,
     OptType.DOMAIN_LIST: decode_domain_list,
     OptType.CLASSLESS_ROUTES: decode_classless_routes,
+    OptType.SUBOPTIONS: decode_suboptions,
+    OptType.VIVCO: decode_vivco,
+    OptType.VIVSO: decode_vivso,
 }
 
 _ENCODERS: dict[OptType, Any] = {
@@ -692,6 +843,9 @@ _ENCODERS: dict[OptType, Any] = {
     OptType.FQDN: encode_fqdn,
     OptType.DOMAIN_LIST: encode_domain_list,
     OptType.CLASSLESS_ROUTES: encode_classless_routes,
+    OptType.SUBOPTIONS: encode_suboptions,
+    OptType.VIVCO: encode_vivco,
+    OptType.VIVSO: encode_vivso,
 }
 
 
@@ -728,6 +882,270 @@ def encode_option(code: int, value: Any) -> bytes:
         if isinstance(e, OptionError):
             raise
         raise OptionError(f"{d.name}: {e}") from None
+
+
+
+# -- option files: the text an operator writes (docs/dhcp-options.md) -----------------
+#
+# A file under options/ (at any level) is named by the option's Kea name or its code,
+# optionally followed by '.<type>' (`options/routers`, `options/121`, `options/224.u32`):
+# the type is required for a code with no definition here and overrides the table's
+# otherwise (`options/43.hex`). Its lines are the value; list items go one per line or
+# separated by commas. parse_option_file() turns one into (code, wire bytes) or raises
+# OptionError saying what is wrong; config/tree.py names the file and the value.
+
+# The short type names of custom options and sub-options (DESIGN.md), then Kea's.
+TYPE_NAMES: dict[str, OptType] = {
+    "address": OptType.IP, "addresses": OptType.IP_LIST,
+    "u8": OptType.U8, "u16": OptType.U16, "u32": OptType.U32, "i32": OptType.I32,
+    "string": OptType.STRING, "hex": OptType.BYTES, "bool": OptType.BOOL,
+    "routes": OptType.CLASSLESS_ROUTES, "domains": OptType.DOMAIN_LIST,
+    "u16-list": OptType.U16_LIST, "address-pairs": OptType.IP_PAIRS,
+    "ipv4-address": OptType.IP, "ipv4-address-list": OptType.IP_LIST,
+    "uint8": OptType.U8, "uint16": OptType.U16, "uint32": OptType.U32,
+    "int32": OptType.I32, "binary": OptType.BYTES, "boolean": OptType.BOOL,
+}  # fmt: skip
+# Types a sub-option (of 43 and 125) may take: the scalar ones.
+SUB_TYPES = ("address", "addresses", "u8", "u16", "u32", "i32", "string", "hex", "bool")
+
+# Options the server writes itself or that only a client or relay sends: a file for one
+# is refused, saying where the value comes from.
+NOT_CONFIGURABLE: dict[int, str] = {
+    Opt.PAD: "PAD is framing (RFC 2132 §3.1)",
+    Opt.END: "END is framing (RFC 2132 §3.2)",
+    Opt.REQUESTED_IP: "a client's option (RFC 2132 §9.1)",
+    Opt.LEASE_TIME: "the lease time is pools/<p>/lease_time (with min_lease_time and "
+                    "max_lease_time for the client's own request)",
+    Opt.OVERLOAD: "overload is decided per reply, when the options need it (RFC 2132 §9.3)",
+    Opt.MESSAGE_TYPE: "the message type is the server's (RFC 2132 §9.6)",
+    Opt.SERVER_ID: "the server identifier is the interface's virtual IP "
+                   "(interfaces/<ifname>/virtual_ip) or its own address",
+    Opt.PARAM_REQUEST_LIST: "a client's option (RFC 2132 §9.8)",
+    Opt.MESSAGE: "the server writes it into a DHCPNAK (RFC 2132 §9.9)",
+    Opt.MAX_MESSAGE_SIZE: "a client's option (RFC 2132 §9.10)",
+    Opt.RENEWAL_TIME: "T1 is pools/<p>/renew_time",
+    Opt.REBINDING_TIME: "T2 is pools/<p>/rebind_time",
+    Opt.CLIENT_ID: "a client's option, echoed (RFC 6842)",
+    Opt.RAPID_COMMIT: "not offered by this server (RFC 4039)",
+    Opt.CLIENT_FQDN: "a client's option (RFC 4702)",
+    Opt.RELAY_AGENT_INFO: "a relay's option, echoed (RFC 3046 §2.2)",
+    Opt.SUBNET_SELECTION: "a client's or relay's option (RFC 3011)",
+    Opt.CLIENT_LAST_TRANSACTION_TIME: "a leasequery answer's (RFC 4388)",
+    Opt.ASSOCIATED_IP: "a leasequery answer's (RFC 4388)",
+    Opt.STATUS_CODE: "a leasequery answer's (RFC 6926)",
+    Opt.BASE_TIME: "a leasequery answer's (RFC 6926)",
+    Opt.START_TIME_OF_STATE: "a leasequery answer's (RFC 6926)",
+    Opt.QUERY_START_TIME: "a leasequery's (RFC 6926)",
+    Opt.QUERY_END_TIME: "a leasequery's (RFC 6926)",
+    Opt.DHCP_STATE: "a leasequery answer's (RFC 6926)",
+    Opt.DATA_SOURCE: "a leasequery answer's (RFC 6926)",
+}
+# A value longer than this cannot be sent whole to a client that accepts the RFC 2131
+# minimum message (576 bytes): refused when read rather than dropped from every reply.
+MAX_OPTION_BYTES = 1024
+_TEXT_TYPES = (
+    OptType.BOOL, OptType.U8, OptType.U16, OptType.U32, OptType.I32, OptType.IP,
+    OptType.IP_LIST, OptType.IP_PAIRS, OptType.U16_LIST, OptType.STRING, OptType.BYTES,
+    OptType.DOMAIN_LIST, OptType.CLASSLESS_ROUTES, OptType.SUBOPTIONS, OptType.VIVCO,
+    OptType.VIVSO,
+)  # fmt: skip
+
+
+def option_code(name: str) -> int:
+    """The code of a Kea option name or a decimal code 1..254; OptionError otherwise."""
+    d = OPTION_DEFS_BY_NAME.get(name)
+    if d is not None:
+        return d.code
+    if name.isascii() and name.isdigit():
+        code = int(name)
+        if 1 <= code <= 254:
+            return code
+        raise OptionError(f"option code {code} is not in 1..254")
+    raise OptionError(f"'{name}' is neither a standard option name nor a code "
+                      "(docs/dhcp-options.md lists the names)")
+
+
+def parse_option_file(fname: str, lines: list[str]) -> tuple[int, bytes]:
+    """An option file's (code, value in wire form). `fname` is its name (`routers`,
+    `121`, `224.u32`), `lines` its lines without blanks and comments."""
+    base, dot, tname = fname.partition(".")
+    code = option_code(base)
+    why = NOT_CONFIGURABLE.get(code)
+    if why is not None:
+        raise OptionError(f"option {code} ({option_name(code)}) cannot be set: {why}")
+    d = STD_OPTION_DEFS.get(code)
+    if dot:
+        t = TYPE_NAMES.get(tname)
+        if t is None:
+            raise OptionError(f"unknown type '{tname}'; types: " + ", ".join(TYPE_NAMES))
+    elif d is not None:
+        t = d.type
+    else:
+        raise OptionError(f"option {code} has no standard definition: name its type, e.g. "
+                          f"options/{code}.string (types: {', '.join(TYPE_NAMES)})")
+    if t not in _TEXT_TYPES:
+        raise OptionError(f"option {code} ({t}) cannot be written as text; write it in hex: "
+                          f"{base}.hex")
+    raw = parse_value(t, lines)
+    if len(raw) > MAX_OPTION_BYTES:
+        raise OptionError(f"{len(raw)} bytes encoded: at most {MAX_OPTION_BYTES}, so that a "
+                          "reply of the RFC 2131 minimum size can carry it")
+    return code, raw
+
+
+def _items(lines: list[str]) -> list[str]:
+    """List items: one per line, or separated by commas."""
+    out = [x.strip() for line in lines for x in line.split(",")]
+    if any(not x for x in out):
+        raise OptionError("an empty item in the list (a stray comma?)")
+    return out
+
+
+def _int(s: str, lo: int, hi: int, what: str) -> int:
+    s = s.strip()
+    try:
+        if s[:2].lower() == "0x":
+            v = int(s[2:], 16) if s[2:].isascii() and s[2:].isalnum() else int("x")
+        elif s.lstrip("-").isascii() and s.lstrip("-").isdigit():
+            v = int(s)
+        else:
+            raise ValueError(s)
+    except ValueError:
+        raise OptionError(f"'{s}' is not an integer ({what})") from None
+    if not lo <= v <= hi:
+        raise OptionError(f"{v} is out of range for {what} ({lo}..{hi})")
+    return v
+
+
+def _addr(s: str) -> bytes:
+    try:
+        return IPv4Address(s.strip()).packed
+    except ValueError:
+        raise OptionError(f"'{s.strip()}' is not an IPv4 address") from None
+
+
+def _hex(lines: list[str]) -> bytes:
+    text = "".join(lines).replace(":", "").replace(" ", "").replace("-", "")
+    if text[:2].lower() == "0x":
+        text = text[2:]
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise OptionError("is not hex bytes (like 0a0b0c, 0a:0b:0c or 0x0a0b0c)") from None
+    if not raw:
+        raise OptionError("no bytes: write the value in hex")
+    return raw
+
+
+def _one_line(lines: list[str], what: str) -> str:
+    if len(lines) != 1:
+        raise OptionError(f"{what}: expected one line, found {len(lines)}")
+    return lines[0]
+
+
+def _domain(name: str) -> str:
+    n = name.strip().rstrip(".")
+    if not n or any(not (c.isascii() and (c.isalnum() or c in "-_.")) for c in n):
+        raise OptionError(f"'{name}' is not a domain name (letters, digits, '-', '.')")
+    return n
+
+
+def _route(item: str) -> tuple[IPv4Network, bytes]:
+    """'10.0.0.0/8 192.0.2.1' (or Kea's '10.0.0.0/8 - 192.0.2.1')."""
+    words = [w for w in item.split() if w != "-"]
+    if len(words) != 2 or "/" not in words[0]:
+        raise OptionError(f"'{item}' is not a route DESTINATION/WIDTH ROUTER (e.g. "
+                          "10.0.0.0/8 192.0.2.1; 0.0.0.0/0 for the default route)")
+    try:
+        net = IPv4Network(words[0], strict=True)
+    except ValueError:
+        raise OptionError(f"'{words[0]}' is not a network with no host bits set") from None
+    return net, _addr(words[1])
+
+
+def parse_value(t: OptType, lines: list[str]) -> bytes:
+    """The wire form of an option value written as text (see parse_option_file)."""
+    if not lines:
+        raise OptionError("the file holds no value")
+    T = OptType
+    if t == T.IP:
+        return _addr(_one_line(lines, "one address"))
+    if t == T.IP_LIST:
+        return b"".join(_addr(x) for x in _items(lines))
+    if t == T.IP_PAIRS:
+        out = b""
+        for x in _items(lines):
+            pair = x.split()
+            if len(pair) != 2:
+                raise OptionError(f"'{x}' is not a pair of addresses 'A B'")
+            out += _addr(pair[0]) + _addr(pair[1])
+        return out
+    if t == T.U8:
+        return bytes((_int(_one_line(lines, "uint8"), 0, 255, "uint8"),))
+    if t == T.U16:
+        return _U16.pack(_int(_one_line(lines, "uint16"), 0, 0xFFFF, "uint16"))
+    if t == T.U32:
+        return _U32.pack(_int(_one_line(lines, "uint32"), 0, 0xFFFFFFFF, "uint32"))
+    if t == T.I32:
+        return _I32.pack(_int(_one_line(lines, "int32"), -(2**31), 2**31 - 1, "int32"))
+    if t == T.BOOL:
+        v = _one_line(lines, "boolean").lower()
+        if v not in ("0", "1", "true", "false"):
+            raise OptionError(f"'{v}' is not a boolean (0, 1, true, false)")
+        return b"\x01" if v in ("1", "true") else b"\x00"
+    if t == T.U16_LIST:
+        return b"".join(_U16.pack(_int(x, 0, 0xFFFF, "uint16")) for x in _items(lines))
+    if t == T.STRING:
+        v = _one_line(lines, "text")
+        return v.encode("utf-8")
+    if t == T.BYTES:
+        return _hex(lines)
+    if t == T.DOMAIN_LIST:
+        return encode_domain_list(_domain(x) for x in _items(lines))
+    if t == T.CLASSLESS_ROUTES:
+        out = bytearray()
+        for x in _items(lines):
+            net, router = _route(x)
+            out.append(net.prefixlen)
+            out += net.network_address.packed[: (net.prefixlen + 7) // 8]
+            out += router
+        return bytes(out)
+    if t == T.SUBOPTIONS:
+        return encode_suboptions(_sub(line, line.split(None, 2)) for line in lines)
+    if t == T.VIVSO:
+        vendors: dict[int, list[SubOption]] = {}
+        for line in lines:
+            w = line.split(None, 3)
+            if len(w) < 4:
+                raise OptionError(f"'{line}' is not ENTERPRISE CODE TYPE VALUE")
+            ent = _int(w[0], 0, 0xFFFFFFFF, "enterprise number")
+            vendors.setdefault(ent, []).append(_sub(line, w[1:]))
+        return encode_vivso(vendors.items())
+    if t == T.VIVCO:
+        classes: dict[int, list[bytes]] = {}
+        for line in lines:
+            w = line.split(None, 2)
+            if len(w) < 3 or w[1] not in ("string", "hex"):
+                raise OptionError(f"'{line}' is not ENTERPRISE string|hex VALUE")
+            ent = _int(w[0], 0, 0xFFFFFFFF, "enterprise number")
+            item = w[2].encode() if w[1] == "string" else _hex([w[2]])
+            classes.setdefault(ent, []).append(item)
+        return encode_vivco(classes.items())
+    raise OptionError(f"type {t} cannot be written as text")
+
+
+def _sub(line: str, w: list[str]) -> SubOption:
+    """One sub-option line's 'CODE TYPE VALUE' words."""
+    if len(w) < 3:
+        raise OptionError(f"'{line}' is not a sub-option CODE TYPE VALUE (e.g. '1 string "
+                          "http://acs.example.net'; types: " + ", ".join(SUB_TYPES) + ")")
+    code = _int(w[0], 0, 255, "sub-option code")
+    if w[1] not in SUB_TYPES:
+        raise OptionError(f"'{w[1]}' is not a sub-option type ({', '.join(SUB_TYPES)})")
+    value = parse_value(TYPE_NAMES[w[1]], [w[2]])
+    if len(value) > 255:
+        raise OptionError(f"sub-option {code}: {len(value)} bytes (at most 255)")
+    return code, value
 
 
 # -- for people ----------------------------------------------------------------------
@@ -773,6 +1191,14 @@ def _format_value(t: OptType, raw: bytes) -> str:
         return f"flags=0x{v['flags']:02x} name={v['name']!r}"
     if t == OptType.CLASSLESS_ROUTES:
         return ", ".join(f"{net} via {gw}" for net, gw in v)
+    if t == OptType.SUBOPTIONS:
+        return ", ".join(f"{c}={_text_or_hex(x)}" for c, x in v)
+    if t == OptType.VIVCO:
+        return "; ".join(f"enterprise {e}: " + ", ".join(_text_or_hex(x) for x in items)
+                         for e, items in v)
+    if t == OptType.VIVSO:
+        return "; ".join(f"enterprise {e}: " + ", ".join(f"{c}={_text_or_hex(x)}" for c, x in subs)
+                         for e, subs in v)
     if t == OptType.BOOL:
         return "true" if v else "false"
     return str(v)

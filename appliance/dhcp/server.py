@@ -36,10 +36,18 @@ Rules, by message (RFC 2131 §4.3 and table 3):
   source port (RFC 8357) is where the answer goes. The pools of a shared network are
   one link: a DISCOVER takes the next when one is full, and a renewal through the
   relay's address in one subnet for an address of another is on the client's link.
-- DISCOVER: reserved address, else the client's current or previous address, else the
-  requested one (option 50) if free, else a free one. The address is held for
-  OFFER_HOLD_S so a repeated DISCOVER gets the same OFFER and nobody else gets it. A
-  relay agent or relay circuit at its lease limit gets no OFFER for a new client.
+- Options, classes, hosts (dhcp/reply.py, classes.py, hosts.py, compiled with the
+  config): a message's host and classes are found first. A pool whose allow_classes /
+  deny_classes keep the client's classes out gives it nothing (DISCOVER dropped, REQUEST
+  silent). A host's fixed address in the pool's subnet comes before anything else; a
+  host asking for another address there is NAKed (it moves to its own); a port host's
+  (circuit-id / remote-id) address still bound to the device it replaced on that port
+  is taken over: that binding is released, then the new one made, in one decision.
+- DISCOVER: the host's address, a reserved address, else the client's current or
+  previous address, else the requested one (option 50) if free, else a free one. The
+  address is held for OFFER_HOLD_S so a repeated DISCOVER gets the same OFFER and nobody
+  else gets it. A relay agent or relay circuit at its lease limit gets no OFFER for a
+  new client.
 - REQUEST, SELECTING (option 54 present): for another server -> forget our offer,
   silent. For us -> ACK the offered/requested address if it is this client's or free
   (within the relay limits), NAK otherwise.
@@ -70,12 +78,15 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from ipaddress import IPv4Address
 
+from appliance.config.model import Config
 from appliance.dhcp.enums import BROADCAST_FLAG, MessageType, Note, Op, Opt, Reason
+from appliance.dhcp.hosts import Host
 from appliance.dhcp.loadbalance import bucket, group_index
 from appliance.dhcp.message import DhcpMessage, new_reply
 from appliance.dhcp.options import circuit_id, remote_id
 from appliance.dhcp.relay import NONE as NO_RELAY
 from appliance.dhcp.relay import Links, RelayInfo, relay_info
+from appliance.dhcp.reply import Policy, add_options, fit, lease_time, size_limit, timers
 from appliance.leases.allocator import WHOLE, Allocator, Share
 from appliance.leases.model import MAX_FIELD, Lease, LeaseState
 from appliance.leases.pool import Pool, Pools
@@ -86,9 +97,6 @@ DECLINE_PROBATION_S = 86400.0
 ZERO = b"\x00\x00\x00\x00"
 BROADCAST_IP = b"\xff\xff\xff\xff"
 _U32 = struct.Struct("!I")
-# Options we always send (RFC 2131 §4.3.1 table 3 musts, plus the basics every client
-# needs), whether or not the parameter request list names them.
-_ALWAYS = (Opt.SUBNET_MASK, Opt.ROUTER, Opt.DNS, Opt.DOMAIN_NAME)
 _CLIENT_ID = int(Opt.CLIENT_ID)
 _RELAY_INFO = int(Opt.RELAY_AGENT_INFO)
 _HOSTNAME = int(Opt.HOSTNAME)
@@ -108,6 +116,7 @@ _NAK_TEXT = {
     Reason.NAK_OTHER_HALF: "address not available",
     Reason.NAK_DECLINED: "address declined",
     Reason.NAK_NO_BINDING: "no binding for this address",
+    Reason.NAK_FIXED_ADDRESS: "the client has a fixed address",
 }
 
 
@@ -208,15 +217,17 @@ def _subscriber(relay_info: bytes | None) -> tuple[bytes | None, bytes | None]:
 
 class DhcpServer:
     def __init__(self, pools: Pools, table: LeaseTable, allocator: Allocator,
-                 table_complete: bool = True) -> None:
+                 table_complete: bool = True, cfg: Config | None = None) -> None:
         self.pools = pools
+        # options, classes and hosts, compiled (dhcp/reply.py); the pools' options and
+        # reservations alone without a config
+        self.policy = Policy(cfg)
         self.table = table
         self.alloc = allocator
         # True when every binding any server of ours made is in our table: standalone,
         # or in sync with the peer. Set by the daemon from the sync link's state.
         self.table_complete = table_complete
         self.links = Links(pools)  # shared networks (dhcp/relay.py)
-        self._opts_cache: dict[str, dict[int, bytes]] = {}
         self._notes: list[Note] = []
         # The message being decided: its group's server identifier and allocation rule
         # (set first thing in handle(), read by the helpers; one message at a time).
@@ -226,11 +237,19 @@ class DhcpServer:
         self._link = 0  # the address naming a relayed client's link (RFC 3527 or giaddr)
         self._share: Share = WHOLE
         self._ingress: Ingress | None = None
+        # The message's host (hosts/) and classes (bit mask), found in handle().
+        self._host: Host | None = None
+        self._classes = 0
 
-    def set_pools(self, pools: Pools) -> None:
+    def set_pools(self, pools: Pools, cfg: Config | None = None) -> None:
+        """New pools (a reload); with `cfg`, its options, classes and hosts too. The
+        pools' host reservations come with them: Pools.from_config(..., host addresses)."""
         self.pools = pools
         self.links = Links(pools)
-        self._opts_cache.clear()
+        if cfg is not None:
+            self.policy = Policy(cfg)
+        else:
+            self.policy.clear()
 
     # -- entry -------------------------------------------------------------------------
     def handle(self, msg: DhcpMessage, ingress: Ingress, now: float,
@@ -272,6 +291,10 @@ class DhcpServer:
             notes.clear()
         if self._relay.malformed:
             notes.append(Note.RELAY_INFO_MALFORMED)
+        if mt != _RELEASE and mt != _DECLINE:
+            policy = self.policy
+            self._host = policy.hosts.find(msg) if policy.hosts.all else None
+            self._classes = policy.classes.classify(msg) if policy.classes.names else 0
         if mt == _REQUEST:
             d = self._request(msg, key, ingress, now)
         elif mt == _DISCOVER:
@@ -323,51 +346,30 @@ class DhcpServer:
                 return p
         return None
 
-    def _options(self, pool: Pool) -> dict[int, bytes]:
-        cached = self._opts_cache.get(pool.name)
-        if cached is None:
-            pc = pool.config
-            cached = {Opt.SUBNET_MASK: _U32.pack(pool.mask)}
-            if pc.router:
-                cached[Opt.ROUTER] = b"".join(a.packed for a in pc.router)
-            if pc.dns:
-                cached[Opt.DNS] = b"".join(a.packed for a in pc.dns)
-            if pc.domain:
-                cached[Opt.DOMAIN_NAME] = pc.domain.encode()
-            cached[Opt.BROADCAST_ADDRESS] = _U32.pack(pool.net | (~pool.mask & 0xFFFFFFFF))
-            self._opts_cache[pool.name] = cached
-        return cached
-
     def _reply(self, msg: DhcpMessage, mtype: int, pool: Pool | None, yiaddr: int,
                lease_time: int | None) -> DhcpMessage:
+        """The reply's options come from dhcp/reply.py (see its rules)."""
         r = new_reply(msg, mtype)
         o = r.options
         o[Opt.SERVER_ID] = self._sid
         if yiaddr:
             r.yiaddr = _b(yiaddr)
-        if lease_time is not None:
+        if lease_time is not None and pool is not None:
+            t1, t2 = timers(pool, lease_time)
             o[Opt.LEASE_TIME] = _U32.pack(lease_time)
-            # RFC 2131 §4.4.5 defaults: T1 = 0.5, T2 = 0.875 of the lease.
-            o[Opt.RENEWAL_TIME] = _U32.pack(lease_time // 2)
-            o[Opt.REBINDING_TIME] = _U32.pack(lease_time * 7 // 8)
+            o[Opt.RENEWAL_TIME] = _U32.pack(t1)
+            o[Opt.REBINDING_TIME] = _U32.pack(t2)
         if pool is not None and mtype != MessageType.NAK:
-            avail = self._options(pool)
-            prl = msg.options.get(Opt.PARAM_REQUEST_LIST, b"")
-            # Parameter request list honoured, in the client's order (RFC 2132 §9.8).
-            for code in prl:
-                v = avail.get(code)
-                if v is not None and code not in o:
-                    o[code] = v
-            for code in _ALWAYS:
-                v = avail.get(code)
-                if v is not None and code not in o:
-                    o[code] = v
+            host = self._host
+            add_options(r, msg, self.policy.options_for(pool, self._classes, host), host)
         cid = msg.options.get(_CLIENT_ID)
         if cid is not None:
             o[Opt.CLIENT_ID] = cid  # RFC 6842: echo the client identifier
         rai = msg.options.get(_RELAY_INFO)
         if rai is not None:
             o[Opt.RELAY_AGENT_INFO] = rai  # RFC 3046 §2.2: echoed, last option
+        if fit(r, size_limit(msg)):
+            self._notes.append(Note.OPTIONS_DROPPED)
         return r
 
     def _dest(self, msg: DhcpMessage, reply: DhcpMessage, nak: bool = False
@@ -494,6 +496,9 @@ class DhcpServer:
         pool = self._pool_for(msg, ingress)
         if pool is None:
             return Decision(Reason.NO_SUBNET, detail=f"giaddr {IPv4Address(msg.giaddr)}")
+        if not self.policy.admits(pool, self._classes):
+            return Decision(Reason.CLASS_DENIED, detail=f"pool {pool.name}, classes "
+                            f"{','.join(self.policy.classes.names_of(self._classes)) or '-'}")
         limit = self._over_limit(msg, key, pool)
         if limit is not None:
             return Decision(limit, detail=f"giaddr {IPv4Address(msg.giaddr)}")
@@ -510,15 +515,39 @@ class DhcpServer:
             return Decision(Reason.POOL_EXHAUSTED, detail=f"pool {pool.name}")
         cur = self.table.of_client(key)
         if not (cur is not None and cur.ip == ip and cur.state == _BOUND
-                and cur.expires > now):
-            # Hold the address for this client while it decides (in memory only).
+                and cur.expires > now) and self._mine(ip, key, now):
+            # Hold the address for this client while it decides (in memory only). A
+            # port's address still bound to the device it replaces is not held: the
+            # REQUEST ends that binding first (durably), then makes this one.
             self.table.offer(self._binding(msg, pool, now, ip, LeaseState.OFFERED,
                                            now + OFFER_HOLD_S))
-        r = self._reply(msg, MessageType.OFFER, pool, ip, pool.lease_time)
+        r = self._reply(msg, MessageType.OFFER, pool, ip, lease_time(pool, msg))
         dest, dip = self._dest(msg, r)
         return Decision(None, r, dest, dip, sent="offer")
 
+    def _host_ip(self, pool: Pool) -> int:
+        """The message's host's fixed address when it is in `pool`'s subnet, else 0."""
+        h = self._host
+        if h is not None and h.ip and pool.in_subnet(h.ip):
+            return h.ip
+        return 0
+
+    def _port_swap(self, ip: int, key: bytes, now: float) -> Lease | None:
+        """The binding of `ip` held by another device on the message's host's port (a
+        circuit-id / remote-id host): the new device there takes the address over."""
+        h = self._host
+        if h is None or h.port is None or h.ip != ip:
+            return None
+        holder = self.table.holder(ip, now)
+        if holder is not None and holder.key != key and holder.state == _BOUND \
+                and h.owns(holder):
+            return holder
+        return None
+
     def _choose(self, msg: DhcpMessage, key: bytes, pool: Pool, now: float) -> int | None:
+        fixed = self._host_ip(pool)
+        if fixed and (self._mine(fixed, key, now) or self._port_swap(fixed, key, now)):
+            return fixed
         res = pool.reserved_by_mac.get(msg.mac)
         if res is not None and self._mine(res, key, now):
             return res
@@ -587,14 +616,25 @@ class DhcpServer:
             if net is not None and self.links.on_link(net, ip):
                 return self._nak(msg, Reason.NAK_NOT_LEASABLE)
             return Decision(Reason.NO_SUBNET, detail=f"giaddr {IPv4Address(msg.giaddr)}")
+        fixed = self._host_ip(pool)
+        if fixed and fixed != ip:
+            # The client has a fixed address here: it moves to it (RFC 2131 §4.3.2: the
+            # address it asks for is not valid for it).
+            return self._nak(msg, Reason.NAK_FIXED_ADDRESS)
         res = pool.reserved_ips.get(ip)
-        if res is not None and res != msg.mac:
+        if res is not None and res != msg.mac and fixed != ip:
             return self._nak(msg, Reason.NAK_RESERVED)
+        if not self.policy.admits(pool, self._classes):
+            return Decision(Reason.CLASS_DENIED, detail=f"pool {pool.name}")
         cur = self.table.get(ip)
         if cur is not None and cur.state == LeaseState.DECLINED and cur.expires > now:
             return self._nak(msg, Reason.NAK_DECLINED)
+        replaced = None
         if not self._mine(ip, key, now):
-            return self._nak(msg, Reason.NAK_IN_USE)
+            replaced = self._port_swap(ip, key, now)
+            if replaced is None:
+                return self._nak(msg, Reason.NAK_IN_USE)
+            cur = None
         # This client's record of the address: bound (maybe lapsed), released, or just
         # offered to it (a DISCOVER came first: not a binding made from one packet).
         own = cur is not None and cur.key == key
@@ -607,11 +647,18 @@ class DhcpServer:
         limit = self._over_limit(msg, key, pool)
         if limit is not None:
             return Decision(limit, detail=f"giaddr {IPv4Address(msg.giaddr)}")
-        lease = self.table.commit(self._binding(msg, pool, now, ip, _BOUND,
-                                                now + pool.lease_time, cur if own else None))
-        r = self._reply(msg, MessageType.ACK, pool, ip, pool.lease_time)
+        commits: tuple[Lease, ...] = ()
+        if replaced is not None:
+            # The device it replaces on the port loses the binding first, so that the
+            # peer, applying these in order, sees the address freed, then taken.
+            commits = (self.table.commit(replace(replaced, state=LeaseState.RELEASED,
+                                                 expires=now)),)
+        lt = lease_time(pool, msg)
+        lease = self.table.commit(self._binding(msg, pool, now, ip, _BOUND, now + lt,
+                                                cur if own else None))
+        r = self._reply(msg, MessageType.ACK, pool, ip, lt)
         dest, dip = self._dest(msg, r)
-        return Decision(None, r, dest, dip, commits=(lease,), sent="ack")
+        return Decision(None, r, dest, dip, commits=(*commits, lease), sent="ack")
 
     def _release(self, msg: DhcpMessage, key: bytes, now: float,
                  src: tuple[str, int] | None) -> Decision:

@@ -15,7 +15,7 @@ class Pool:
     ranges: tuple[tuple[int, int], ...]  # inclusive
     lease_time: int
     reserved_by_mac: dict[bytes, int]
-    reserved_ips: dict[int, bytes]  # ip -> mac
+    reserved_ips: dict[int, bytes]  # ip -> mac (b"": a host's, dhcp/hosts.py)
     config: PoolConfig
     # Abuse limits from config: quarantined addresses at most (DHCPDECLINE), bound
     # leases per relay agent and per relay circuit (0: no limit).
@@ -24,8 +24,12 @@ class Pool:
     max_per_circuit: int = 0
 
     @classmethod
-    def from_config(cls, pc: PoolConfig) -> Pool:
+    def from_config(cls, pc: PoolConfig, fixed: tuple[int, ...] = ()) -> Pool:
+        """`fixed`: the config's hosts' addresses (any pool's: those in this subnet are
+        kept out of allocation here, as reservations are)."""
         by_mac = {mac: int(ip) for mac, ip in pc.reservations}
+        net, mask = int(pc.subnet.network_address), int(pc.subnet.netmask)
+        hosts = {ip: b"" for ip in fixed if ip & mask == net and ip not in by_mac.values()}
         ranges = tuple((int(lo), int(hi)) for lo, hi in pc.ranges)
         size = sum(hi - lo + 1 for lo, hi in ranges)
         return cls(
@@ -35,7 +39,7 @@ class Pool:
             ranges=ranges,
             lease_time=pc.lease_time,
             reserved_by_mac=by_mac,
-            reserved_ips={ip: mac for mac, ip in by_mac.items()},
+            reserved_ips={**hosts, **{ip: mac for mac, ip in by_mac.items()}},
             config=pc,
             max_declined=max(1, size * pc.max_declined_percent // 100),
             max_per_relay=pc.max_leases_per_relay,
@@ -80,8 +84,10 @@ class Pools:
         self._by_mask = tuple(sorted(by_mask.items(), reverse=True))
 
     @classmethod
-    def from_config(cls, configs: tuple[PoolConfig, ...]) -> Pools:
-        return cls([Pool.from_config(pc) for pc in configs])
+    def from_config(cls, configs: tuple[PoolConfig, ...], fixed: tuple = ()) -> Pools:
+        """`fixed`: the hosts' addresses (Config.host_addresses()), never allocated."""
+        ips = tuple(int(ip) for ip in fixed)
+        return cls([Pool.from_config(pc, ips) for pc in configs])
 
     def for_address(self, ip: int) -> Pool | None:
         for mask, nets in self._by_mask:

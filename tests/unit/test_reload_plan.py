@@ -56,6 +56,20 @@ FULL = {
     "pools/v100/shared_network": "lan", "pools/v200/shared_network": "lan",
     "leasequery/requesters": "198.51.100.0/24", "leasequery/bulk_listen": "0.0.0.0:67",
     "leasequery/bulk_max_connections": "4", "leasequery/bulk_idle_timeout_s": "30",
+    # options at each level, classes, hosts (docs/dhcp-options.md)
+    "options/ntp-servers": "192.0.2.123",
+    "pools/v100/min_lease_time": "30", "pools/v100/max_lease_time": "7200",
+    "pools/v100/renew_time": "10", "pools/v100/rebind_time": "20",
+    "pools/v100/allow_classes": "c1", "pools/v100/deny_classes": "c2",
+    "pools/v100/options/tftp-server-name": "tftp.example.net",
+    "classes/c1/vendor_class": "MSFT*", "classes/c1/user_class": "iPXE",
+    "classes/c1/circuit_id": "eth0/1", "classes/c1/remote_id": "0x0011*",
+    "classes/c1/mac_prefix": "00:1a:2b", "classes/c1/relay": "198.51.100.0/24",
+    "classes/c1/options/boot-file-name": "pxe.0", "classes/c2/vendor_class": "udhcp*",
+    "hosts/h1/mac": "02:00:00:00:00:10", "hosts/h1/address": "192.0.2.60",
+    "hosts/h1/hostname": "cpe-1", "hosts/h1/options/domain-name": "h1.example.net",
+    "hosts/h2/circuit_id": "eth0/1/5", "hosts/h2/relay": "198.51.100.1",
+    "hosts/h3/client_id": "01:02:00:00:00:00:11", "hosts/h4/remote_id": "0x001122334455",
 }
 
 # The one-interface layout with every key set.
@@ -121,6 +135,29 @@ CASES = {
     "leasequery/bulk_listen": ("leasequery/bulk_listen", "0.0.0.0:6767"),
     "leasequery/bulk_max_connections": ("leasequery/bulk_max_connections", "5"),
     "leasequery/bulk_idle_timeout_s": ("leasequery/bulk_idle_timeout_s", "31"),
+    "options/<option>": ("options/ntp-servers", "192.0.2.124"),
+    "pools/<name>/min_lease_time": ("pools/v100/min_lease_time", "40"),
+    "pools/<name>/max_lease_time": ("pools/v100/max_lease_time", "3600"),
+    "pools/<name>/renew_time": ("pools/v100/renew_time", "15"),
+    "pools/<name>/rebind_time": ("pools/v100/rebind_time", "25"),
+    "pools/<name>/allow_classes": ("pools/v100/allow_classes", "c2"),
+    "pools/<name>/deny_classes": ("pools/v100/deny_classes", "c1"),
+    "pools/<name>/options/<option>": ("pools/v100/options/tftp-server-name", "tftp2.example.net"),
+    "classes/<class>/vendor_class": ("classes/c1/vendor_class", "MSFT 5.0"),
+    "classes/<class>/user_class": ("classes/c1/user_class", "gPXE"),
+    "classes/<class>/circuit_id": ("classes/c1/circuit_id", "eth0/2"),
+    "classes/<class>/remote_id": ("classes/c1/remote_id", "0x0012*"),
+    "classes/<class>/mac_prefix": ("classes/c1/mac_prefix", "00:1a:2c"),
+    "classes/<class>/relay": ("classes/c1/relay", "198.51.100.0/25"),
+    "classes/<class>/options/<option>": ("classes/c1/options/boot-file-name", "pxe.1"),
+    "hosts/<host>/mac": ("hosts/h1/mac", "02:00:00:00:00:12"),
+    "hosts/<host>/address": ("hosts/h1/address", "192.0.2.61"),
+    "hosts/<host>/hostname": ("hosts/h1/hostname", "cpe-2"),
+    "hosts/<host>/options/<option>": ("hosts/h1/options/domain-name", "h2.example.net"),
+    "hosts/<host>/circuit_id": ("hosts/h2/circuit_id", "eth0/1/6"),
+    "hosts/<host>/relay": ("hosts/h2/relay", "198.51.100.2"),
+    "hosts/<host>/client_id": ("hosts/h3/client_id", "01:02:00:00:00:00:12"),
+    "hosts/<host>/remote_id": ("hosts/h4/remote_id", "0x001122334466"),
 }
 LEGACY_CASES = {
     "client/interface": ("client/interface", "eth3"),
@@ -159,7 +196,8 @@ def test_every_key_is_in_the_flat_view_and_nothing_else(tmp_path, values):
     legacy = values is FULL_LEGACY
     assert seen == {k.path for k in KEYS if k.legacy == legacy
                     or (k.path.split("/")[0] in ("node", "sync", "pools", "datapath",
-                                                 "metrics", "leasequery"))}
+                                                 "metrics", "leasequery", "options",
+                                                 "classes", "hosts"))}
 
 
 @pytest.mark.parametrize("key", sorted(ALL_CASES))
@@ -196,8 +234,11 @@ def test_changing_each_key(tmp_path, key):
     }
     assert [c for c, on in effects.items() if on] == ([] if cls is Reload.RESTART else [cls]) \
         or cls is Reload.MEMBERSHIP  # a re-bound interface may restart its group too
-    if cls is Reload.POOLS:
+    if cls is Reload.POOLS and rel.startswith("pools/"):
         assert p.pools_changed == (rel.split("/")[1],)
+    elif cls is Reload.POOLS:
+        # options, classes and hosts are every pool's: all are rebuilt
+        assert p.pools_changed == tuple(sorted(x.name for x in new.pools))
     elif cls is Reload.PRIORITY:
         assert p.priorities == ((new.groups[0].name, int(value)),)
     elif cls is Reload.GROUP:
