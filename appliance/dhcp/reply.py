@@ -32,6 +32,7 @@ Rules:
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 from appliance.config.model import Config
 from appliance.dhcp.classes import Classifier
@@ -52,6 +53,7 @@ _OVERLOAD = int(Opt.OVERLOAD)
 # Kept in the options field when the rest is moved to file/sname.
 _PINNED = frozenset((int(Opt.MESSAGE_TYPE), int(Opt.SERVER_ID), int(Opt.RELAY_AGENT_INFO)))
 _RELAY_INFO = int(Opt.RELAY_AGENT_INFO)
+_CLIENT_ID = int(Opt.CLIENT_ID)
 MIN_MESSAGE = 576  # RFC 2131 §2: every client accepts this much (IP datagram)
 MAX_MESSAGE = 1500  # one Ethernet frame: replies are not fragmented
 IP_UDP = 28  # IPv4 + UDP headers
@@ -73,12 +75,14 @@ class Policy:
         self._pool_options: dict[str, dict[int, bytes]] = {}
         self._rules: dict[str, tuple[int, int]] = {}
         self._merged: dict[tuple[str, int, int], dict[int, bytes]] = {}
+        self._selected: dict[tuple[str, int, int, bytes | None], Selection] = {}
 
     def clear(self) -> None:
         """Forget what was computed from the pools (they were rebuilt)."""
         self._pool_options.clear()
         self._rules.clear()
         self._merged.clear()
+        self._selected.clear()
 
     # -- per pool ---------------------------------------------------------------------
     def pool_options(self, pool: Pool) -> dict[int, bytes]:
@@ -133,6 +137,28 @@ class Policy:
             self._merged[k] = out
         return out
 
+    def selected(self, pool: Pool, classes: int, host: Host | None,
+                 prl: bytes | None) -> Selection:
+        """What a client asking for `prl` gets from this combination, in order: the
+        PRL's codes, then ALWAYS (see the module rules). Computed once per (combination,
+        PRL): a network's clients send a handful of different lists. The table holds no
+        code the reply sets itself (53, 54, 51, 58, 59, 61, 82: options.NOT_CONFIGURABLE),
+        so these items never overwrite one."""
+        k = (pool.name, classes, host.index if host is not None else 0, prl)
+        sel = self._selected.get(k)
+        if sel is None:
+            avail = self.options_for(pool, classes, host)
+            out: dict[int, bytes] = {}
+            for code in (*(prl or b""), *ALWAYS):
+                v = avail.get(code)
+                if v is not None and code not in out:
+                    out[code] = v
+            sel = Selection(tuple(out.items()))
+            if len(self._selected) >= CACHE_MAX:
+                self._selected.clear()  # a flood of made-up lists: start again
+            self._selected[k] = sel
+        return sel
+
     def global_table(self) -> dict[int, bytes]:
         """The options of a client no pool serves (an INFORM from elsewhere): global."""
         return self.global_options
@@ -159,24 +185,121 @@ def timers(pool: Pool, lease: int) -> tuple[int, int]:
     return t1, t2
 
 
-def add_options(reply: DhcpMessage, msg: DhcpMessage, avail: dict[int, bytes],
-                host: Host | None) -> None:
-    """Fill `reply.options` (which holds 53, 54 and the lease times already) from the
-    merged table `avail`, per the module rules; the echoes (61, 82) are the caller's."""
+def _wire(n: int) -> int:
+    """Bytes an option of n value bytes takes: split into instances of at most 255
+    (RFC 3396 §5)."""
+    return n + 2 if n <= 255 else n + 2 * ((n + 254) // 255)
+
+
+@dataclass(slots=True)
+class Layout:
+    """Where a selection's options go when the whole reply does not fit: the ones kept
+    in the options field, and the encoded `file` and `sname` fields (RFC 2132 §9.3)."""
+
+    main: tuple[tuple[int, bytes], ...]
+    file: bytes | None
+    sname: bytes | None
+    overload: int  # option 52's value, 0: none
+    dropped: int  # options that fit nowhere
+
+
+class Selection:
+    """The options one (combination, PRL) gets, their encoded size, and their layouts
+    by the room left in the options field (a few distinct values: the per-client parts
+    of a reply vary little in size)."""
+
+    __slots__ = ("items", "layouts", "size")
+
+    def __init__(self, items: tuple[tuple[int, bytes], ...]) -> None:
+        self.items = items
+        self.size = sum(_wire(len(v)) for _, v in items)
+        self.layouts: dict[int, Layout] = {}
+
+    def layout(self, room: int) -> Layout:
+        lay = self.layouts.get(room)
+        if lay is None:
+            lay = _layout(self.items, room)
+            if len(self.layouts) >= 64:
+                self.layouts.clear()
+            self.layouts[room] = lay
+        return lay
+
+
+def _layout(items: tuple[tuple[int, bytes], ...], room: int) -> Layout:
+    """Greedy, in order: an option goes in the options field while `room` lasts, else in
+    `file`, else in `sname` (each ends with END, RFC 2131 §4.1), else it is left out."""
+    main = []
+    file, sname = bytearray(), bytearray()
+    file_room, sname_room = _FILE_LEN - 1, _SNAME_LEN - 1
+    dropped = 0
+    for code, v in items:
+        n = _wire(len(v))
+        if n <= room:
+            main.append((code, v))
+            room -= n
+        elif n <= file_room:
+            _put(file, code, v)
+            file_room -= n
+        elif n <= sname_room:
+            _put(sname, code, v)
+            sname_room -= n
+        else:
+            dropped += 1
+    out_file = out_sname = None
+    if file:
+        file.append(255)
+        out_file = bytes(file) + bytes(_FILE_LEN - len(file))
+    if sname:
+        sname.append(255)
+        out_sname = bytes(sname) + bytes(_SNAME_LEN - len(sname))
+    return Layout(tuple(main), out_file, out_sname,
+                  (1 if file else 0) | (2 if sname else 0), dropped)
+
+
+def fill(reply: DhcpMessage, msg: DhcpMessage, sel: Selection, host: Host | None,
+         limit: int) -> int:
+    """Complete `reply.options` (which holds 53, 54 and the lease times already) for a
+    client that accepts `limit` bytes: the selection, the host's name when the client
+    asked for it or sent its own (option 12), the client identifier echoed (RFC 6842),
+    the relay's option 82 echoed last (RFC 3046 §2.2). The per-client options (lease
+    times, 12, 61, 82) stay in the options field; when the reply would not fit, the
+    selection's precomputed layout moves the rest to file/sname (option 52). Returns how
+    many options fit nowhere."""
     o = reply.options
-    prl = msg.options.get(_PRL)
-    if prl:
-        for code in prl:
-            v = avail.get(code)
-            if v is not None and code not in o:
-                o[code] = v
-    for code in ALWAYS:
-        v = avail.get(code)
-        if v is not None and code not in o:
-            o[code] = v
-    if host is not None and host.hostname is not None and _HOSTNAME not in o and (
-            (prl is not None and _HOSTNAME in prl) or _HOSTNAME in msg.options):
-        o[_HOSTNAME] = host.hostname
+    mopts = msg.options
+    if host is not None and host.hostname is not None:
+        prl = mopts.get(_PRL)
+        if (prl is not None and _HOSTNAME in prl) or _HOSTNAME in mopts:
+            o[_HOSTNAME] = host.hostname
+    cid = mopts.get(_CLIENT_ID)
+    if cid is not None:
+        o[_CLIENT_ID] = cid
+    rai = mopts.get(_RELAY_INFO)
+    dyn = HEADER + 1 + (_wire(len(rai)) if rai is not None else 0)
+    for v in o.values():
+        dyn += _wire(len(v))
+    items = sel.items
+    if dyn + sel.size <= limit:
+        if items:
+            if _HOSTNAME in o and any(c == _HOSTNAME for c, _ in items):
+                del o[_HOSTNAME]  # a configured option 12 wins over the host's name
+            o.update(items)
+        if rai is not None:
+            o[_RELAY_INFO] = rai
+        return 0
+    lay = sel.layout(limit - dyn - 3)  # 3: option 52 itself
+    if _HOSTNAME in o and any(c == _HOSTNAME for c, _ in items):
+        del o[_HOSTNAME]
+    o.update(lay.main)
+    if lay.overload:
+        o[_OVERLOAD] = bytes((lay.overload,))
+        if lay.file is not None:
+            reply.file = lay.file
+        if lay.sname is not None:
+            reply.sname = lay.sname
+    if rai is not None:
+        o[_RELAY_INFO] = rai
+    return lay.dropped
 
 
 def size_limit(msg: DhcpMessage) -> int:
@@ -184,12 +307,6 @@ def size_limit(msg: DhcpMessage) -> int:
     v = msg.options.get(_MAX_SIZE)
     size = _U16.unpack(v)[0] if v is not None and len(v) == 2 else MIN_MESSAGE
     return min(max(size, MIN_MESSAGE), MAX_MESSAGE) - IP_UDP
-
-
-def _wire_len(value: bytes) -> int:
-    """Bytes an option takes: split into instances of at most 255 (RFC 3396 §5)."""
-    n = len(value)
-    return n + 2 * max(1, (n + 254) // 255)
 
 
 def _put(buf: bytearray, code: int, value: bytes) -> None:
@@ -203,53 +320,28 @@ def _put(buf: bytearray, code: int, value: bytes) -> None:
 
 
 def fit(reply: DhcpMessage, limit: int) -> int:
-    """Make `reply` encode within `limit` bytes (see the module rules): options moved
-    to `file` and `sname` with option 52, in their order; returns how many options fit
-    nowhere and were left out. `reply.sname` and `reply.file` must be empty."""
+    """Make any `reply` encode within `limit` bytes, the same way fill() does: 53, 54
+    and 82 stay in the options field, the others in their order go there while room
+    lasts, then to `file`, then to `sname` (option 52); returns how many fit nowhere.
+    `reply.sname` and `reply.file` must be empty."""
     opts = reply.options
-    need = HEADER + 1 + sum(_wire_len(v) for v in opts.values())
-    if need <= limit:
+    if HEADER + 1 + sum(_wire(len(v)) for v in opts.values()) <= limit:
         return 0
-    room = limit - HEADER - 1 - 3  # END; option 52 itself
-    main: dict[int, bytes] = {}
-    for code in opts:
-        if code in _PINNED:
-            room -= _wire_len(opts[code])
-    fields = [bytearray(), bytearray()]  # file, sname
-    space = [_FILE_LEN - 1, _SNAME_LEN - 1]  # each ends with END (RFC 2131 §4.1)
-    dropped = 0
-    for code, v in opts.items():
-        if code in _PINNED:
-            continue
-        n = _wire_len(v)
-        if n <= room:
-            main[code] = v
-            room -= n
-            continue
-        for f in (0, 1):
-            if n <= space[f]:
-                _put(fields[f], code, v)
-                space[f] -= n
-                break
-        else:
-            dropped += 1
-    overload = (1 if fields[0] else 0) | (2 if fields[1] else 0)
-    out: dict[int, bytes] = {}
-    for code, v in opts.items():
-        if code in _PINNED and code != _RELAY_INFO:
-            out[code] = v
-    out.update(main)
-    if overload:
-        out[_OVERLOAD] = bytes((overload,))
-        for f, length in ((0, _FILE_LEN), (1, _SNAME_LEN)):
-            if fields[f]:
-                fields[f].append(255)
-                fields[f] += bytes(length - len(fields[f]))
-        if fields[0]:
-            reply.file = bytes(fields[0])
-        if fields[1]:
-            reply.sname = bytes(fields[1])
+    pinned = {c: v for c, v in opts.items() if c in _PINNED}
+    room = limit - HEADER - 1 - 3 - sum(_wire(len(v)) for v in pinned.values())
+    lay = _layout(tuple((c, v) for c, v in opts.items() if c not in _PINNED), room)
+    out = {c: v for c, v in pinned.items() if c != _RELAY_INFO}
+    out.update(lay.main)
+    if lay.overload:
+        out[_OVERLOAD] = bytes((lay.overload,))
+        if lay.file is not None:
+            reply.file = lay.file
+        if lay.sname is not None:
+            reply.sname = lay.sname
     if _RELAY_INFO in opts:
-        out[_RELAY_INFO] = opts[_RELAY_INFO]  # last (RFC 3046 §2.1)
+        out[_RELAY_INFO] = opts[_RELAY_INFO]
     reply.options = out
-    return dropped
+    return lay.dropped
+
+
+EMPTY = Selection(())  # a reply with no pool (an INFORM from no network of ours): no options

@@ -86,7 +86,7 @@ from appliance.dhcp.message import DhcpMessage, new_reply
 from appliance.dhcp.options import circuit_id, remote_id
 from appliance.dhcp.relay import NONE as NO_RELAY
 from appliance.dhcp.relay import Links, RelayInfo, relay_info
-from appliance.dhcp.reply import Policy, add_options, fit, lease_time, size_limit, timers
+from appliance.dhcp.reply import EMPTY, Policy, fill, lease_time, size_limit, timers
 from appliance.leases.allocator import WHOLE, Allocator, Share
 from appliance.leases.model import MAX_FIELD, Lease, LeaseState
 from appliance.leases.pool import Pool, Pools
@@ -100,6 +100,7 @@ _U32 = struct.Struct("!I")
 _CLIENT_ID = int(Opt.CLIENT_ID)
 _RELAY_INFO = int(Opt.RELAY_AGENT_INFO)
 _HOSTNAME = int(Opt.HOSTNAME)
+_PRL = int(Opt.PARAM_REQUEST_LIST)
 _BOUND = LeaseState.BOUND
 # Message types a client sends (RFC 2131 §3), as plain ints: compared once per packet.
 _DISCOVER, _REQUEST, _DECLINE, _RELEASE, _INFORM = (
@@ -359,16 +360,12 @@ class DhcpServer:
             o[Opt.LEASE_TIME] = _U32.pack(lease_time)
             o[Opt.RENEWAL_TIME] = _U32.pack(t1)
             o[Opt.REBINDING_TIME] = _U32.pack(t2)
-        if pool is not None and mtype != MessageType.NAK:
-            host = self._host
-            add_options(r, msg, self.policy.options_for(pool, self._classes, host), host)
-        cid = msg.options.get(_CLIENT_ID)
-        if cid is not None:
-            o[Opt.CLIENT_ID] = cid  # RFC 6842: echo the client identifier
-        rai = msg.options.get(_RELAY_INFO)
-        if rai is not None:
-            o[Opt.RELAY_AGENT_INFO] = rai  # RFC 3046 §2.2: echoed, last option
-        if fit(r, size_limit(msg)):
+        host = self._host
+        sel = self.policy.selected(pool, self._classes, host, msg.options.get(_PRL)) \
+            if pool is not None else EMPTY
+        # the selection, option 12, the echoes of 61 (RFC 6842) and 82 (RFC 3046 §2.2,
+        # last), fitted to what the client accepts (option 57, RFC 2132 §9.3 overload)
+        if fill(r, msg, sel, host, size_limit(msg)):
             self._notes.append(Note.OPTIONS_DROPPED)
         return r
 
