@@ -203,7 +203,10 @@ def micro(rich: bool, n: int = 20000) -> tuple[float, int, int]:
 
 
 def measure(name: str, starter, rates: list[int], period: int) -> dict:
+    """The best rate under 1% loss ("dora_s"), and the most ACKs per second seen at any
+    step ("peak": on a loaded box, where no step stays under 1%, the figure left)."""
     best = {"rate": 0, "dora_s": 0}
+    peak = 0
     for rate in rates:
         with Topology("oc") as t:
             srv, load = build(t)
@@ -217,11 +220,12 @@ def measure(name: str, starter, rates: list[int], period: int) -> dict:
         print(f"  {name:12} rate {rate:6}/s: DORA/s {res['dora_s']:6}  loss DO "
               f"{res['loss_do']:5}%  RA {res['loss_ra']:5}%  {'ok' if res['ok'] else 'LOSS'}",
               flush=True)
+        peak = max(peak, res["dora_s"])
         if res["ok"]:
             best = res
         elif best["rate"]:
             break
-    return best
+    return {**best, "peak": peak}
 
 
 def main() -> int:
@@ -256,15 +260,16 @@ def main() -> int:
         print(f"{name}: perfdhcp rate steps of {a.period}s", flush=True)
         out[name] = measure(name, starter, rates, a.period)
     print()
-    print(f"{'setup':14} {'DORA/s <1% loss':>16}")
+    print(f"{'setup':14} {'DORA/s <1% loss':>16} {'peak DORA/s':>12}")
     for name, r in out.items():
-        print(f"{name:14} {r['dora_s']:>16}")
-    if out["ours-minimal"]["dora_s"]:
-        print(f"ratio rich/minimal (ours): "
-              f"{out['ours-rich']['dora_s'] / out['ours-minimal']['dora_s']:.2f}")
-    if out["kea-rich"]["dora_s"]:
-        print(f"ratio ours/kea (rich): "
-              f"{out['ours-rich']['dora_s'] / out['kea-rich']['dora_s']:.2f}")
+        print(f"{name:14} {r['dora_s']:>16} {r['peak']:>12}")
+    for what in ("dora_s", "peak"):
+        if out["ours-minimal"][what]:
+            print(f"ratio rich/minimal (ours, {what}): "
+                  f"{out['ours-rich'][what] / out['ours-minimal'][what]:.2f}")
+        if out["kea-rich"][what]:
+            print(f"ratio ours/kea (rich, {what}): "
+                  f"{out['ours-rich'][what] / out['kea-rich'][what]:.2f}")
     return 0
 
 

@@ -73,7 +73,7 @@ class Policy:
         self.classes = Classifier(cfg.classes if cfg is not None else ())
         self.hosts = Hosts(cfg.hosts if cfg is not None else ())
         self._pool_options: dict[str, dict[int, bytes]] = {}
-        self._rules: dict[str, tuple[int, int]] = {}
+        self._rules: dict[str, tuple[bool, int, int]] = {}
         self._merged: dict[tuple[str, int, int], dict[int, bytes]] = {}
         self._selected: dict[tuple[str, int, int, bytes | None], Selection] = {}
 
@@ -109,14 +109,14 @@ class Policy:
         rule = self._rules.get(pool.name)
         if rule is None:
             pc = pool.config
-            rule = (self.classes.mask(pc.allow_classes), self.classes.mask(pc.deny_classes))
-            if pc.allow_classes and not rule[0]:
-                rule = (-1 << 64, rule[1])  # names no class we have: nobody (unreachable)
+            # (restricted, allow mask, deny mask); config/tree.py refuses unknown names
+            rule = (bool(pc.allow_classes), self.classes.mask(pc.allow_classes),
+                    self.classes.mask(pc.deny_classes))
             self._rules[pool.name] = rule
-        allow, deny = rule
+        restricted, allow, deny = rule
         if classes & deny:
             return False
-        return not allow or bool(classes & allow)
+        return not restricted or bool(classes & allow)
 
     def options_for(self, pool: Pool, classes: int, host: Host | None) -> dict[int, bytes]:
         """The merged option table for this combination, computed once."""

@@ -296,6 +296,8 @@ class DhcpServer:
             policy = self.policy
             self._host = policy.hosts.find(msg) if policy.hosts.all else None
             self._classes = policy.classes.classify(msg) if policy.classes.names else 0
+        else:  # they end a binding: no options, no address chosen
+            self._host, self._classes = None, 0
         if mt == _REQUEST:
             d = self._request(msg, key, ingress, now)
         elif mt == _DISCOVER:

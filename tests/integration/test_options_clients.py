@@ -6,16 +6,25 @@ global and pool levels."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 
 import pytest
 
+from appliance.config.tree import write_tree
+from appliance.dhcp.enums import BROADCAST_FLAG, MessageType
+from appliance.dhcp.message import DhcpMessage
 from appliance.testing.daemonfiles import CLI
+from appliance.testing.dhcpreq import request
 from appliance.testing.netns import Netns, Topology, wait_for
 from appliance.testing.require import require_root
 from appliance.testing.trees import standalone_tree
-from lab.clients import Dhclient, Dhcpcd, Udhcpc, ipv4_addrs
+from lab.clients import Dhclient, Dhcpcd, Udhcpc, ipv4_addrs, scapy_exchange
 
 pytestmark = [pytest.mark.netns]
 
@@ -121,3 +130,69 @@ exit 0
     assert "ntp=192.0.2.123" in ev
     assert "search=example.net. eng.example.net." in ev or \
         "search=example.net eng.example.net" in ev
+
+
+def _discover(t: Topology, ns: Netns, mac: str, xid: int) -> DhcpMessage:
+    """One broadcast DISCOVER asking for 42 from `mac`, sent with scapy; the OFFER."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+
+    msg = request(MessageType.DISCOVER, mac, xid=xid, prl=bytes([1, 3, 42]),
+                  flags=BROADCAST_FLAG)
+    frame = bytes(Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0",
+                  dst="255.255.255.255") / UDP(sport=68, dport=67) / Raw(msg.encode()))
+    for r in scapy_exchange(t, ns, "eth0", [frame], [xid]):
+        m = DhcpMessage.decode(bytes(Ether(r)["UDP"].payload))
+        if m.xid == xid:
+            return m
+    raise AssertionError(f"no OFFER for xid {xid:#x}")
+
+
+def test_options_and_hosts_apply_on_reload_and_a_bad_value_is_refused(tmp_path):
+    """`dhcp-hotbackup reload` (SIGHUP): new options and a new host apply at once, no
+    restart; a broken option file is refused naming the file and the value, and the
+    running options stay."""
+    require_root()
+    with Topology() as t:
+        lan = t.lan()
+        srv = t.host("srv")
+        t.attach(srv, lan, "eth1", "192.0.2.2/24")
+        cli = t.host("cli")
+        mac = "02:7e:00:00:02:01"
+        t.attach(cli, lan, "eth0", mac=mac)
+        etc = standalone_tree(tmp_path)
+        log = open(tmp_path / "daemon.log", "ab")
+        p = t.popen(srv, [CLI, "run", "--config", str(etc)], stdout=log, stderr=log)
+        role = tmp_path / "run" / "role"
+        wait_for(lambda: p.poll() is None and role.exists()
+                 and role.read_text().strip() == "active", 30, what="daemon active")
+        first = _discover(t, cli, mac, 0x7001)
+        assert 42 not in first.options
+        assert IPv4Address(first.yiaddr) != IPv4Address("192.0.2.77")
+
+        write_tree(etc, {"options/ntp-servers": "192.0.2.123",
+                         "hosts/me/mac": mac, "hosts/me/address": "192.0.2.77"})
+        r = subprocess.run([CLI, "reload", "--config", str(etc)], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0 and "reload applied" in r.stdout, r.stdout + r.stderr
+        second = _discover(t, cli, mac, 0x7002)
+        assert second.options[42] == IPv4Address("192.0.2.123").packed
+        assert IPv4Address(second.yiaddr) == IPv4Address("192.0.2.77")
+
+        write_tree(etc, {"options/ntp-servers": "192.0.2.300"})
+        # the CLI checks first and sends nothing; the daemon, signalled directly, refuses
+        r = subprocess.run([CLI, "reload", "--config", str(etc)], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert f"{etc}/options/ntp-servers: '192.0.2.300'" in r.stderr, r.stderr
+        last = tmp_path / "run" / "config" / "last_reload"
+        os.kill(p.pid, signal.SIGHUP)
+        refused = wait_for(lambda: last.exists() and json.loads(last.read_text())
+                           .get("result") == "refused" and json.loads(last.read_text()), 15,
+                           what="the daemon refused the reload")
+        assert any(f"{etc}/options/ntp-servers: '192.0.2.300'" in x
+                   for x in refused["problems"]), refused
+        third = _discover(t, cli, mac, 0x7003)
+        assert third.options[42] == IPv4Address("192.0.2.123").packed
+        assert t.stop(p, timeout=15) == 0, (tmp_path / "daemon.log").read_text()[-3000:]
