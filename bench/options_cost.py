@@ -1,5 +1,6 @@
 """What options, classes and hosts cost: DORA/s with 20 options, 3 classes and 1,000 hosts
-against today's minimal config, and against Kea 2.2 with the same rich config, same run.
+against today's minimal config, and Kea 2.2 with both configs, same run (the setups in
+turn at each rate step, so that the shared box's load hits them alike).
 
 Topology and method as bench/dora_throughput.py (perfdhcp in relay mode from 198.18.0.1,
 rate steps, the figure is the highest rate whose DISCOVER->OFFER and REQUEST->ACK losses
@@ -15,8 +16,10 @@ option each (perfdhcp's clients hit a few; every packet is looked up).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
+import statistics
 import sys
 import tempfile
 from ipaddress import IPv4Address
@@ -28,7 +31,7 @@ from appliance.dhcp import options as o
 from appliance.testing.netns import Topology, wait_for
 from appliance.testing.trees import standalone_tree
 from bench.dora_throughput import CLI, POOL, SUBNET, build
-from lab.kea import start_kea
+from lab.kea import kea_config, start_kea
 
 N_HOSTS = 1000
 GLOBAL = {
@@ -134,8 +137,17 @@ def start_ours(rich: bool):
     return start
 
 
+def start_kea_minimal(t: Topology, srv, work: Path):
+    return _start_kea(t, srv, work, kea_config(work, "eth1", [
+        ("192.0.2.0/24", "192.0.2.100 - 192.0.2.199"), (SUBNET, POOL.replace("-", " - "))]))
+
+
 def start_kea_rich(t: Topology, srv, work: Path):
-    p = start_kea(t, srv, work, kea_rich(work))
+    return _start_kea(t, srv, work, kea_rich(work))
+
+
+def _start_kea(t: Topology, srv, work: Path, conf: dict):
+    p = start_kea(t, srv, work, conf)
     wait_for(lambda: p.poll() is not None
              or "kea-dhcp4" in t.run(srv, ["ss", "-lunp"], check=False).stdout, 30,
              what="kea")
@@ -202,30 +214,73 @@ def micro(rich: bool, n: int = 20000) -> tuple[float, int, int]:
     return us, len(last.options), len(last.encode())
 
 
-def measure(name: str, starter, rates: list[int], period: int) -> dict:
-    """The best rate under 1% loss ("dora_s"), and the most ACKs per second seen at any
-    step ("peak": on a loaded box, where no step stays under 1%, the figure left)."""
-    best = {"rate": 0, "dora_s": 0}
-    peak = 0
+def step(name: str, starter, rate: int, period: int) -> dict:
+    with Topology("oc") as t:
+        srv, load = build(t)
+        work = Path(tempfile.mkdtemp(prefix=f"bench-opt-{name}-"))
+        try:
+            starter(t, srv, work)
+            res = perfdhcp(t, load, rate, period)
+        finally:
+            t.close()
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"  {name:12} rate {rate:6}/s: DORA/s {res['dora_s']:6}  loss DO "
+          f"{res['loss_do']:5}%  RA {res['loss_ra']:5}%  {'ok' if res['ok'] else 'LOSS'}",
+          flush=True)
+    return res
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (/proc/<pid>/stat)."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_dora(setups, rate: int, period: int, rounds: int) -> dict[str, float]:
+    """The server's CPU milliseconds per DORA at a rate it sustains (no queueing, no
+    loss), the setups in turn each round, the median: what the config costs per client
+    whatever else the box is doing (throughput on a shared box is mostly the others)."""
+    per: dict[str, list[float]] = {name: [] for name, _ in setups}
+    for _ in range(rounds):
+        for name, starter in setups:
+            with Topology("oc") as t:
+                srv, load = build(t)
+                work = Path(tempfile.mkdtemp(prefix=f"bench-opt-{name}-"))
+                try:
+                    p = starter(t, srv, work)
+                    c0 = cpu_s(p.pid)
+                    res = perfdhcp(t, load, rate, period)
+                    used = cpu_s(p.pid) - c0
+                finally:
+                    t.close()
+                    shutil.rmtree(work, ignore_errors=True)
+            acks = res["dora_s"] * period
+            if acks:
+                per[name].append(used / acks * 1000)
+            print(f"  {name:12} {rate}/s for {period}s: {acks} ACKs, server CPU {used:.2f} s"
+                  f" = {used / max(acks, 1) * 1000:.3f} ms per DORA", flush=True)
+    return {n: statistics.median(v) if v else 0.0 for n, v in per.items()}
+
+
+def measure(setups, rates: list[int], period: int) -> dict[str, dict]:
+    """Each rate step runs every setup in turn (the shared box's load hits them alike).
+    Per setup: the best rate under 1% loss ("dora_s") and the most ACKs per second seen
+    at any step ("peak": on a loaded box, where no step stays under 1%, the figure
+    left). A setup stops after its first loss above a rate it held."""
+    out = {name: {"rate": 0, "dora_s": 0, "peak": 0} for name, _ in setups}
+    done: set[str] = set()
     for rate in rates:
-        with Topology("oc") as t:
-            srv, load = build(t)
-            work = Path(tempfile.mkdtemp(prefix=f"bench-opt-{name}-"))
-            try:
-                starter(t, srv, work)
-                res = perfdhcp(t, load, rate, period)
-            finally:
-                t.close()
-                shutil.rmtree(work, ignore_errors=True)
-        print(f"  {name:12} rate {rate:6}/s: DORA/s {res['dora_s']:6}  loss DO "
-              f"{res['loss_do']:5}%  RA {res['loss_ra']:5}%  {'ok' if res['ok'] else 'LOSS'}",
-              flush=True)
-        peak = max(peak, res["dora_s"])
-        if res["ok"]:
-            best = res
-        elif best["rate"]:
-            break
-    return {**best, "peak": peak}
+        for name, starter in setups:
+            if name in done:
+                continue
+            res = step(name, starter, rate, period)
+            r = out[name]
+            r["peak"] = max(r["peak"], res["dora_s"])
+            if res["ok"]:
+                r.update(rate=rate, dora_s=res["dora_s"])
+            elif r["rate"]:
+                done.add(name)
+    return out
 
 
 def main() -> int:
@@ -234,6 +289,8 @@ def main() -> int:
                     "7500,8000,9000")
     ap.add_argument("--period", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--cpu-rate", type=int, default=500)
+    ap.add_argument("--cpu-rounds", type=int, default=3)
     ap.add_argument("--micro-n", type=int, default=5000)
     ap.add_argument("--micro-only", action="store_true",
                     help="only the in-process cost of the decision, no perfdhcp")
@@ -254,22 +311,23 @@ def main() -> int:
     if a.micro_only:
         return 0
     setups = (("ours-minimal", start_ours(False)), ("ours-rich", start_ours(True)),
-              ("kea-rich", start_kea_rich))
-    out = {}
-    for name, starter in setups:
-        print(f"{name}: perfdhcp rate steps of {a.period}s", flush=True)
-        out[name] = measure(name, starter, rates, a.period)
+              ("kea-minimal", start_kea_minimal), ("kea-rich", start_kea_rich))
+    print(f"server CPU per DORA at {a.cpu_rate}/s, {a.cpu_rounds} rounds, the setups in "
+          "turn", flush=True)
+    cpu = cpu_per_dora(setups, a.cpu_rate, a.period, a.cpu_rounds)
+    print(f"perfdhcp rate steps of {a.period}s, the setups in turn at each", flush=True)
+    out = measure(setups, rates, a.period)
+    for name, ms in cpu.items():
+        out[name]["cpu_ms"] = ms
     print()
-    print(f"{'setup':14} {'DORA/s <1% loss':>16} {'peak DORA/s':>12}")
+    print(f"{'setup':14} {'DORA/s <1% loss':>16} {'peak DORA/s':>12} {'CPU ms/DORA':>12}")
     for name, r in out.items():
-        print(f"{name:14} {r['dora_s']:>16} {r['peak']:>12}")
-    for what in ("dora_s", "peak"):
-        if out["ours-minimal"][what]:
-            print(f"ratio rich/minimal (ours, {what}): "
-                  f"{out['ours-rich'][what] / out['ours-minimal'][what]:.2f}")
-        if out["kea-rich"][what]:
-            print(f"ratio ours/kea (rich, {what}): "
-                  f"{out['ours-rich'][what] / out['kea-rich'][what]:.2f}")
+        print(f"{name:14} {r['dora_s']:>16} {r['peak']:>12} {r['cpu_ms']:>12.3f}")
+    for what in ("dora_s", "peak", "cpu_ms"):
+        for a_, b_ in (("ours-rich", "ours-minimal"), ("kea-rich", "kea-minimal"),
+                       ("ours-rich", "kea-rich"), ("ours-minimal", "kea-minimal")):
+            if out[b_][what]:
+                print(f"ratio {a_}/{b_} ({what}): {out[a_][what] / out[b_][what]:.2f}")
     return 0
 
 

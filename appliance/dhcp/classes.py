@@ -99,10 +99,14 @@ def _mac_test(prefixes: tuple[bytes, ...]) -> Test:
 
 def _relay_test(nets: tuple[tuple[int, int], ...]) -> Test:
     def test(msg: DhcpMessage) -> bool:
-        if msg.giaddr == _ZERO:
+        gi = msg.giaddr
+        if gi == _ZERO:
             return False
-        gi = int.from_bytes(msg.giaddr, "big")
-        return any(gi & mask == net for net, mask in nets)
+        ip = int.from_bytes(gi, "big")
+        for net, mask in nets:  # a loop, not any(): per packet, no generator
+            if ip & mask == net:
+                return True
+        return False
     return test
 
 
@@ -147,6 +151,10 @@ class Classifier:
         """The classes `msg`'s client is in, as a bit mask."""
         m = 0
         for bit, tests in self._tests:
+            if len(tests) == 1:  # the usual class: one criterion
+                if tests[0](msg):
+                    m |= bit
+                continue
             for t in tests:
                 if not t(msg):
                     break
