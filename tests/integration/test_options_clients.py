@@ -24,7 +24,7 @@ from appliance.testing.dhcpreq import request
 from appliance.testing.netns import Netns, Topology, wait_for
 from appliance.testing.require import require_root
 from appliance.testing.trees import standalone_tree
-from lab.clients import Dhclient, Dhcpcd, Udhcpc, ipv4_addrs, scapy_exchange
+from lab.clients import Dhclient, Dhcpcd, Dhcrelay, Udhcpc, ipv4_addrs, scapy_exchange
 
 pytestmark = [pytest.mark.netns]
 
@@ -195,4 +195,59 @@ def test_options_and_hosts_apply_on_reload_and_a_bad_value_is_refused(tmp_path):
                    for x in refused["problems"]), refused
         third = _discover(t, cli, mac, 0x7003)
         assert third.options[42] == IPv4Address("192.0.2.123").packed
+        assert t.stop(p, timeout=15) == 0, (tmp_path / "daemon.log").read_text()[-3000:]
+
+
+def test_a_port_reserved_by_circuit_id_whatever_device_is_plugged_in(tmp_path, need):
+    """hosts/<h>/circuit_id: the subscriber port behind ISC `dhcrelay -a` (whose
+    circuit-id is its downstream interface's name) gets the host's address; a device
+    swapped in on that port (another MAC, the first one gone without a RELEASE) gets the
+    same address at once, and the first device's binding is gone from the lease table."""
+    require_root()
+    need("dhcrelay", "udhcpc")
+    with Topology() as t:
+        lan = t.lan()
+        srv = t.host("srv")
+        t.attach(srv, lan, "eth1", "192.0.2.2/24")
+        relay = t.host("rly")
+        t.attach(relay, lan, "up0", "192.0.2.3/24")
+        rcli = t.host("rcl")
+        t.veth(relay, "cust7", rcli, "eth0")
+        t.addr(relay, "cust7", "203.0.113.1/24")
+        t.run(srv, ["ip", "route", "add", "203.0.113.0/24", "via", "192.0.2.3"])
+        etc = standalone_tree(tmp_path, extra={
+            "pools/relayed/subnet": "203.0.113.0/24",
+            "pools/relayed/range": "203.0.113.100-203.0.113.199",
+            "hosts/cust7/circuit_id": "cust7", "hosts/cust7/relay": "203.0.113.1",
+            "hosts/cust7/address": "203.0.113.50"})
+        log = open(tmp_path / "daemon.log", "ab")
+        p = t.popen(srv, [CLI, "run", "--config", str(etc)], stdout=log, stderr=log)
+        role = tmp_path / "run" / "role"
+        wait_for(lambda: p.poll() is None and role.exists()
+                 and role.read_text().strip() == "active", 30, what="daemon active")
+
+        def leases() -> list[dict]:
+            r = subprocess.run([CLI, "leases", "--json", "--all", "--config", str(etc)],
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r.stderr
+            return json.loads(r.stdout)
+
+        with Dhcrelay(t, relay, "up0", "cust7", "192.0.2.2", tmp_path / "relay").start():
+            macs = ["02:7e:00:00:03:01", "02:7e:00:00:03:02"]
+            for n, mac in enumerate(macs):
+                t.run(rcli, ["ip", "link", "set", "eth0", "down"])
+                t.run(rcli, ["ip", "link", "set", "eth0", "address", mac])
+                t.run(rcli, ["ip", "link", "set", "eth0", "up"])
+                c = Udhcpc(t, rcli, "eth0", tmp_path / f"udhcpc{n}")
+                with c.start():
+                    assert c.wait_event("bound", timeout=40)[1] == "203.0.113.50"
+                c.wait_exit()  # stopped, no RELEASE: the device is unplugged
+            table = leases()
+            by_mac = {x["mac"]: x for x in table}
+            assert by_mac[macs[1]]["ip"] == "203.0.113.50"
+            assert by_mac[macs[1]]["state"] == "bound"
+            # the first device holds nothing any more (its binding was released first,
+            # then the address bound to the new device: one record per address)
+            assert [x["mac"] for x in table if x["ip"] == "203.0.113.50"] == [macs[1]]
+            assert macs[0] not in by_mac or by_mac[macs[0]]["state"] != "bound"
         assert t.stop(p, timeout=15) == 0, (tmp_path / "daemon.log").read_text()[-3000:]
