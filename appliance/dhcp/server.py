@@ -495,21 +495,28 @@ class DhcpServer:
         pool = self._pool_for(msg, ingress)
         if pool is None:
             return Decision(Reason.NO_SUBNET, detail=f"giaddr {IPv4Address(msg.giaddr)}")
-        if not self.policy.admits(pool, self._classes):
-            return Decision(Reason.CLASS_DENIED, detail=f"pool {pool.name}, classes "
-                            f"{','.join(self.policy.classes.names_of(self._classes)) or '-'}")
         limit = self._over_limit(msg, key, pool)
         if limit is not None:
             return Decision(limit, detail=f"giaddr {IPv4Address(msg.giaddr)}")
+        admits, cls = self.policy.admits, self._classes
         if self.links.any:
-            ip = None
-            for p in self._link_pools(pool, key, msg.mac):  # a shared network: the next if full
+            # a shared network: the next pool if full, among those the client's classes
+            # may use (set-top boxes in one subnet, phones in another, one relay)
+            ip, denied = None, True
+            for p in self._link_pools(pool, key, msg.mac):
+                if not admits(p, cls):
+                    continue
+                denied = False
                 ip = self._choose(msg, key, p, now)
                 if ip is not None:
                     pool = p
                     break
         else:
-            ip = self._choose(msg, key, pool, now)
+            denied = not admits(pool, cls)
+            ip = None if denied else self._choose(msg, key, pool, now)
+        if denied:
+            return Decision(Reason.CLASS_DENIED, detail=f"pool {pool.name}, classes "
+                            f"{','.join(self.policy.classes.names_of(cls)) or '-'}")
         if ip is None:
             return Decision(Reason.POOL_EXHAUSTED, detail=f"pool {pool.name}")
         cur = self.table.of_client(key)

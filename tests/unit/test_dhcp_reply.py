@@ -507,3 +507,19 @@ def test_options_are_compiled_once_per_combination(tmp_path):
     a = s.policy.options_for(s.pools.by_name["lan"], 0, None)
     offer(s, MAC2)
     assert s.policy.options_for(s.pools.by_name["lan"], 0, None) is a
+
+
+def test_a_shared_network_gives_each_class_its_own_subnet(tmp_path):
+    """Set-top boxes and phones behind one relay, each class in a subnet of its own: the
+    pools of a shared network (pools/<p>/shared_network) that a client's classes may use."""
+    s = server(tree(tmp_path, {
+        **CLASSES,
+        "pools/far/shared_network": "cust", "pools/far/deny_classes": "b-phone",
+        "pools/phones/subnet": "203.0.113.0/24",
+        "pools/phones/range": "203.0.113.100-203.0.113.110",
+        "pools/phones/shared_network": "cust", "pools/phones/allow_classes": "b-phone"}))
+    phone = b"Cisco Systems, Inc. IP Phone CP-7945G"
+    yi = offer(s, MAC2, giaddr=RELAY, vendor_class=phone).yiaddr
+    assert IPv4Address(yi) in IPv4Network("203.0.113.0/24")
+    yi = offer(s, MAC1, giaddr=RELAY, vendor_class=b"STB-1").yiaddr
+    assert IPv4Address(yi) in IPv4Network("198.51.100.0/24")
