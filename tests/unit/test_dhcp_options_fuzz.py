@@ -140,3 +140,38 @@ def test_the_tree_reader_refuses_any_option_file_with_a_config_error(tmp_path, n
         load(root)
     except ConfigError as e:
         assert str(root / "options" / name) in str(e)
+
+
+def _policy():
+    from ipaddress import IPv4Network as Net
+
+    from appliance.config.model import ClassConfig, HostConfig
+    from appliance.dhcp.classes import Classifier
+    from appliance.dhcp.hosts import Hosts
+
+    classes = Classifier((
+        ClassConfig("a", vendor_class=("STB-*", "0x00ff")), ClassConfig("b", user_class=("iPXE",)),
+        ClassConfig("c", circuit_id=("eth0/*",), relay=(Net("198.51.100.0/24"),)),
+        ClassConfig("d", remote_id=("0xaabb*",)), ClassConfig("e", mac_prefix=(b"\x00\x1a",))))
+    hosts = Hosts((HostConfig("h1", mac=b"\x02\x00\x00\x00\x00\x01"),
+                   HostConfig("h2", client_id=b"\x01\x02"),
+                   HostConfig("h3", circuit_id=b"eth0/1"),
+                   HostConfig("h4", remote_id=b"\xaa\xbb", relay=IPv4Address("198.51.100.1"))))
+    return classes, hosts
+
+
+CLASSES_, HOSTS_ = _policy()
+
+
+@given(st.dictionaries(st.sampled_from([60, 61, 77, 82]), st.binary(max_size=60), max_size=4),
+       st.binary(min_size=16, max_size=16), st.integers(0, 16),
+       st.sampled_from([bytes(4), IPv4Address("198.51.100.1").packed, b"\xff" * 4]))
+@settings(max_examples=2000)
+def test_class_and_host_matching_never_fails_on_what_a_client_sends(opts, chaddr, hlen, gi):
+    msg = DhcpMessage(1, 1, hlen, 0, 1, 0, 0, bytes(4), bytes(4), bytes(4), gi, chaddr,
+                      bytes(64), bytes(128), {53: b"\x01", **opts})
+    mask = CLASSES_.classify(msg)
+    assert 0 <= mask < 1 << 5
+    h = HOSTS_.find(msg)
+    if h is not None and h.name in ("h3", "h4"):
+        assert gi != bytes(4)  # a port host only through a relay
