@@ -13,16 +13,17 @@ import os
 import signal
 import socket
 from collections import defaultdict, deque
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from appliance import __version__
 from appliance.clock import SYSTEM, Clock
 from appliance.config import tree as config_tree
-from appliance.config.model import Config, plan
-from appliance.config.schema import Reload
+from appliance.config.model import Config, GroupConfig, ReloadPlan, plan, stable_indexes
 from appliance.datapath import Datapath, DatapathError
 from appliance.datapath import cleanup_all as datapath_cleanup
+from appliance.datapath.plan import Binding
 from appliance.dhcp import service as dhcp_service
 from appliance.dhcp.leasequery import Leasequery
 from appliance.dhcp.server import DhcpServer, Ingress
@@ -38,6 +39,7 @@ from appliance.metrics.alarms import Alarms, Observed, Raise
 from appliance.metrics.histogram import DelayLog
 from appliance.pair import policy as pp
 from appliance.ratelog import RateLimitedLog
+from appliance.runtime import view
 from appliance.runtime.tree import RuntimeTree
 from appliance.sync.changelog import Cursor, RingLog
 from appliance.sync.frames import NoticeCode
@@ -45,8 +47,9 @@ from appliance.sync.merge import Merger, node_index
 from appliance.sync.session import Evidence, Loss
 from appliance.sync.session import State as SyncState
 from appliance.sync.transport import SyncHandler, SyncLink, config_summary
+from appliance.vrrp import netlink as nl
 from appliance.vrrp.packet import Reject
-from appliance.vrrp.service import GroupSpec, VrrpService
+from appliance.vrrp.service import GroupSpec, VrrpService, VrrpStartError
 from appliance.vrrp.service import cleanup as vrrp_cleanup
 from appliance.vrrp.timers import master_down_interval_s, ms_to_cs, skew_time_s
 
@@ -237,16 +240,17 @@ class Daemon:
         # the datapath is flipped before anything else (appliance/pair/policy.py).
         self.active = False
         self.serving: frozenset[str] = frozenset()
-        self.group = cfg.groups[0].name if cfg.groups else pp.STANDALONE
-        self.policy = pp.PairPolicy(pp.Layout(
-            groups={self.group: tuple(i.name for i in cfg.interfaces)},
-            sync_mode=cfg.sync.mode if cfg.sync is not None else None,
-            half=node_index(cfg.sync.local, cfg.sync.peer) if cfg.sync is not None else 0))
+        self.policy = pp.PairPolicy(_layout(cfg))
+        # Each group's index in the datapath's group -> role map (the standalone
+        # interfaces' group too); kept across reloads (config.model.stable_indexes).
+        self.indexes = stable_indexes({}, _group_names(cfg))
         self._events: deque[pp.Event] = deque()
         self._in_policy = False
         self._gate = True  # the last SetGate, for a VRRP instance started later
         self.datapath: Datapath | None = None
-        self.vrrp: VrrpService | None = None
+        # One VRRP instance per group (vrrp/<group>/), by group name.
+        self.vrrps: dict[str, VrrpService] = {}
+        self._links: nl.LinkMonitor | None = None
         self.link: SyncLink | None = None
         # The lease store (journal, snapshot, cursor): the error while writes fail (None:
         # they work); the damage replay found at start, if any (runtime store/damage).
@@ -274,7 +278,11 @@ class Daemon:
         self._takeovers: dict[tuple[str, str], int] = {}
         self._last_takeover: dict[str, ms.Takeover] = {}
         self._evidence: tuple[float, str] | None = None  # (mono, why) of sync-link evidence
-        self._takeover_start: tuple[str, float] | None = None  # (group, mono) not served yet
+        self._takeover_start: dict[str, float] = {}  # group -> mono: taken over, not served yet
+        self._last_transition_of: dict[str, dict[str, object]] = {}  # group -> its last
+        self._client_ifs: list[Ingress] = []
+        self._if_pools: dict[str, tuple[str, ...]] = {}  # interface -> pools on its subnets
+        self._lease_counts: dict[str, int] = {}  # interface -> bound leases (per publish)
 
     # -- start-up ----------------------------------------------------------------------
     def _open_store(self) -> None:
@@ -322,20 +330,21 @@ class Daemon:
         cfg = self.cfg
         self._open_store()
         self._client_ifs = self._interfaces()
-        self.server_id = self._client_ifs[0].server_ids[0]
+        self._map_pools()
         # Complete from the start only when no peer can have bound clients we have not
         # seen: standalone. With sync/, the link's state sets it (_Replication.on_state).
         self.server = DhcpServer(self.pools, self.table, self.allocator,
-                                 table_complete=cfg.vrrp is None and cfg.sync is None,
+                                 table_complete=cfg.standalone and cfg.sync is None,
                                  cfg=cfg)
         # The datapath exists before anything can make this device active; a program
         # left by a crashed daemon is replaced and the fresh role map says standby.
+        names = _names([i.name for i in cfg.interfaces])
         try:
-            self.datapath = Datapath.open(cfg.client_interface, cfg.datapath)
+            self.datapath = Datapath.open(self._bindings(), cfg.datapath)
         except DatapathError as e:
-            raise RuntimeError(f"datapath/mode xdp on {cfg.client_interface}: {e} (set "
-                               "datapath/mode to off on machines without BPF)") from e
-        log.info("D004 datapath %s on %s", self.datapath.attach_mode, cfg.client_interface)
+            raise RuntimeError(f"datapath/mode xdp on {names}: {e} (set datapath/mode to "
+                               "off on machines without BPF)") from e
+        log.info("D004 datapath %s on %s", self.datapath.attach_mode, names)
         self.dhcp = DhcpService(self.server, self.table, _PacketStore(self), self.stats,
                                 self.clock, self._ratelog, self.loop)
         missing = self.dhcp.set_interfaces(self._client_ifs)
@@ -355,17 +364,20 @@ class Daemon:
             self._execute(action)
         if self.store_error is not None:
             self._policy(pp.StoreChanged(False, self.store_error))
-        if cfg.vrrp is not None:
+        self._watch_links()
+        if cfg.groups:
             if cfg.sync is None:
                 log.warning("D005 vrrp/ without sync/: sessions are not replicated; the peer "
                             "(keepalived or another device) starts from its own store")
-            await self._start_vrrp()
+            for g in cfg.groups:
+                await self._start_vrrp(g)
         self._start_metrics()
         self._publish()
         tasks = [asyncio.create_task(self._housekeeping(), name="housekeeping")]
-        log.info("D002 serving DHCP on %s as %s, server identifier %s, role %s",
-                 cfg.client_interface, cfg.node.name, socket.inet_ntoa(self.server_id),
-                 self.role)
+        sids = sorted({socket.inet_ntoa(s) for i in self._client_ifs for s in i.server_ids})
+        log.info("D002 serving DHCP on %s as %s, server identifier %s, role %s%s", names,
+                 cfg.node.name, _names(sids), self.role,
+                 f", groups {_names(g.name for g in cfg.groups)}" if cfg.groups else "")
         self._notify("READY=1\nSTATUS=" + self._status_line())
         try:
             await self._stop.wait()
@@ -376,11 +388,12 @@ class Daemon:
                 if t is not None:
                     t.cancel()
             # Standby first (no more answers), then priority 0 so the peer takes over
-            # at once (RFC 5798 §6.4.3), then the program leaves the interface.
+            # at once (RFC 5798 §6.4.3), then the program leaves the interfaces.
             for g in sorted(self.serving):
                 self._set_serving(g, False, "stopping")
-            if self.vrrp is not None:
-                await self.vrrp.stop()
+            if self._links is not None:
+                self._links.close()
+            await asyncio.gather(*(v.stop() for v in self.vrrps.values()))
             if self._link_closing is not None:
                 await self._link_closing
             if self.link is not None:
@@ -425,6 +438,13 @@ class Daemon:
                 if g in self.serving:
                     return sid
         return None
+
+    def _bindings(self) -> list[Binding]:
+        """Every client interface with the datapath index of each of its groups (the
+        standalone group's for an interface bound to none)."""
+        idx = self.indexes
+        return [Binding(i.name, tuple(idx[g] for g in i.groups or (pp.STANDALONE,)))
+                for i in self.cfg.interfaces]
 
     async def _start_sync(self) -> None:
         cfg = self.cfg
@@ -504,18 +524,20 @@ class Daemon:
                         "the peer was told to take over now" if sent else
                         "no sync connection: the peer's VRRP timers decide")
         elif isinstance(a, pp.TakeOver):
-            log.warning("D049 %s: taking over now", a.why)
-            if self.vrrp is not None:
+            log.warning("D049 %s: taking over group %s now", a.why, a.group)
+            vrrp = self.vrrps.get(a.group)
+            if vrrp is not None:
                 self._evidence = (self.clock.mono(), a.why)  # the takeover's duration
-                self.vrrp.takeover(a.why)
+                vrrp.takeover(a.why)
                 self._evidence = None
         elif isinstance(a, pp.SetHealth):
-            if self.vrrp is not None:
-                self.vrrp.set_health(a.healthy)
+            vrrp = self.vrrps.get(a.group)
+            if vrrp is not None:
+                vrrp.set_health(a.healthy)
         elif isinstance(a, pp.SetGate):
             self._gate = a.ready
-            if self.vrrp is not None:
-                self.vrrp.set_gate(a.ready)
+            for vrrp in self.vrrps.values():
+                vrrp.set_gate(a.ready)
         elif isinstance(a, pp.SetSplit):
             self.allocator.owner = a.half
         elif isinstance(a, pp.SetAckWait):
@@ -531,22 +553,29 @@ class Daemon:
         """Start or stop serving a group. The datapath's role word is written first:
         from that instant the kernel passes (or drops) DHCP; the rest is bookkeeping."""
         t0 = self.clock.mono()
+        was_serving = self.serving
         self.serving = self.serving | {group} if on else self.serving - {group}
-        active = bool(self.serving)
-        if self.datapath is not None and active != self.active:
-            self.datapath.set_role(active)
-        was, self.active = self.active, active
-        ts = self._takeover_start
-        if ts is not None and on and ts[0] == group:  # the takeover ends here (metrics)
-            self._takeover_start = None
+        index = self.indexes.get(group)
+        if self.datapath is not None and index is not None:
+            self.datapath.set_group_role(index, on)  # one map write, however many VLANs
+        self.active = bool(self.serving)
+        ts = self._takeover_start.pop(group, None) if on else None
+        if ts is not None:  # the takeover ends here (metrics)
             self._last_takeover[group] = replace(self._last_takeover[group],
-                                                 duration_s=self.clock.mono() - ts[1])
+                                                 duration_s=self.clock.mono() - ts)
         if self.dhcp is not None:
             self.dhcp.serving(self.serving)
-        if was == active:
+        if was_serving == self.serving:
             return
         flip_us = (self.clock.mono() - t0) * 1e6
-        log.info("D030 role %s (%s): datapath flipped in %.0f us", self.role, why, flip_us)
+        if self.cfg.groups and len(self.policy.layout.groups) > 1:
+            log.info("D030 group %s %s (%s): datapath flipped in %.0f us; role %s, serving "
+                     "%d of %d groups", group or "(standalone)",
+                     "active" if on else "standby", why, flip_us, self.role,
+                     len(self.serving), len(self.policy.layout.groups))
+        else:
+            log.info("D030 role %s (%s): datapath flipped in %.0f us", self.role, why,
+                     flip_us)
         if self.loop is not None and not self._stop.is_set():
             # Just the role and VRRP files, after the current callbacks (the first
             # requests to the new master come first); the rest waits for housekeeping.
@@ -563,39 +592,77 @@ class Daemon:
         named = frozenset(g for g in detail.split(",") if g)
         return named or frozenset(self.policy.layout.groups)
 
-    async def _start_vrrp(self) -> None:
-        cfg = self.cfg
-        assert cfg.vrrp is not None and self.loop is not None
-        self.vrrp = VrrpService(cfg.vrrp, cfg.client_interface, self._on_vrrp, self.loop,
-                                on_link=self._on_link, watch=(cfg.client_interface,))
-        self.vrrp.set_gate(self._gate)
-        if not self.policy.healthy(self.group):
-            self.vrrp.set_health(False)
-        await self.vrrp.start()
-        for ifname, up in self.vrrp.links().items():
+    def _watch_links(self) -> None:
+        """One link monitor for every interface bound to a group: a link down makes its
+        groups unhealthy here (the pair policy hands them over). Called again by a
+        reload that changed the interfaces; a link seen down is told to the policy."""
+        names = sorted({i.name for i in self.cfg.interfaces if i.groups})
+        if self._links is not None:
+            if sorted(self._links.states()) == names:
+                return
+            self._links.close()
+            self._links = None
+        if not names:
+            return
+        assert self.loop is not None
+        self._links = nl.LinkMonitor(names, self._on_link, self.loop)
+        probe = nl.Netlink()
+        try:
+            states = self._links.start(probe.link_up)
+        finally:
+            probe.close()
+        for ifname, up in sorted(states.items()):
             if not up:
                 self._policy(pp.LinkChanged(ifname, False))
 
-    def _on_vrrp(self, state: str, info: dict[str, object]) -> None:
+    def _group_spec(self, g: GroupConfig) -> GroupSpec:
+        # A one-interface tree's group stays unnamed in VRRP's log lines, as before.
+        return GroupSpec("" if self.cfg.legacy else g.name, g.vrrp, g.interface,
+                         self.cfg.service_vips(g.name))
+
+    async def _start_vrrp(self, g: GroupConfig) -> None:
+        assert self.loop is not None
+        name = g.name
+        vrrp = VrrpService.for_group(
+            self._group_spec(g), lambda state, info: self._on_vrrp(name, state, info),
+            self.loop)
+        vrrp.set_gate(self._gate)
+        if not self.policy.healthy(name):
+            vrrp.set_health(False)
+        self.vrrps[name] = vrrp
+        try:
+            await vrrp.start()
+        except BaseException:
+            del self.vrrps[name]
+            raise
+
+    def _on_vrrp(self, group: str, state: str, info: dict[str, object]) -> None:
         """VRRP transition: called synchronously, before VIPs and gratuitous ARPs."""
         t0 = self.clock.mono()
-        self._policy(pp.VrrpChanged(self.group, pp.Vrrp(state), str(info.get("reason", ""))))
-        log.info("D031 vrrp %s (priority %s, master %s)", state, info.get("priority"),
-                 info.get("master"))
+        self._policy(pp.VrrpChanged(group, pp.Vrrp(state), str(info.get("reason", ""))))
+        log.info("D031 vrrp %s%s (priority %s, master %s)",
+                 f"group {group} " if not self.cfg.legacy else "", state,
+                 info.get("priority"), info.get("master"))
         self._last_transition = {"state": state, "time": self.clock.wall(),
                                  **{k: v if isinstance(v, (int, float, str, bool)) or v is None
                                     else str(v) for k, v in info.items()}}
+        self._last_transition_of[group] = self._last_transition
         if state == "master" and info.get("previous") == "backup":
-            self._count_takeover(str(info.get("reason", "")), int(info.get("priority", 100)),  # type: ignore[call-overload]
-                                 t0)
+            self._count_takeover(group, str(info.get("reason", "")),
+                                 int(info.get("priority", 100)), t0)  # type: ignore[call-overload]
 
     def _on_link(self, ifname: str, up: bool) -> None:
+        log.info("D032 client interface %s is %s", ifname, "up" if up else "down")
         self._policy(pp.LinkChanged(ifname, up))
 
     def _status_line(self) -> str:
         parts = [self.role]
-        if self.vrrp is not None:
-            parts.append(f"vrrp {self.vrrp.state} prio {self.vrrp.priority}")
+        if len(self.vrrps) == 1:
+            v = next(iter(self.vrrps.values()))
+            parts.append(f"vrrp {v.state} prio {v.priority}")
+        elif self.vrrps:
+            parts.append(f"serving {len(self.serving - {pp.STANDALONE})} of "
+                         f"{len(self.vrrps)} groups")
         parts.append(f"{self.table.bound} leases")
         return ", ".join(parts)
 
@@ -750,13 +817,64 @@ class Daemon:
     def _publish_role(self) -> None:
         rt = self.runtime
         rt.set("role", self.role)
-        if self.vrrp is not None:
-            rt.set("vrrp/state", self.vrrp.state)
-            rt.set("vrrp/priority", self.vrrp.priority)
-            rt.set("vrrp/master", self.vrrp.master or "")
+        if self._single_view() and self.vrrps:
+            # The one-interface tree's files (tools and tests read them).
+            v = next(iter(self.vrrps.values()))
+            rt.set("vrrp/state", v.state)
+            rt.set("vrrp/priority", v.priority)
+            rt.set("vrrp/master", v.master or "")
             if self._last_transition:
                 rt.set_json("vrrp/last_transition", self._last_transition)
-        # The counters follow with the next _publish: a takeover's first replies first.
+        # groups/ and interfaces/ (runtime/view.py): the roles at once, the lease counts
+        # with the rest; the counters follow with the next _publish: a takeover's first
+        # replies first.
+        rt.update(view.values(self._group_facts(), self._interface_facts(), self.serving))
+
+    def _single_view(self) -> bool:
+        """One interface, at most one group: the runtime tree's vrrp/ files too."""
+        return len(self.cfg.interfaces) == 1 and len(self.cfg.groups) <= 1
+
+    def _group_facts(self) -> list[view.GroupFacts]:
+        out = []
+        for g in self.cfg.groups:
+            v = self.vrrps.get(g.name)
+            try:
+                state = self.policy.state(g.name).value
+            except KeyError:
+                state = "init"
+            out.append(view.GroupFacts(
+                g.name, g.name in self.serving, state,
+                v.state if v is not None else "initialize",
+                v.priority if v is not None else g.vrrp.priority, g.vrrp.priority,
+                (v.master or "") if v is not None else "", g.vrrp.vrid, g.interface,
+                len(self.cfg.bound(g.name)),
+                sum(n for (grp, _c), n in self._takeovers.items() if grp == g.name),
+                self._last_transition_of.get(g.name, {})))
+        return out
+
+    def _interface_facts(self) -> list[view.InterfaceFacts]:
+        leases = self._lease_counts
+        return [view.InterfaceFacts(i.name, tuple(g for g in i.groups if g),
+                                    tuple(socket.inet_ntoa(s) for s in i.server_ids),
+                                    leases.get(i.name, 0))
+                for i in self._client_ifs]
+
+    def _count_leases(self) -> None:
+        """Bound leases per client interface (interfaces/<if>/leases), from the table's
+        per-pool counts: once per _publish, not per packet."""
+        if not hasattr(self, "table"):
+            return
+        counts = self.table.counts
+        self._lease_counts = {
+            ifname: sum(counts.get((p, LeaseState.BOUND), 0) for p in pools)
+            for ifname, pools in self._if_pools.items()}
+
+    def _map_pools(self) -> None:
+        """Which pools each client interface serves from (on start and reload)."""
+        pools = [(p.name, int(p.subnet.network_address), int(p.subnet.netmask))
+                 for p in self.cfg.pools]
+        self._if_pools = view.pools_by_interface(
+            {i.name: i.local_ips for i in self._client_ifs}, pools)
 
     def _publish_soon(self) -> None:
         """One _publish within PUBLISH_SOON_S (coalesced; none once stopping)."""
@@ -775,6 +893,7 @@ class Daemon:
         rt.set("pid", os.getpid())
         rt.set("node", self.cfg.node.name)
         rt.set("role", self.role)
+        self._count_leases()
         rt.set("leases/active", self.table.bound if hasattr(self, "table") else 0)
         rt.set("store/state", "ok" if self.store_error is None else "failed")
         rt.set("store/error", self.store_error or "")
@@ -824,9 +943,11 @@ class Daemon:
                 else:
                     rt.set(k, v)
         self._publish_role()  # vrrp/* (role is written above, before anything else)
-        if self.vrrp is not None:
-            for k, v in self.vrrp.counters().items():
-                stats[f"vrrp_{k}"] = v
+        # VRRP's counters: the device's total over its groups (each group's are in the
+        # metrics, labelled by group).
+        for vrrp in self.vrrps.values():
+            for k, v in vrrp.counters().items():
+                stats[f"vrrp_{k}"] = stats.get(f"vrrp_{k}", 0) + v
         for k, v in stats.items():
             rt.set(f"stats/{k}", v)
         self._observe(stats, dp, rv)
@@ -874,13 +995,16 @@ class Daemon:
                          ",".join(i.groups) or None,
                          self.datapath.attach_mode if self.datapath else "off", dhcp, dp)
             for i in cfg.interfaces)
-        groups: tuple[ms.Group, ...] = ()
-        if self.vrrp is not None and cfg.vrrp is not None:
-            c = self.vrrp.counters()
-            groups = (ms.Group(self.group, cfg.vrrp.vrid, self.vrrp.state, self.vrrp.priority,
-                               cfg.vrrp.priority, self.vrrp.master or "",
-                               {k: v for k, v in c.items() if k not in _REJECTS},
-                               {k: v for k, v in c.items() if k in _REJECTS}),)
+        groups = []
+        for g in cfg.groups:
+            vrrp = self.vrrps.get(g.name)
+            if vrrp is None:
+                continue
+            c = vrrp.counters()
+            groups.append(ms.Group(g.name, g.vrrp.vrid, vrrp.state, vrrp.priority,
+                                   g.vrrp.priority, vrrp.master or "",
+                                   {k: v for k, v in c.items() if k not in _REJECTS},
+                                   {k: v for k, v in c.items() if k in _REJECTS}))
         counts = self.table.counts if hasattr(self, "table") else {}
         pools = tuple(
             ms.Pool(p.name, p.size + sum(not p.in_range(ip) for ip in p.reserved_ips),
@@ -902,42 +1026,53 @@ class Daemon:
                         if k.startswith("sync_") and not k.startswith("sync_refused_")},
                 refused={k[5:]: v for k, v in stats.items() if k.startswith("sync_refused_")})
         return ms.Snapshot(cfg.node.name, self.clock.wall(), self._started, __version__, ifs,
-                           groups, pools, sync, dict(self._takeovers), dict(self._last_takeover),
+                           tuple(groups), pools, sync, dict(self._takeovers),
+                           dict(self._last_takeover),
                            store_error=self.store_error or "")
 
-    def _count_takeover(self, cause: str, priority: int, t0: float) -> None:
-        """This device became master from backup: count it by cause (VRRP's reason) and
-        keep its duration: the wait for the failure's evidence (Master_Down_Interval or
-        Skew_Time, RFC 5798 §6.1, from our interval and priority; none for the sync
-        link's evidence, which comes within milliseconds) plus our own time from the
-        trigger (the timer, or the evidence arriving) to the datapath serving."""
+    def _count_takeover(self, group: str, cause: str, priority: int, t0: float) -> None:
+        """This device became master of `group` from backup: count it by cause (VRRP's
+        reason) and keep its duration: the wait for the failure's evidence
+        (Master_Down_Interval or Skew_Time, RFC 5798 §6.1, from the group's interval and
+        our priority; none for the sync link's evidence, which comes within
+        milliseconds) plus our own time from the trigger (the timer, or the evidence
+        arriving) to the datapath serving."""
         why = ""
         if cause == "peer_down" and self._evidence is not None:
             t0, why = self._evidence
-        assert self.cfg.vrrp is not None
-        adv_cs = ms_to_cs(self.cfg.vrrp.advert_interval_ms)
+        g = self.cfg.group(group)
+        adv_cs = ms_to_cs(g.vrrp.advert_interval_ms) if g is not None else 100
         wait = (master_down_interval_s(priority, adv_cs) if cause == "master_down" else
                 skew_time_s(priority, adv_cs) if cause == "master_stopped" else 0.0)
-        key = (self.group, cause)
+        key = (group, cause)
         self._takeovers[key] = self._takeovers.get(key, 0) + 1
-        self._last_takeover[self.group] = ms.Takeover(
-            self.group, cause, self.clock.wall(), wait + self.clock.mono() - t0, why)
+        self._last_takeover[group] = ms.Takeover(
+            group, cause, self.clock.wall(), wait + self.clock.mono() - t0, why)
         # The policy may serve the group only once this transition's event is handled
         # (a takeover on evidence runs inside the policy's own action list): the
         # duration then ends at that flip (_set_serving).
-        self._takeover_start = None if self.group in self.serving else (self.group, t0 - wait)
+        if group in self.serving:
+            self._takeover_start.pop(group, None)
+        else:
+            self._takeover_start[group] = t0 - wait
 
     # -- reload ------------------------------------------------------------------------
     def reload(self) -> None:
-        """SIGHUP: re-read the tree and apply the difference live. Pools, ranges,
-        reservations and options apply at once without touching a lease; a new
-        vrrp/priority is advertised at once; other vrrp/ changes restart the VRRP
-        instance; new XDP limits are written to the map. Settings that only a
-        restart can change (node/, client/interface, sync/, datapath/mode) are kept and
-        named. An invalid tree is refused whole and the running config stays."""
+        """SIGHUP: re-read the tree and apply the difference live (config.model.plan):
+        pools, ranges, reservations and options at once without touching a lease; a new
+        priority advertised at once; a group whose other vrrp/ settings changed restarts
+        alone; interfaces and groups added, removed or re-bound without disturbing the
+        others (_apply_membership); new XDP limits written to the map. Settings that
+        only a restart can change (node/, sync/, datapath/mode) are kept and named. An
+        invalid tree, or one naming an interface the box lacks, is refused whole and
+        the running config stays."""
         now = self.clock.wall()
         try:
             new = config_tree.load(self.cfg.source)
+            missing = config_tree.missing_interfaces(new)
+            if missing:
+                raise config_tree.ConfigError([
+                    f"interface(s) not on this box: {', '.join(missing)}"])
         except config_tree.ConfigError as e:
             log.error("D020 reload refused, the running config stays:\n%s", e)
             self.runtime.set_json("config/last_reload", {
@@ -945,11 +1080,8 @@ class Daemon:
             return
         old = self.cfg
         # The plan says what changed and how each change applies (config/schema.py's
-        # Key.reload); this daemon serves one interface, so adding, removing or
-        # re-binding interfaces and groups waits for a restart like node/ and sync/.
-        p = plan(old, new, live=frozenset({Reload.POOLS, Reload.PRIORITY, Reload.GROUP,
-                                           Reload.DATAPATH, Reload.METRICS,
-                                           Reload.LEASEQUERY}))
+        # Key.reload); only restart-class keys keep their running value.
+        p = plan(old, new)
         live, restart = list(p.applied), list(p.restart_needed)
         if restart:
             log.warning("D023 reload: %s take effect only after a restart; the running "
@@ -974,13 +1106,18 @@ class Daemon:
             d = p.datapath_limits
             self.datapath.set_limits((d.rate_limit_pps, d.rate_limit_burst),
                                      (d.new_client_pps, d.new_client_burst))
-        if self.vrrp is not None and new.vrrp is not None:
-            if p.groups_restarted:
-                assert self.loop is not None
-                self.loop.create_task(self._restart_vrrp(), name="vrrp-restart")
-            elif p.priorities:
+        assert self.loop is not None
+        membership = bool(p.interfaces_added or p.interfaces_removed or p.groups_added
+                          or p.groups_removed)
+        if membership or p.groups_restarted:
+            self.loop.create_task(self._apply_membership(old, p), name="reload-membership")
+        for name, prio in p.priorities:
+            vrrp = self.vrrps.get(name)
+            if vrrp is not None:
                 # While unhealthy VRRP keeps advertising the lowest priority (SetHealth).
-                self.vrrp.set_priority(new.vrrp.priority)
+                vrrp.set_priority(prio)
+        if p.pools_changed:
+            self._map_pools()
         if self.link is not None:
             self.link.set_summary(config_summary(new))
         log.info("D022 reload: %s", ", ".join(live) if live else "nothing changed")
@@ -989,15 +1126,96 @@ class Daemon:
             "restart_needed": restart})
         self._publish()
 
-    async def _restart_vrrp(self) -> None:
-        """vrrp/ settings other than the priority changed: a new instance (the old one
-        says priority 0 first, so the peer takes over while we come back)."""
-        cfg = self.cfg
-        assert cfg.vrrp is not None and self.vrrp is not None
-        log.warning("D024 reload: restarting VRRP with the new vrrp/ settings")
-        await self.vrrp.stop()
-        self._policy(pp.VrrpChanged(self.group, pp.Vrrp.INITIALIZE, "vrrp restart"))
-        await self._start_vrrp()
+    async def _apply_membership(self, old: Config, p: ReloadPlan) -> None:
+        """Interfaces and groups added, removed or re-bound, and groups restarted, in an
+        order that never answers for a group nobody elects: the removed and restarted
+        groups' VRRP stop first (priority 0: the peer takes them now), then the pair
+        policy, the datapath keys, the packet path's interfaces and the link monitor
+        take the new layout (the groups that stay keep their state and their role map
+        entry), then the new and restarted groups' VRRP start. A group whose service
+        interfaces changed gets its new service VIPs (added and announced if master)."""
+        new = self.cfg
+        stopping = [*p.groups_removed, *p.groups_restarted]
+        for g in stopping:
+            vrrp = self.vrrps.pop(g.name, None)
+            if vrrp is None:
+                continue
+            log.warning("D024 reload: %s group %s (vrid %d)", "removing" if g in
+                        p.groups_removed else "restarting with new settings", g.name,
+                        g.vrrp.vrid)
+            await vrrp.stop()
+            if g.name in self.policy.layout.groups:
+                self._policy(pp.VrrpChanged(g.name, pp.Vrrp.INITIALIZE, "vrrp restart"))
+        for action in self.policy.relayout(_layout(new), self.clock.mono()):
+            self._execute(action)
+        self.indexes = stable_indexes(self.indexes, _group_names(new))
+        self._client_ifs = self._interfaces()
+        if self.datapath is not None:
+            try:
+                self.datapath.set_interfaces(self._bindings())
+            except (DatapathError, ValueError) as e:
+                log.error("D025 reload: the datapath could not take the new interfaces "
+                          "(%s): it keeps steering the old ones", e)
+        if self.dhcp is not None:
+            self.dhcp.set_interfaces(self._client_ifs)
+            self.dhcp.serving(self.serving)
+        self._watch_links()
+        self._map_pools()
+        for g in new.groups:
+            vrrp = self.vrrps.get(g.name)
+            if vrrp is not None:
+                vips = new.service_vips(g.name)
+                if vips != old.service_vips(g.name):
+                    try:
+                        vrrp.set_service_vips(vips)
+                    except VrrpStartError as e:
+                        log.error("D025 reload: group %s: %s", g.name, e)
+        for g in new.groups:
+            if g.name not in self.vrrps:
+                try:
+                    await self._start_vrrp(g)
+                except (VrrpStartError, OSError) as e:
+                    log.error("D025 reload: group %s cannot start: %s; it is not served "
+                              "here until the next reload", g.name, e)
+        added = sorted(i.name for i in p.interfaces_added)
+        removed = sorted(i.name for i in p.interfaces_removed)
+        log.info("D026 reload: interfaces added %s, removed %s; groups added %s, removed %s"
+                 ", restarted %s", _names(added) or "none", _names(removed) or "none",
+                 _names(g.name for g in p.groups_added) or "none",
+                 _names(g.name for g in p.groups_removed) or "none",
+                 _names(g.name for g in p.groups_restarted) or "none")
+        self._publish()
+
+
+def _layout(cfg: Config) -> pp.Layout:
+    """The pair policy's view of the config: each group with the interfaces bound to
+    it; the interfaces bound to none under STANDALONE."""
+    groups: dict[str, tuple[str, ...]] = {g.name: tuple(i.name for i in cfg.bound(g.name))
+                                           for g in cfg.groups}
+    alone = tuple(i.name for i in cfg.interfaces if i.standalone)
+    if alone or not cfg.groups:
+        groups[pp.STANDALONE] = alone
+    return pp.Layout(groups=groups,
+                     sync_mode=cfg.sync.mode if cfg.sync is not None else None,
+                     half=node_index(cfg.sync.local, cfg.sync.peer) if cfg.sync else 0)
+
+
+def _group_names(cfg: Config) -> list[str]:
+    """The groups that need a datapath index: every group, and STANDALONE when an
+    interface is bound to none."""
+    names = [g.name for g in cfg.groups]
+    if any(i.standalone for i in cfg.interfaces):
+        names.append(pp.STANDALONE)
+    return names
+
+
+def _names(names: Iterable[str], most: int = 4) -> str:
+    """"eth1.100, eth1.101" or, past `most`, "eth1.100, ... eth1.299 (200)": log lines
+    stay short with hundreds of VLANs."""
+    items = list(names)
+    if len(items) <= most:
+        return ", ".join(items)
+    return f"{', '.join(items[:most - 1])}, ... {items[-1]} ({len(items)})"
 
 
 def _watchdog_interval() -> float:
@@ -1028,15 +1246,14 @@ def run(cfg: Config) -> int:
     if missing:
         raise RuntimeError(f"interface(s) not on this box: {', '.join(missing)} (named in "
                            f"{cfg.source or 'the config tree'})")
-    _ = (cfg.client_interface, cfg.vrrp)  # Unsupported (RuntimeError): more than one
     return asyncio.run(Daemon(cfg).run())
 
 
 def cleanup(cfg: Config) -> list[str]:
     """What a crashed daemon may have left on the LAN, removed: the XDP program (so no
-    stale role steers DHCP) and the virtual IPs (so no stale address answers ARP).
-    Safe to run when nothing is left. Returns what was removed, for the log.
-    Does nothing while a daemon holds this tree's state dir: it is not left over."""
+    stale role steers DHCP) and the virtual IPs of every group (so no stale address
+    answers ARP). Safe to run when nothing is left. Returns what was removed, for the
+    log. Does nothing while a daemon holds this tree's state dir: it is not left over."""
     try:
         lock = Journal(cfg.node.state_dir)
     except StoreLocked:
@@ -1050,7 +1267,7 @@ def cleanup(cfg: Config) -> list[str]:
 def _cleanup(cfg: Config) -> list[str]:
     # Every port under the client interfaces the config names (a VLAN's parent port).
     done = [f"xdp program ({mode}) detached from {port}"
-            for port, mode in datapath_cleanup([cfg.client_interface])]
-    if cfg.vrrp is not None:
-        done += vrrp_cleanup([GroupSpec("", cfg.vrrp, cfg.client_interface)])
+            for port, mode in datapath_cleanup([i.name for i in cfg.interfaces])]
+    done += vrrp_cleanup([GroupSpec("" if cfg.legacy else g.name, g.vrrp, g.interface,
+                                    cfg.service_vips(g.name)) for g in cfg.groups])
     return done

@@ -367,6 +367,34 @@ class PairPolicy:
             actions += self.handle(VrrpChanged(STANDALONE, Vrrp.MASTER, "standalone"), now)
         return actions
 
+    def relayout(self, layout: Layout, now: float) -> list[Action]:
+        """A reload added or removed groups or interfaces (config.model.ReloadPlan's
+        membership). A group removed stops being served (`Serve(off)` first); a group
+        added starts INIT, its VRRP instance not started yet (the standalone group is
+        served at once, as at start); every group's health is taken again, since its
+        interfaces may have changed. The groups that stay keep their state: a reload
+        that adds a VLAN moves nothing else."""
+        actions: list[Action] = []
+        served = self.serving
+        for g in [g for g in self._state if g not in layout.groups]:
+            if self._state[g] is GroupState.ACTIVE:
+                actions.append(Serve(g, False, "removed from the config"))
+            del self._state[g], self._healthy[g]
+        self.layout = layout
+        added = [g for g in layout.groups if g not in self._state]
+        for g in added:
+            self._state[g] = GroupState.INIT
+            self._healthy[g] = True
+        known = {i for ifs in layout.groups.values() for i in ifs}
+        self._f.links_down &= known
+        if self.serving != served and self._f.sync in (Sync.SYNCING, Sync.IN_SYNC):
+            actions.append(self._announce())
+        # Health again, for every group (a StoreChanged with the same fact: HEALTH).
+        actions += self.handle(StoreChanged(self._f.store_ok), now)
+        if STANDALONE in added:
+            actions += self.handle(VrrpChanged(STANDALONE, Vrrp.MASTER, "standalone"), now)
+        return actions
+
     # -- the one entry point --------------------------------------------------------
     def handle(self, event: Event, now: float) -> list[Action]:
         """`now` is unused today (every rule is on facts, none on time) and kept so the

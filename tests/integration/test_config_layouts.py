@@ -1,8 +1,8 @@
 """The real daemon on trees in the interfaces/ layout: a pair written as one interface
 bound to one group runs as the same pair written in the one-interface layout (the
 master serves a real client with the group's virtual IP as server identifier, a
-priority reload moves the master); a tree with more than the daemon serves today, or
-naming an interface the box lacks, is refused at start naming it."""
+priority reload moves the master); a tree naming an interface the box lacks, or a
+standalone interface without an address, is refused at start naming it."""
 
 from __future__ import annotations
 
@@ -61,18 +61,18 @@ def test_pair_in_the_interfaces_layout_serves_and_reloads(tmp_path):
         assert r.returncode == 0 and "changed: vrrp/g/priority" in r.stdout, r.stdout
         wait_for(lambda: value(tmp_path / "B", "role") == "active", 5, interval=0.02,
                  what="B preempts")
-        # a new interface waits for a restart: named, the running ones stay
+        # an interface the box lacks is refused whole, named; the running config stays
         (ea / "interfaces/eth9").mkdir()
         r = subprocess.run([CLI, "reload", "--config", str(ea)], capture_output=True,
                            text=True, timeout=30)
-        assert "restart needed: interfaces/eth9" in r.stdout, r.stdout
+        assert r.returncode == 2 and "not on this box: eth9" in r.stdout, r.stdout
+        assert value(tmp_path / "A", "vrrp/state") == "backup"
         assert t.stop(pa) == 0 and t.stop(pb) == 0
 
 
 @pytest.mark.parametrize("interfaces,groups,says", [
     ({"eth1": [], "nosuch100": []}, {}, "interface(s) not on this box: nosuch100"),
-    ({"eth1": [("ga", "192.0.2.1/24")], "eth2": [("gb", "198.51.100.1/24")]},
-     {"ga": {"vrid": "1"}, "gb": {"vrid": "2"}}, "2 interface(s), 2 group(s)"),
+    ({"eth1": [], "eth3": []}, {}, "client interface eth3 has no IPv4 address"),
 ])
 def test_start_refuses_what_it_cannot_serve(tmp_path, interfaces, groups, says):
     etc = interfaces_tree(tmp_path, interfaces=interfaces, groups=groups)
@@ -81,6 +81,7 @@ def test_start_refuses_what_it_cannot_serve(tmp_path, interfaces, groups, says):
         lan = t.lan()
         t.attach(srv, lan, "eth1", "192.0.2.2/24")
         t.attach(srv, t.lan("lan2"), "eth2", "198.51.100.2/24")
+        t.attach(srv, t.lan("lan3"), "eth3")  # no address: nothing to name the server by
         r = t.run(srv, [CLI, "run", "--config", str(etc)], check=False, timeout=30)
         assert r.returncode == 1
         assert "D099 cannot run" in r.stderr and says in r.stderr, r.stderr

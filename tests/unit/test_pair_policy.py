@@ -245,3 +245,36 @@ def test_standalone_interfaces_are_served_from_the_start_and_through_a_store_fai
 def test_an_unknown_group_is_a_bug_of_the_caller():
     with pytest.raises(PolicyError):
         policy().handle(VrrpChanged("nope", Vrrp.MASTER), 0.0)
+
+
+def test_a_reload_adds_and_removes_groups_without_touching_the_others():
+    p = policy()
+    p.handle(VrrpChanged(G, Vrrp.MASTER), 0.0)
+    p.handle(VrrpChanged(H, Vrrp.MASTER), 0.0)
+    p.handle(SyncChanged(Sync.IN_SYNC, True), 0.0)
+    assert p.serving == {G, H}
+    # H removed, a group K and a standalone interface added; G keeps its state
+    acts = p.relayout(Layout(groups={G: ("eth1.100",), "gk": ("eth1.300",),
+                                     STANDALONE: ("eth9",)}, sync_mode="sync", half=1), 0.0)
+    assert acts[0] == Serve(H, False, "removed from the config")
+    assert Announce(frozenset({G})) in acts
+    assert Serve(STANDALONE, True, "vrrp master") in acts
+    assert not any(isinstance(a, Serve) and a.group == G for a in acts)
+    assert p.serving == {G, STANDALONE}
+    assert p.state("gk") is GroupState.INIT
+    # the new group follows its VRRP instance like any other
+    assert Serve("gk", True, "vrrp master") in p.handle(VrrpChanged("gk", Vrrp.MASTER), 0.0)
+    with pytest.raises(PolicyError):
+        p.handle(VrrpChanged(H, Vrrp.BACKUP), 0.0)
+
+
+def test_a_reload_forgets_the_links_of_interfaces_it_removed():
+    p = policy()
+    p.handle(VrrpChanged(G, Vrrp.MASTER), 0.0)
+    p.handle(LinkChanged("eth1.101", False), 0.0)
+    assert p.state(G) is GroupState.FAULT
+    # eth1.101 leaves G: G is healthy again and served
+    acts = p.relayout(Layout(groups={G: ("eth1.100",), H: ("eth1.200",)}, sync_mode="sync",
+                             half=1), 0.0)
+    assert Serve(G, True, "healthy again") in acts and SetHealth(G, True) in acts
+    assert p.state(G) is GroupState.ACTIVE
