@@ -15,6 +15,7 @@ from appliance.config import tree as config_tree
 from appliance.config.model import Config
 from appliance.config.schema import KEYS, RELOAD_HELP
 from appliance.leases.model import LeaseState
+from appliance.runtime import view
 
 EPILOG = """\
 The config tree is a directory with one value per file (see docs/config.md and
@@ -100,15 +101,17 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     from appliance import daemon
 
     cfg = _load(args.config)
+    names = ", ".join(i.name for i in cfg.interfaces[:4]) + \
+        (f" and {len(cfg.interfaces) - 4} more" if len(cfg.interfaces) > 4 else "")
     try:
         done = daemon.cleanup(cfg)
     except OSError as e:
-        print(f"dhcp-hotbackup: cleanup of {cfg.client_interface} failed: {e}", file=sys.stderr)
+        print(f"dhcp-hotbackup: cleanup of {names} failed: {e}", file=sys.stderr)
         return 1
     for line in done:
         print(line)
     if not done:
-        print(f"{cfg.client_interface}: nothing left behind")
+        print(f"{names}: nothing left behind")
     return 0
 
 
@@ -182,8 +185,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 3
     g = run.get
     names = [i.name for i in cfg.interfaces]  # not client_interface: a tree may have many
-    print(f"{cfg.node.name}: {g('role', '?')}   pid {g('pid')}   interface "
-          f"{', '.join(names[:4])}{' ...' if len(names) > 4 else ''}")
+    many = len(names) > 1 or len(cfg.groups) > 1
+    if many:
+        print(f"{cfg.node.name}: {g('role', '?')}   pid {g('pid')}   {view.summary(run)}")
+    else:
+        print(f"{cfg.node.name}: {g('role', '?')}   pid {g('pid')}   interface "
+              f"{', '.join(names)}")
     if "vrrp/state" in run:
         print(f"  vrrp      {g('vrrp/state')}  priority {g('vrrp/priority')}  master "
               f"{g('vrrp/master', '-')}")
@@ -208,6 +215,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     for k, v in run.items():
         if k.startswith("alarms/") and v:
             print(f"  ALARM     {k[7:]}: {v}")
+    if many:
+        # One line per interface, then per group: 200 VLANs read at a glance.
+        for line in view.table(run):
+            print(line)
     stats = {k[6:]: v for k, v in run.items() if k.startswith("stats/")}
     # DHCP counters always; the sync, VRRP and XDP ones when they are not zero (all of
     # them are in `status --json` and under stats/ in the runtime tree).

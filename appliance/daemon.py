@@ -372,6 +372,10 @@ class Daemon:
             for g in cfg.groups:
                 await self._start_vrrp(g)
         self._start_metrics()
+        # A previous run's interfaces and groups are not this one's (the tree may have
+        # changed between runs): their folders go before the first publish.
+        self.runtime.remove("interfaces")
+        self.runtime.remove("groups")
         self._publish()
         tasks = [asyncio.create_task(self._housekeeping(), name="housekeeping")]
         sids = sorted({socket.inet_ntoa(s) for i in self._client_ifs for s in i.server_ids})
@@ -1161,6 +1165,11 @@ class Daemon:
             self.dhcp.serving(self.serving)
         self._watch_links()
         self._map_pools()
+        for i in p.interfaces_removed:
+            if new.interface(i.name) is None:
+                self.runtime.remove(f"interfaces/{i.name}")
+        for g in p.groups_removed:
+            self.runtime.remove(f"groups/{g.name}")
         for g in new.groups:
             vrrp = self.vrrps.get(g.name)
             if vrrp is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 
@@ -45,6 +46,15 @@ class RuntimeTree:
 
     def set_json(self, rel: str, value: object) -> None:
         self.set(rel, json.dumps(value, sort_keys=True))
+
+    def remove(self, folder: str) -> None:
+        """Delete a folder of the tree (an interface or a group a reload removed), so
+        no reader finds its last values as if they were current."""
+        prefix = folder.rstrip("/") + "/"
+        for rel in [r for r in self._last if r.startswith(prefix)]:
+            del self._last[rel]
+        self._dirs = {d for d in self._dirs if d != folder and not d.startswith(prefix)}
+        shutil.rmtree(f"{self._base}/{folder}", ignore_errors=True)
 
 
 def read_tree(run_dir: str | os.PathLike[str]) -> dict[str, str]:
