@@ -597,10 +597,15 @@ class Daemon:
         return named or frozenset(self.policy.layout.groups)
 
     def _watch_links(self) -> None:
-        """One link monitor for every interface bound to a group: a link down makes its
-        groups unhealthy here (the pair policy hands them over). Called again by a
-        reload that changed the interfaces; a link seen down is told to the policy."""
-        names = sorted({i.name for i in self.cfg.interfaces if i.groups})
+        """One link monitor for the interfaces bound to a group other than those a group
+        advertises on: a link down makes its groups unhealthy here (the pair policy
+        hands them over). A group's own interface (and its tracked ones) are reported by
+        its VRRP instance, before its state machine hears of it: the policy must see the
+        link go down while the group is still ACTIVE, to hand it over at once rather
+        than leave it to VRRP's timers. Called again by a reload that changed the
+        interfaces; a link seen down is told to the policy."""
+        own = {g.interface for g in self.cfg.groups}
+        names = sorted({i.name for i in self.cfg.interfaces if i.groups} - own)
         if self._links is not None:
             if sorted(self._links.states()) == names:
                 return
@@ -629,7 +634,7 @@ class Daemon:
         name = g.name
         vrrp = VrrpService.for_group(
             self._group_spec(g), lambda state, info: self._on_vrrp(name, state, info),
-            self.loop)
+            self.loop, on_link=self._on_link)
         vrrp.set_gate(self._gate)
         if not self.policy.healthy(name):
             vrrp.set_health(False)
@@ -639,6 +644,9 @@ class Daemon:
         except BaseException:
             del self.vrrps[name]
             raise
+        for ifname, up in vrrp.links().items():
+            if not up:
+                self._policy(pp.LinkChanged(ifname, False))
 
     def _on_vrrp(self, group: str, state: str, info: dict[str, object]) -> None:
         """VRRP transition: called synchronously, before VIPs and gratuitous ARPs."""

@@ -13,9 +13,11 @@ veth port into it named like a VLAN sub-interface (DESIGN.md):
                                                               ── cust7 203.0.113.129/25 ── dhclient
       sync0 198.18.0.1/24      (not a client interface)    ══ veth ══ peer 198.18.0.2
 
-The server is the real daemon (store, runtime tree, packet path) with its interfaces
-from a spec (appliance/testing/multiif.py) until the config tree names many. The VIPs
-are added by the test, as VRRP adds them on the master. What a user checks: each client
+The server is the real daemon (`dhcp-hotbackup run`) on a tree in the interfaces/ layout:
+groups ga (advertising on eth1.100, eth1.300 its service interface) and gb (on
+eth1.200, eth1.300 too), no peer at first, so it becomes master of both and its VRRP
+adds the VIPs; for the last test a VRRP peer (lab/vrrp_node.py) on v200 is gb's master,
+so the daemon serves ga and the standalone interface only. What a user checks: each client
 gets an address of its VLAN's pool, from its group's half on the shared VLAN, with its
 group's virtual IP as the server identifier; every reply leaves on the port its request
 came in on (a capture on each bridge), renewals too; DHCP on the sync link is dropped
@@ -41,7 +43,7 @@ from appliance.testing.daemonfiles import CLI, PY, REPO, DaemonFiles
 from appliance.testing.dhcpreq import request
 from appliance.testing.netns import Netns, Topology, wait_for
 from appliance.testing.require import require_root
-from appliance.testing.trees import standalone_tree
+from appliance.testing.trees import interfaces_tree
 from lab.clients import (
     Capture,
     Dhclient,
@@ -86,7 +88,7 @@ RELAYED_RANGE = ("203.0.113.150", "203.0.113.199")
 SYNC_SRV, SYNC_PEER = "198.18.0.1", "198.18.0.2"
 
 POOLS = {
-    # v100 is the tree's own pool ("lan", standalone_tree)
+    # v100 is the pool "lan" (MultiNet)
     "pools/v200/subnet": "192.0.2.128/25", "pools/v200/range": "192.0.2.200-192.0.2.220",
     "pools/v300/subnet": "198.51.100.0/24",
     "pools/v300/range": "198.51.100.100-198.51.100.199",
@@ -124,6 +126,11 @@ def replies(cap: Capture) -> list:
     return out
 
 
+GROUPS = {"ga": {"vrid": "10", "priority": "200", "advert_interval_ms": "100"},
+          "gb": {"vrid": "20", "priority": "200", "advert_interval_ms": "100"}}
+PEER_GB = "192.0.2.131/25"  # gb's other master, on v200, for the last test
+
+
 class MultiNet(DaemonFiles):
     """The topology above with the server running; `restart(serving)` runs it again
     answering only those groups."""
@@ -134,35 +141,51 @@ class MultiNet(DaemonFiles):
         for v in VLANS:
             v.lan = t.lan(f"v{v.vid}")
             t.attach(self.srv, v.lan, v.ifname, f"{v.srv}/{v.net.prefixlen}")
-            for vip in v.vips:  # as VRRP adds them on the master
-                t.addr(self.srv, v.ifname, f"{vip}/{v.net.prefixlen}")
         self.peer = t.host("peer")
         t.veth(self.srv, "sync0", self.peer, "sync0")
         t.addr(self.srv, "sync0", f"{SYNC_SRV}/24")
         t.addr(self.peer, "sync0", f"{SYNC_PEER}/24")
         t.run(self.srv, ["ip", "route", "add", str(RELAYED), "via", RELAY_UP.split("/")[0]])
-        self.etc = standalone_tree(root, interface=V100.ifname, subnet=str(V100.net),
-                                   ranges="-".join(V100.range), extra=POOLS)  # type: ignore[arg-type]
+        pools = {"lan": (str(V100.net), "-".join(V100.range))}  # type: ignore[arg-type]
+        for k, v in POOLS.items():
+            if k.endswith("/subnet"):
+                name = k.split("/")[1]
+                pools[name] = (v, POOLS[f"pools/{name}/range"])
+        self.etc = interfaces_tree(
+            root, interfaces={v.ifname: [(g, f"{vip}/{v.net.prefixlen}")
+                                         for g, vip in zip(v.groups, v.vips, strict=True)]
+                              for v in VLANS},
+            groups=GROUPS, pools=pools,
+            extra={"pools/relayed/lease_time": POOLS["pools/relayed/lease_time"]})
         self.run_dir = root / "run"
         self.log = root / "daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.gb_peer: subprocess.Popen[bytes] | None = None
         self._n = 0
 
     def start(self, serving: list[str] | None = None) -> None:
-        spec: dict = {"interfaces": [{"name": v.ifname, "groups": list(v.groups),
-                                      "virtual_ips": list(v.vips)} for v in VLANS]}
+        """The daemon; `serving` ["ga", ""]: with gb's peer master first (the daemon
+        stays gb's backup)."""
         if serving is not None:
-            spec["serving"] = serving
-        path = self.root / "spec.json"
-        path.write_text(json.dumps(spec))
+            assert set(serving) == {"ga", ""}, "only gb can be given to the peer"
+            pns = self.t.host("gbpeer")
+            assert V200.lan is not None
+            self.t.attach(pns, V200.lan, "eth1", PEER_GB)
+            self.gb_peer = self.t.popen(pns, [
+                PY, "-m", "lab.vrrp_node", "--interface", "eth1", "--vrid", "20",
+                "--priority", "250", "--advert-ms", "100", "--vip", "192.0.2.129/25"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(REPO))
         # The last run's tree goes: its counters must not be read as this run's.
         shutil.rmtree(self.run_dir / "stats", ignore_errors=True)
         (self.run_dir / "role").unlink(missing_ok=True)
         with open(self.log, "ab") as log:
-            self.proc = self.t.popen(self.srv, [PY, "-m", "appliance.testing.multiif",
-                                                "--config", str(self.etc), "--spec", str(path)],
-                                     stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
-        wait_for(self._active, 30, what="daemon role active")
+            self.proc = self.t.popen(self.srv, [CLI, "run", "--config", str(self.etc)],
+                                     stdout=log, stderr=subprocess.STDOUT)
+        want = {"ga": "active", "gb": "active" if serving is None else "standby"}
+        wait_for(lambda: self._active() and all(
+            self.value(f"groups/{g}/role") == r and self.value(f"groups/{g}/vrrp_state")
+            in ("master", "backup") for g, r in want.items()), 30,
+            what=f"daemon serving {want}")
 
     def _active(self) -> bool:
         assert self.proc is not None
@@ -174,6 +197,9 @@ class MultiNet(DaemonFiles):
         assert self.proc is not None
         rc = self.t.stop(self.proc, timeout=15)
         assert rc == 0, f"daemon exit status {rc} after SIGTERM:\n{self.log_tail()}"
+        if self.gb_peer is not None:
+            self.t.stop(self.gb_peer, timeout=15)
+            self.gb_peer = None
 
     def client(self, v: Vlan, name: str, mac: str | None = None) -> tuple[Netns, str]:
         self._n += 1
