@@ -283,12 +283,26 @@ def cmd_leases(args: argparse.Namespace) -> int:
               "the records in those bytes are not shown", file=sys.stderr)
     if not args.all:
         leases = [x for x in leases if x.state == LeaseState.BOUND and x.expires > now]
-    if args.json:
-        print(json.dumps([lease_json(x, now) for x in leases], indent=1))
-        return 0
-    print(f"{'address':15} {'mac':17} {'state':8} {'expires in':>10}  {'hostname':16} option82")
+    where = _lease_places(cfg)
+    rows = []
     for x in leases:
         j = lease_json(x, now)
+        j["interface"], j["group"] = where(x)
+        rows.append(j)
+    if args.interface:
+        rows = [j for j in rows if j["interface"] == args.interface]
+    if args.group is not None:
+        rows = [j for j in rows if j["group"] == args.group]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    many = len(cfg.interfaces) > 1 or len(cfg.groups) > 1
+    if many:
+        print(f"{'interface':12} {'group':8} ", end="")
+    print(f"{'address':15} {'mac':17} {'state':8} {'expires in':>10}  {'hostname':16} option82")
+    for j in rows:
+        if many:
+            print(f"{(j['interface'] or '-')[:12]:12} {(j['group'] or '-')[:8]:8} ", end="")
         o82 = j.get("option82")
         o82s = ""
         if isinstance(o82, dict):
@@ -296,9 +310,40 @@ def cmd_leases(args: argparse.Namespace) -> int:
             o82s = f"circuit-id {bytes.fromhex(cid).decode('ascii', 'replace')}" if cid else \
                 f"raw {o82['raw']}"
         print(f"{j['ip']:15} {j['mac']:17} {j['state']:8} {j['remaining']:>9}s  "
-              f"{(x.hostname or '-')[:16]:16} {o82s}")
-    print(f"{len(leases)} lease(s)")
+              f"{(j['hostname'] or '-')[:16]:16} {o82s}")
+    print(f"{len(rows)} lease(s)")
     return 0
+
+
+def _lease_places(cfg: Config):  # type: ignore[no-untyped-def]
+    """lease -> (interface, group) it was made for: the interface whose virtual IP (or,
+    standalone, whose address in the runtime tree) is in the lease's pool's subnet, and
+    of that interface's groups the one its client's RFC 3074 bucket belongs to. ("", "")
+    for a relayed pool's lease; a standalone interface's group is ""."""
+    from appliance.dhcp.loadbalance import group_of
+    from appliance.runtime.tree import read_tree
+
+    run = read_tree(cfg.node.run_dir)
+    subnets = {p.name: p.subnet for p in cfg.pools}
+    by_pool: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for i in cfg.interfaces:
+        addrs = [v.ip for v in i.virtual_ips]
+        for a in run.get(f"interfaces/{i.name}/server_id", "").split():
+            try:
+                addrs.append(IPv4Address(a))
+            except ValueError:
+                continue
+        for name, net in subnets.items():
+            if name not in by_pool and any(a in net for a in addrs):
+                by_pool[name] = (i.name, i.groups)
+
+    def where(lease) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+        ifname, groups = by_pool.get(lease.pool or "", ("", ()))
+        if not groups:
+            return ifname, ""
+        return ifname, groups[group_of(lease.mac, len(lease.mac)) if len(groups) > 1 else 0]
+
+    return where
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -335,6 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("leases", parents=[common], help="the lease table from the durable store")
     x.add_argument("--json", action="store_true")
     x.add_argument("--all", action="store_true", help="include released, expired, declined")
+    x.add_argument("--interface", metavar="IF", help="only the leases made on this interface")
+    x.add_argument("--group", metavar="G", help="only the leases of this group's clients")
     x.set_defaults(func=cmd_leases)
     return p
 

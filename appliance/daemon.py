@@ -933,6 +933,13 @@ class Daemon:
                 stats["dropped_other_bucket"] = dp.get("dropped_other_bucket", 0)
                 stats["xdp_unbound"] = dp.get("unbound", 0)
                 self.datapath.log_drops(dp, self.clock.mono())
+                if self.cfg.groups:
+                    # Each group's share of the kernel's counters (groups/<g>/stats/).
+                    by = self.datapath.counters_by_group()
+                    for name, idx in self.indexes.items():
+                        for k, v in by.get(idx, {}).items() if name else ():
+                            if k != "unbound":
+                                rt.set(f"groups/{name}/stats/xdp_{k}", v)
         if self.link is not None:
             delays = sorted(self.replication.delays)
             if delays:

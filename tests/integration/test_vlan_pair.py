@@ -58,6 +58,9 @@ def test_load_sharing_by_vlan_survives_kill9_and_a_link_down_and_gives_back(tmp_
                 d_ = d
                 wait_for(lambda d_=d_: {mac100, mac200} <= d_.bindings().keys(), 10,
                          what=f"{d.name} holds both sessions")
+            # `leases` names each session's interface and group
+            rows = {x["mac"]: (x["interface"], x["group"]) for x in b.leases()}
+            assert rows[mac100] == ("eth1.100", "g100") and rows[mac200] == ("eth1.200", "g200")
             assert a.value("interfaces/eth1.100/role") == "active"
             assert a.value("interfaces/eth1.200/role") == "standby"
             assert b.value("interfaces/eth1.200/role") == "active"
