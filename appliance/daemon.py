@@ -517,12 +517,19 @@ class Daemon:
             self._set_serving(a.group, a.on, a.why)
         elif isinstance(a, pp.Announce):
             if self.link is not None:
-                # The peer takes over on evidence only the groups we said we served.
+                # The peer takes over on evidence only the groups we said we served. A
+                # NOTICE holds 255 bytes: a longer list goes as "" (every group, as a
+                # single-group peer says it), which a dead peer's survivor may take.
+                names = ",".join(sorted(a.groups))
                 self.link.notice(NoticeCode.ROLE_ACTIVE if a.groups else
-                                 NoticeCode.ROLE_STANDBY, ",".join(sorted(a.groups)))
+                                 NoticeCode.ROLE_STANDBY,
+                                 names if len(names.encode()) <= NOTICE_MAX else "")
         elif isinstance(a, pp.HandOver):
-            sent = self.link is not None and self.link.notice(
-                NoticeCode.HAND_OVER, f"{','.join(sorted(a.groups))}|{a.why}"[:255])
+            sent = False
+            if self.link is not None:
+                # One NOTICE per chunk of names that fits (each is taken on its own).
+                for chunk in _notice_chunks(sorted(a.groups), a.why):
+                    sent = self.link.notice(NoticeCode.HAND_OVER, chunk) or sent
             log.warning("D046 group %s cannot be served here (%s): %s",
                         ", ".join(sorted(a.groups)), a.why,
                         "the peer was told to take over now" if sent else
@@ -961,6 +968,10 @@ class Daemon:
                     stats["sync_" + k[len("stats/sync/"):]] = v  # type: ignore[assignment]
                 else:
                     rt.set(k, v)
+        if self.dhcp is not None:
+            for name, counts in self.dhcp.interface_counters().items():
+                for k, v in counts.items():
+                    rt.set(f"interfaces/{name}/stats/{k}", v)
         self._publish_role()  # vrrp/* (role is written above, before anything else)
         # VRRP's counters: the device's total over its groups (each group's are in the
         # metrics, labelled by group).
@@ -1209,6 +1220,24 @@ class Daemon:
                  _names(g.name for g in p.groups_removed) or "none",
                  _names(g.name for g in p.groups_restarted) or "none")
         self._publish()
+
+
+NOTICE_MAX = 255  # bytes of a NOTICE's detail (sync/frames.py: one length octet)
+
+
+def _notice_chunks(groups: list[str], why: str) -> list[str]:
+    """HAND_OVER details "<g>,<g>|<why>", each within NOTICE_MAX bytes: the names split
+    over as many as needed, the reason cut to what is left beside them."""
+    out: list[str] = []
+    room = NOTICE_MAX - 1 - min(len(why.encode()), 64)
+    cur: list[str] = []
+    for g in groups:
+        if cur and len(",".join([*cur, g]).encode()) > room:
+            out.append(",".join(cur))
+            cur = []
+        cur.append(g)
+    out.append(",".join(cur))
+    return [f"{names}|{why}".encode()[:NOTICE_MAX].decode(errors="ignore") for names in out]
 
 
 def _layout(cfg: Config) -> pp.Layout:

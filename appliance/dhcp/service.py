@@ -165,6 +165,9 @@ class DhcpService:
         self._served: dict[int, tuple[int, tuple[bool, ...]]] = {}
         self._foreign_seen = 0
         self._names: dict[int, str] = {}  # ifindex -> name, for D013
+        # Per client interface (ifindex): [requests taken, replies sent, dropped_standby]
+        # (runtime interfaces/<if>/stats/); kept across set_interfaces for those that stay.
+        self._counts: dict[int, list[int]] = {}
         self._reading = False
         # Answers DHCPLEASEQUERY (RFC 4388) when set (the daemon does); None: dropped as
         # an unknown message type.
@@ -194,6 +197,13 @@ class DhcpService:
     def groups_served(self) -> frozenset[str]:
         return self._serving
 
+    def interface_counters(self) -> dict[str, dict[str, int]]:
+        """Per client interface: requests taken (received), replies sent, and requests
+        dropped as another group's (dropped_standby)."""
+        return {p.ifname: dict(zip(("received", "sent", "dropped_standby"),
+                                   self._counts.get(p.ifindex, (0, 0, 0)), strict=True))
+                for p in self.transport.ports}
+
     def _refresh(self) -> None:
         served: dict[int, tuple[int, tuple[bool, ...]]] = {}
         on = self._serving
@@ -202,6 +212,7 @@ class DhcpService:
             mode = _ALL if all(per) else _SOME if any(per) else _NONE
             served[port.ifindex] = (mode, per)
         self._served = served
+        self._counts = {i: self._counts.get(i) or [0, 0, 0] for i in served}
         # Queued requests whose (interface, group) is not served any more are dropped
         # as the kernel would have dropped them: nothing was decided for them yet.
         gone = self.intake.drop(lambda e: not _served(served, e[2].ifindex, e[3]))
@@ -247,11 +258,14 @@ class DhcpService:
         of_client = self.table.of_client
         push = self.intake.push
         served_of = self._served
+        counts_of = self._counts
         received = _RECEIVED
         for (data, addr, _ts, port), w in zip(batch, waited, strict=True):
             mode, per = served_of.get(port.ifindex, _NOT_SERVED)
             if mode == _NONE:
                 stats[_STANDBY] += 1
+                if port.ifindex in counts_of:
+                    counts_of[port.ifindex][2] += 1
                 continue
             if w > MAX_QUEUE_DELAY_S:
                 # Shed before any work: its client has retransmitted or given up.
@@ -276,8 +290,10 @@ class DhcpService:
             if mode == _SOME and not per[group]:
                 # The other group's client on a shared interface: the peer answers it.
                 stats[_STANDBY] += 1
+                counts_of[port.ifindex][2] += 1
                 continue
             stats[mt] += 1
+            counts_of[port.ifindex][0] += 1
             known = mtype != _DISCOVER or of_client(
                 client_key(msg.mac, msg.options.get(_CLIENT_ID))) is not None
             push((msg, addr, port, group), known, mono - w + MAX_QUEUE_DELAY_S)
@@ -401,10 +417,14 @@ class DhcpService:
 
     def _send(self, replies: list[Reply]) -> None:
         send = self.transport.send
+        counts_of = self._counts
         for d, msg, port, group in replies:
             try:
                 send(d.reply.encode(), d.dest, d.dest_ip, msg.mac, port, group,  # type: ignore[union-attr]
                      d.dest_port)
+                c = counts_of.get(port.ifindex)
+                if c is not None:
+                    c[1] += 1
             except OSError as e:
                 self.stats["send_errors"] += 1
                 self._ratelog.warning(self.clock.mono(), "D012", "reply to %s on %s not "

@@ -16,6 +16,7 @@ the lines `dhcp-hotbackup status` prints from a tree it read, one per interface,
     interfaces/<if>/groups     its groups, one line each in the config ("" standalone)
     interfaces/<if>/server_id  the server identifier per group, in the same order
     interfaces/<if>/leases     bound leases of the pools on its subnets (pools_by_interface)
+    interfaces/<if>/stats/     received, sent, dropped_standby (the packet path's, not here)
 
 The interfaces bound to no group belong to the group STANDALONE (""), which has no
 groups/ folder: it has no election.
@@ -109,6 +110,8 @@ def table(tree: Mapping[str, str], most: int = 0) -> list[str]:
     for k, v in tree.items():
         kind, _, rest = k.partition("/")
         name, _, leaf = rest.rpartition("/")
+        if name.endswith("/stats"):  # interfaces/<if>/stats/<counter>
+            name, leaf = name[:-6], "stats/" + leaf
         if kind == "interfaces" and name and "/" not in name:
             ifs.setdefault(name, {})[leaf] = v
         elif kind == "groups" and name and "/" not in name:
@@ -116,7 +119,8 @@ def table(tree: Mapping[str, str], most: int = 0) -> list[str]:
     lines: list[str] = []
     if ifs:
         w = max(9, *(len(n) for n in ifs))
-        lines.append(f"  {'interface':{w}} {'role':8} {'group':12} {'server id':16} leases")
+        lines.append(f"  {'interface':{w}} {'role':8} {'group':12} {'server id':16} leases "
+                     f"{'requests':>9} {'replies':>9}")
         shown = sorted(ifs, key=_natural)
         rest = shown[most:] if most > 0 else []
         for n in shown[:most] if most > 0 else shown:
@@ -124,7 +128,8 @@ def table(tree: Mapping[str, str], most: int = 0) -> list[str]:
             groups = ",".join(f.get("groups", "").split()) or "-"
             sid = ",".join(f.get("server_id", "").split()) or "-"
             lines.append(f"  {n:{w}} {f.get('role', '?'):8} {groups:12} {sid:16} "
-                         f"{f.get('leases', '0'):>6}")
+                         f"{f.get('leases', '0'):>6} {f.get('stats/received', '0'):>9} "
+                         f"{f.get('stats/sent', '0'):>9}")
         if rest:
             roles: dict[str, int] = {}
             for n in rest:

@@ -67,6 +67,8 @@ def tree(n: int) -> dict[str, str]:
         out[f"interfaces/{ifname}/groups"] = grp
         out[f"interfaces/{ifname}/server_id"] = f"198.18.{i}.1"
         out[f"interfaces/{ifname}/leases"] = str(i % 7)
+        out[f"interfaces/{ifname}/stats/received"] = str(4 * i)
+        out[f"interfaces/{ifname}/stats/sent"] = str(4 * i)
     for grp, role in (("g00", "active"), ("g01", "standby")):
         out |= {f"groups/{grp}/role": role, f"groups/{grp}/vrrp_state":
                 "master" if role == "active" else "backup", f"groups/{grp}/vrid": "1",
@@ -81,7 +83,8 @@ def test_the_table_has_a_line_per_interface_in_natural_order_then_per_group():
     lines = view.table(tree(200))
     assert len(lines) == 1 + 200 + 1 + 2
     assert lines[1].split()[:2] == ["eth1.100", "active"]
-    assert lines[200].split() == ["eth1.299", "standby", "g01", "198.18.199.1", "3"]
+    assert lines[200].split() == ["eth1.299", "standby", "g01", "198.18.199.1", "3", "796",
+                                  "796"]
     names = [x.split()[0] for x in lines[1:201]]
     assert names == [f"eth1.{100 + i}" for i in range(200)]  # 99 < 100 < 299
     assert lines[-1].split()[:5] == ["g01", "standby", "backup", "1", "1/200"]
