@@ -107,6 +107,10 @@ def measure(n: int, ng: int, a: argparse.Namespace) -> dict[str, object]:
         a_vips = {vp.vip(vid) for vid, g in vlans.items() if g in a_groups}
         trials: list[dict[str, float]] = []
         for k in range(a.trials):
+            # Settled first: right after a start the store's fdatasyncs (the catch-up's
+            # cursor, the epoch) are still running, and a process in D state dies only
+            # when they finish (20-60 ms on this disk), whatever the number of VLANs.
+            time.sleep(a.settle)
             # From just before the signal: kill9() returns once the process is reaped,
             # and B may have taken over by then (the sync connection closes first).
             t_kill = time.monotonic()
@@ -145,6 +149,8 @@ def main() -> int:
     ap.add_argument("--groups", type=int, default=2)
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--advert-ms", type=int, default=100)
+    ap.add_argument("--settle", type=float, default=3.0,
+                    help="seconds of steady state before each kill (default 3)")
     ap.add_argument("--datapath", default="xdp", choices=["xdp", "off"])
     ap.add_argument("--json", help="write the figures here too")
     a = ap.parse_args()
