@@ -296,7 +296,8 @@ def test_real_clients_on_every_vlan_get_its_pool_and_its_groups_server_identifie
                         f"a reply to {mac} left on {other.ifname}"
         # The relayed client's replies went to the relay on eth1.400, from our address
         # there; its server identifier is that interface's own (no group: standalone).
-        rel = [r for r in replies(V400.cap) if r[3] == iprel and r[5] == 5]
+        rel = wait_for(lambda: [r for r in replies(V400.cap) if r[3] == iprel and r[5] == 5],
+                       10, what="the relayed client's ACK on bridge v400")  # capture flushed
         assert rel and all(r[1] == RELAY_DOWN.split("/")[0] and r[6] == V400.srv
                            for r in rel), rel
         # Its renewal comes straight to us through the relay's router (RFC 2131 §4.4.5:
