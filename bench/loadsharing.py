@@ -79,7 +79,8 @@ def offer(t: Topology, lab: VlanLab, rate: int, period: int, clients: int,
         assert lab.load is not None
         procs.append(t.popen(lab.load, [
             "perfdhcp", "-4", "-l", v.load_relay, "-r", str(share), "-R", str(clients),
-            "-p", str(period), "-b", f"mac=02:{0x10 + i:02x}:{macs & 0xff:02x}:00:00:00",
+            "-p", str(period), "-W", "500000",
+            "-b", f"mac=02:{0x10 + i:02x}:{macs & 0xff:02x}:00:00:00",
             v.relay_target], stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     tot = [0, 0, 0, 0]
     for p in procs:

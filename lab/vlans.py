@@ -30,6 +30,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -160,10 +161,23 @@ class Device:
         if p.poll() is not None:
             raise RuntimeError(f"device {self.name} exited; log:\n{self.log_tail()}")
 
-    def kill9(self) -> None:
+    def kill9(self, cleanup: bool = True) -> float:
+        """kill -9 the daemon; returns when the signal was sent (time.time(): the peer
+        may take over before this process has reaped it). Then, as the systemd unit's
+        ExecStopPost does, `dhcp-hotbackup cleanup` (unless `cleanup` is False): without
+        it the dead box's kernel keeps the VIPs and answers ARP."""
+        sent = time.time()
         if self.proc is not None and self.proc.poll() is None:
+            sent = time.time()
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
+        if cleanup:
+            self.cleanup()
+        return sent
+
+    def cleanup(self) -> None:
+        """`dhcp-hotbackup cleanup`: what a crashed daemon left (VIPs, XDP) removed."""
+        self.lab.t.run(self.ns, [CLI, "cleanup", "--config", str(self.etc)], timeout=120)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -288,7 +302,5 @@ class VlanLab:
 
 
 def group_served(d: Device, group: str) -> bool:
-    """Whether device `d` serves `group` now, from its runtime tree
-    (groups/<group>/role = active; the one-group tree's role for a legacy daemon)."""
-    role = d.value(f"groups/{group}/role")
-    return role == "active"
+    """Whether device `d` serves `group` now, from its runtime tree (groups/<g>/role)."""
+    return d.value(f"groups/{group}/role") == "active"
