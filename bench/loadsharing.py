@@ -37,8 +37,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -108,9 +110,14 @@ def serving_all(t: Topology, lab: VlanLab) -> bool:
 
 
 # -- setups: each starts the servers on a fresh lab and returns once they serve --------
-def ours(shape: str, datapath: str) -> Callable[[Topology, VlanLab], None]:
-    def setup(t: Topology, lab: VlanLab) -> None:
+Procs = tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]
+
+
+def ours(shape: str, datapath: str) -> Callable[[Topology, VlanLab], Procs]:
+    def setup(t: Topology, lab: VlanLab) -> Procs:
         lab.start_pair(shape, datapath=datapath, lease_time=86400)
+        assert lab.a.proc is not None and lab.b.proc is not None
+        return lab.a.proc, lab.b.proc
     return setup
 
 
@@ -122,45 +129,67 @@ def _kea_subnets(lab: VlanLab) -> list[tuple[str, str]]:
     return out
 
 
-def kea_lb(t: Topology, lab: VlanLab) -> None:
+def kea_lb(t: Topology, lab: VlanLab) -> Procs:
     ifs = [v.ifname for v in lab.vlans]
     urls = {"server1_url": f"http://{SYNC_A}:8000/", "server2_url": f"http://{SYNC_B}:8000/"}
+    procs = []
     for ns, name in ((lab.na, "server1"), (lab.nb, "server2")):
         d = lab.work / name
-        start_kea(t, ns, d, kea_ha_lb_config(d, ifs, _kea_subnets(lab), this=name,
-                                             lease_time=86400, **urls))
+        procs.append(start_kea(t, ns, d, kea_ha_lb_config(d, ifs, _kea_subnets(lab),
+                                                          this=name, lease_time=86400,
+                                                          **urls)))
+    return procs[0], procs[1]
 
 
-def kea_hs(t: Topology, lab: VlanLab) -> None:
+def kea_hs(t: Topology, lab: VlanLab) -> Procs:
     ifs = [v.ifname for v in lab.vlans]
     urls = {"primary_url": f"http://{SYNC_A}:8000/", "standby_url": f"http://{SYNC_B}:8000/"}
+    procs = []
     for ns, name in ((lab.na, "primary"), (lab.nb, "standby")):
         d = lab.work / name
-        start_kea(t, ns, d, kea_ha_config(d, ifs, _kea_subnets(lab), this=name,
-                                          lease_time=86400, **urls))
+        procs.append(start_kea(t, ns, d, kea_ha_config(d, ifs, _kea_subnets(lab),
+                                                       this=name, lease_time=86400, **urls)))
+    return procs[0], procs[1]
 
 
-def steps(name: str, setup: Callable[[Topology, VlanLab], None], rates: list[int],
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, every thread) a process has used so far (proc(5))."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def steps(name: str, setup: Callable[[Topology, VlanLab], Procs], rates: list[int],
           period: int) -> dict:
-    """Rate steps on one lab running `setup`: the highest rate that passed."""
-    best = {"rate": 0, "dora_s": 0, "loss_do": 0.0, "loss_ra": 0.0}
+    """Rate steps on one lab running `setup`: the highest rate that passed, with the
+    share of a core each device's server used during that step."""
+    best = {"rate": 0, "dora_s": 0, "loss_do": 0.0, "loss_ra": 0.0, "cpu_a": 0, "cpu_b": 0}
     work = Path(tempfile.mkdtemp(prefix=f"bench-ls-{name}-"))
     try:
         with Topology("bls") as t:
             lab = VlanLab(t, work, 2, load=True)
             t0 = time.monotonic()
-            setup(t, lab)
+            pa, pb = setup(t, lab)
             wait_for(lambda: serving_all(t, lab), 180, interval=1, what=f"{name} serving")
             ready = time.monotonic() - t0
+            failed = 0
             for k, rate in enumerate(rates):
+                c0, w0 = (cpu_s(pa.pid), cpu_s(pb.pid)), time.monotonic()
                 res = offer(t, lab, rate, period, CLIENTS_PER_VLAN, macs=k)
+                wall = time.monotonic() - w0
+                res["cpu_a"], res["cpu_b"] = (round(100 * (cpu_s(p.pid) - c) / wall)
+                                              for p, c in zip((pa, pb), c0, strict=True))
                 print(f"  {name:9} {rate:6}/s: DORA/s {res['dora_s']:6}  loss DO "
-                      f"{res['loss_do']:6}%  RA {res['loss_ra']:6}%  "
-                      f"{'ok' if res['ok'] else 'LOSS'}", flush=True)
+                      f"{res['loss_do']:6}%  RA {res['loss_ra']:6}%  CPU A {res['cpu_a']:3}% "
+                      f"B {res['cpu_b']:3}%  {'ok' if res['ok'] else 'LOSS'}", flush=True)
                 if res["ok"]:
-                    best = res
-                elif best["rate"]:
-                    break
+                    best, failed = res, 0
+                else:
+                    failed += 1
+                    if best["rate"] or failed == 2:
+                        break
             best = best | {"ready_s": round(ready, 1)}
             if name in OURS:
                 for d in (lab.a, lab.b):
@@ -180,12 +209,16 @@ def main() -> int:
     ap.add_argument("--datapath", choices=["off", "xdp"], default="off")
     ap.add_argument("--json", help="write every round's figures here")
     a = ap.parse_args()
+    # SIGTERM (and SIGINT, ignored in a background job) unwind through the Topology's
+    # exit: the namespaces and processes go even when the run is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     names = a.setups.split(",")
     for n in names:
         if n not in SETUPS:
             ap.error(f"unknown setup {n!r} (known: {', '.join(SETUPS)})")
     rates = [int(x) for x in a.rates.split(",")]
-    funcs: dict[str, Callable[[Topology, VlanLab], None]] = {
+    funcs: dict[str, Callable[[Topology, VlanLab], Procs]] = {
         "kea-lb": kea_lb, "kea-hs": kea_hs,
         **{n: ours(shape, a.datapath) for n, shape in OURS.items()}}
     rounds: list[dict[str, dict]] = []
@@ -202,10 +235,12 @@ def main() -> int:
 
 def report(names: list[str], rounds: list[dict[str, dict]]) -> None:
     med = {n: statistics.median(r[n]["dora_s"] for r in rounds) for n in names}
-    print(f"\n{'setup':10} {'DORA/s <1% loss, median':>24}  per round")
+    print(f"\n{'setup':10} {'DORA/s <1% loss, median':>24}  {'CPU A/B at it':>14}  per round")
     for n in names:
         per = " ".join(f"{r[n]['dora_s']:>6}" for r in rounds)
-        print(f"{n:10} {med[n]:>24.0f}  {per}")
+        ca = statistics.median(r[n].get("cpu_a", 0) for r in rounds)
+        cb = statistics.median(r[n].get("cpu_b", 0) for r in rounds)
+        print(f"{n:10} {med[n]:>24.0f}  {f'{ca:.0f}% / {cb:.0f}%':>14}  {per}")
     pairs = [("ls-vlan", "hs"), ("ls-bucket", "hs"), ("ls-vlan", "kea-lb"),
              ("ls-bucket", "kea-lb"), ("hs", "kea-hs"), ("kea-lb", "kea-hs")]
     print()

@@ -49,10 +49,11 @@ SHAPES = ("vlan", "bucket", "standby")
 @dataclass(frozen=True)
 class Vlan:
     """One client VLAN: its id, the client subnet on it, and the load relay's subnet
-    (RFC 2544's 198.18.0.0/15, one /16 per VLAN) that dhcpload or perfdhcp plays."""
+    (RFC 2544's 198.18.0.0/15, one /16 per VLAN) that dhcpload or perfdhcp plays (none
+    in a lab of more than two VLANs)."""
     vid: int
     net: IPv4Network
-    load_net: IPv4Network
+    load_net: IPv4Network | None = None
 
     @property
     def ifname(self) -> str:
@@ -75,6 +76,7 @@ class Vlan:
 
     @property
     def load_relay(self) -> str:
+        assert self.load_net is not None
         return str(self.load_net[1])
 
     @property
@@ -83,16 +85,22 @@ class Vlan:
 
     @property
     def load_range(self) -> str:
+        assert self.load_net is not None
         return f"{self.load_net[256]}-{self.load_net[-2]}"
 
 
 def vlans(n: int = 2) -> list[Vlan]:
-    """The lab's first `n` VLANs (n <= 2): 100 on 192.0.2.0/24, 200 on 203.0.113.0/24."""
-    plan = [Vlan(100, IPv4Network("192.0.2.0/24"), IPv4Network("198.18.0.0/16")),
-            Vlan(200, IPv4Network("203.0.113.0/24"), IPv4Network("198.19.0.0/16"))]
-    if not 1 <= n <= len(plan):
-        raise ValueError(f"this lab has {len(plan)} VLANs with documentation addresses")
-    return plan[:n]
+    """The lab's `n` VLANs: up to two, 100 on 192.0.2.0/24 and 200 on 203.0.113.0/24,
+    each with a load relay /16; more (up to 512), VLANs 100, 101, ... on the /24s of
+    198.18.0.0/15 (RFC 2544), with no load relay."""
+    if n <= 2:
+        plan = [Vlan(100, IPv4Network("192.0.2.0/24"), IPv4Network("198.18.0.0/16")),
+                Vlan(200, IPv4Network("203.0.113.0/24"), IPv4Network("198.19.0.0/16"))]
+        return plan[:max(n, 1)]
+    nets = list(IPv4Network("198.18.0.0/15").subnets(new_prefix=24))
+    if n > len(nets):
+        raise ValueError(f"{n} VLANs: this lab has addresses for {len(nets)}")
+    return [Vlan(100 + i, net) for i, net in enumerate(nets[:n])]
 
 
 def groups_of(shape: str, vl: list[Vlan]) -> dict[str, list[tuple[str, str]]]:
@@ -134,7 +142,8 @@ class Device:
         pools: dict[str, tuple[str, str]] = {}
         for v in vl:
             pools[f"v{v.vid}"] = (str(v.net), v.lan_range)
-            pools[f"load{v.vid}"] = (str(v.load_net), v.load_range)
+            if v.load_net is not None:
+                pools[f"load{v.vid}"] = (str(v.load_net), v.load_range)
         extra = {"sync/interface": "eth2", "sync/local": f"{self.sync_local}:{SYNC_PORT}",
                  "sync/peer": f"{self.sync_peer}:{SYNC_PORT}", "sync/key": KEY,
                  "sync/mode": sync_mode}
@@ -230,15 +239,11 @@ class VlanLab:
         self.na, self.nb = t.host("deviceA"), t.host("deviceB")
         self.load: Netns | None = t.host("load") if load else None
         self._ports = 0
+        self._bridges_and_ports()
         for v in self.vlans:
-            br = f"br{v.vid}"
-            t.run(self.switch, ["ip", "link", "add", br, "type", "bridge", "forward_delay", "0"])
-            # No multicast snooping: VRRP adverts and DHCP broadcasts reach every port.
-            t.run(self.switch, ["ip", "link", "set", br, "type", "bridge", "mcast_snooping", "0"])
-            t.run(self.switch, ["ip", "link", "set", br, "up"])
-            self.port(self.na, v, v.ifname, f"{v.host(2)}/24")
-            self.port(self.nb, v, v.ifname, f"{v.host(3)}/24")
             if self.load is not None:
+                if v.load_net is None:
+                    raise ValueError("a load namespace needs a lab of at most two VLANs")
                 ifn = f"eth0.{v.vid}"
                 self.port(self.load, v, ifn, f"{v.host(5)}/24")
                 t.addr(self.load, ifn, f"{v.load_relay}/16")
@@ -260,6 +265,29 @@ class VlanLab:
         t.addr(self.nb, "eth2", f"{SYNC_B}/24")
         self.a = Device(self, "A", self.na, SYNC_A, SYNC_B)
         self.b = Device(self, "B", self.nb, SYNC_B, SYNC_A)
+
+    def _bridges_and_ports(self) -> None:
+        """A bridge per VLAN in the switch and each device's port into it, in three
+        `ip -batch` runs (200 VLANs are 1,400 commands: one process each would take a
+        minute here)."""
+        root, sw, dev = [], [], {self.na.name: [], self.nb.name: []}
+        for v in self.vlans:
+            # No multicast snooping: VRRP adverts and DHCP broadcasts reach every port.
+            sw += [f"link add br{v.vid} type bridge forward_delay 0 mcast_snooping 0",
+                   f"link set br{v.vid} up"]
+            for ns, n in ((self.na, 2), (self.nb, 3)):
+                self._ports += 1
+                port = f"v{v.vid}p{self._ports}"
+                root.append(f"link add name {v.ifname} netns {ns.name} type veth "
+                            f"peer name {port} netns {self.switch.name}")
+                sw += [f"link set {port} master br{v.vid}", f"link set {port} up"]
+                dev[ns.name] += [f"link set {v.ifname} up",
+                                 f"addr add {v.host(n)}/24 dev {v.ifname}"]
+                ns.ifaces.append(v.ifname)
+        _batch(None, root)
+        _batch(self.switch.name, sw)
+        for ns_name, cmds in dev.items():
+            _batch(ns_name, cmds)
 
     def port(self, ns: Netns, v: Vlan, ifname: str, cidr: str | None = None,
              mac: str | None = None) -> None:
@@ -304,3 +332,11 @@ class VlanLab:
 def group_served(d: Device, group: str) -> bool:
     """Whether device `d` serves `group` now, from its runtime tree (groups/<g>/role)."""
     return d.value(f"groups/{group}/role") == "active"
+
+
+def _batch(ns: str | None, cmds: list[str]) -> None:
+    """`ip [-n ns] -batch -` of `cmds`, one per line; raises with ip's message."""
+    args = ["ip"] + (["-n", ns] if ns else []) + ["-batch", "-"]
+    r = subprocess.run(args, input="\n".join(cmds) + "\n", capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"ip -batch in {ns or 'the root namespace'}: {r.stderr.strip()}")
