@@ -6,8 +6,10 @@ port per device), the pair in one of two shapes (--shapes):
 
 - standby: one group for every VLAN (Huawei's mVRRP: one election moves them all),
   A master;
-- vlan: a group per VLAN, A master of every other one (load-sharing by VLAN), so a
-  failure of A moves N/2 groups.
+- halves: two groups, ga for the first half of the VLANs (A master) and gb for the
+  rest (B master): load-sharing by VLAN with one election per half (mVRRP);
+- vlan: a group per VLAN, A master of every other one, so a failure of A moves N/2
+  groups (N VRRP instances on each device).
 
 Failures (--failures): `kill` -- kill -9 of A's daemon (B learns it from the sync link:
 the connection reset); `stop` -- SIGSTOP of A's daemon (a hung box: its sockets stay
@@ -56,7 +58,7 @@ def log_times(d: Device, groups: set[str], since: float) -> dict[str, float]:
         return out
     for line in text.splitlines():
         m = D030.match(line)
-        if m and (m.group(2) in groups or m.group(2) is None and len(groups) == 1):
+        if m and (m.group(2) in groups or (m.group(2) is None and len(groups) == 1)):
             t = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
             if t >= since - 0.002:
                 out[m.group(2) or next(iter(groups))] = t
@@ -147,7 +149,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vlans", default="1,200")
     ap.add_argument("--trials", type=int, default=5)
-    ap.add_argument("--shapes", default="standby,vlan")
+    ap.add_argument("--shapes", default="standby,halves")
     ap.add_argument("--failures", default="kill,stop")
     ap.add_argument("--datapath", choices=["xdp", "off"], default="xdp")
     ap.add_argument("--advert-ms", type=int, default=100)
@@ -163,7 +165,7 @@ def main() -> int:
     results = []
     for n in (int(x) for x in a.vlans.split(",")):
         for shape in a.shapes.split(","):
-            if n == 1 and shape == "vlan":
+            if n == 1 and shape in ("vlan", "halves"):
                 continue  # one VLAN, one group: the standby shape
             print(f"{n} VLANs, shape {shape}, datapath {a.datapath}, adverts "
                   f"{a.advert_ms} ms", flush=True)

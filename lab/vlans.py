@@ -15,8 +15,10 @@ named like the VLAN sub-interface it stands for (eth1.100):
                       └─ client namespaces
     a eth2 198.51.100.1 ══ b eth2 198.51.100.2   the sync link (veth)
 
-Shapes of the pair over those VLANs (Shape): `vlan` -- load-sharing by VLAN, one group
-per VLAN, A master of the first VLAN's group, B of the second's; `bucket` -- two groups
+Shapes of the pair over those VLANs: `vlan` -- load-sharing by VLAN, one group
+per VLAN, A master of the first VLAN's group, B of the second's (every other one with
+more); `halves` -- two groups, ga for the first half of the VLANs (A master) and gb for
+the rest (B master), Huawei's mVRRP shape; `bucket` -- two groups
 on every VLAN, clients split by the RFC 3074 hash, A master of `ga`, B of `gb`;
 `standby` -- one group for every VLAN, A master, B hot standby. Device trees are the
 interfaces/ layout (appliance.testing.trees.interfaces_tree). Everything belongs to a
@@ -43,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CLI = str(ROOT / ".venv/bin/dhcp-hotbackup")
 SYNC_A, SYNC_B, SYNC_PORT = "198.51.100.1", "198.51.100.2", 6470
 KEY = "lab-vlans-key-0123456789abcdef0123"
-SHAPES = ("vlan", "bucket", "standby")
+SHAPES = ("vlan", "halves", "bucket", "standby")
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,9 @@ def groups_of(shape: str, vl: list[Vlan]) -> dict[str, list[tuple[str, str]]]:
     """interfaces/<if>/{group,virtual_ip} of a shape: ifname -> [(group, VIP/prefix)]."""
     if shape == "vlan":
         return {v.ifname: [(f"g{v.vid}", f"{v.vip}/24")] for v in vl}
+    if shape == "halves":
+        return {v.ifname: [("ga" if i < (len(vl) + 1) // 2 else "gb", f"{v.vip}/24")]
+                for i, v in enumerate(vl)}
     if shape == "bucket":
         return {v.ifname: [("ga", f"{v.vip}/24"), ("gb", f"{v.vip2}/24")] for v in vl}
     if shape == "standby":
@@ -118,8 +123,8 @@ def masters(shape: str, vl: list[Vlan]) -> dict[str, str]:
     """group -> the device that is its master while both run (priority 200 vs 100)."""
     if shape == "vlan":
         return {f"g{v.vid}": "A" if i % 2 == 0 else "B" for i, v in enumerate(vl)}
-    if shape == "bucket":
-        return {"ga": "A", "gb": "B"}
+    if shape in ("bucket", "halves"):
+        return {"ga": "A", "gb": "B"} if shape == "bucket" or len(vl) > 1 else {"ga": "A"}
     return {"g": "A"}
 
 
