@@ -35,6 +35,8 @@ bench: setup
 	@$(PY) bench/failover_outage.py
 	@$(PY) bench/storm.py
 	@$(PY) bench/leasequery.py
+	@$(PY) bench/loadsharing.py
+	@$(PY) bench/vlan_takeover.py
 
 # dist/dhcp-hotbackup_<version>_all.deb, built outside the tree; lintian must report no errors.
 deb: setup

@@ -233,9 +233,9 @@ def main() -> int:
             for r in rows:
                 print(f"  {r[0]:29} {r[1]:>16} {r[2]:>12} {r[3]:>16}  {r[4]}")
             print("  (takeover: the event until B's runtime tree says it serves the group)")
-            print("\nclient        VLAN  address at start  address now")
+            print("\nclient         VLAN  address at start  address now")
             for n, (_ns, vid, _c) in clients.all.items():
-                print(f"  {n:11} {vid:>4}  {first[n]:17} {end[n]}")
+                print(f"  {n:12} {vid:>4}  {first[n]:17} {end[n]}")
             print("\n`dhcp-hotbackup status` on deviceA at the end (counters left out):")
             print("\n".join(ln for ln in a.status_text().splitlines()
                             if "=" not in ln and not ln.startswith(" " * 12)))
