@@ -247,7 +247,8 @@ def report(names: list[str], rounds: list[dict[str, dict]]) -> None:
     for x, y in pairs:
         if x in med and y in med and med[y]:
             per = [r[x]["dora_s"] / r[y]["dora_s"] for r in rounds if r[y]["dora_s"]]
-            print(f"ratio {x}/{y}: {med[x] / med[y]:.2f} (per round: "
+            print(f"ratio {x}/{y}: {med[x] / med[y]:.2f} of the medians, "
+                  f"{statistics.median(per):.2f} the median of the rounds' (per round: "
                   f"{', '.join(f'{p:.2f}' for p in per)})")
 
 
