@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import resource
 import shutil
 import signal
@@ -36,33 +35,12 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from appliance.testing.netns import Topology, wait_for
 from lab.vlans import Device, VlanLab, masters
-
-# "D030 group <g> active (...)" with several groups, "D030 role active (...)" with one.
-D030 = re.compile(r"^(\S+ \S+) INFO \S+: D030 (?:group (\S+)|role) active")
-
-
-def log_times(d: Device, groups: set[str], since: float) -> dict[str, float]:
-    """group -> wall time of the last "D030 group <g> active" in `d`'s log after
-    `since` (the daemon logs with asctime: local time, ms)."""
-    out: dict[str, float] = {}
-    try:
-        text = (d.root / "daemon.log").read_text(errors="replace")
-    except OSError:
-        return out
-    for line in text.splitlines():
-        m = D030.match(line)
-        if m and (m.group(2) in groups or (m.group(2) is None and len(groups) == 1)):
-            t = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            if t >= since - 0.002:
-                out[m.group(2) or next(iter(groups))] = t
-    return out
 
 
 def every_interface_active(d: Device, ifnames: list[str]) -> bool:
@@ -87,7 +65,7 @@ def trial(lab: VlanLab, failure: str, a_groups: set[str]) -> dict:
     seen = time.time()
     flips: dict[str, float] = wait_for(
         lambda: (lambda f: f if len(f) == len(a_groups) else None)(
-            log_times(b, a_groups, t0)), 10, what="B's D030 lines")
+            b.served_at(a_groups, t0)), 10, what="B's D030 lines")
     res = {"log_ms": (max(flips.values()) - t0) * 1000, "tree_ms": (seen - t0) * 1000,
            "first_ms": (min(flips.values()) - t0) * 1000}
     # Back to the start: A restarted (kill) or continued (stop), takes its groups back.

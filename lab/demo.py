@@ -186,9 +186,12 @@ def main() -> int:
                 wait_for(lambda: lab.serving(group) == {"B"}, 30, interval=0.002,
                          what=f"B to serve {group}")
                 seen = time.time()
-                took = (seen - t_event) * 1000
-                say(f"deviceB serves {group} too, {took:.0f} ms after the event "
-                    f"({who_serves(lab)})", seen)
+                flip = wait_for(lambda: b.served_at({group}, t_event).get(group), 10,
+                                what="B's D030 line")
+                took = (flip - t_event) * 1000
+                say(f"deviceB serves {group} too: its datapath flipped {took:.0f} ms after "
+                    f"the event, its runtime tree said so {(seen - t_event) * 1000:.0f} ms "
+                    f"after ({who_serves(lab)})", flip)
                 then()
                 rtt = clients.renewal_rtt(vid)
                 say(f"udhcpc@{vid} renewed from B in {rtt:.1f} ms: "
@@ -232,7 +235,7 @@ def main() -> int:
                   "udhcpc renew ms  every client kept its address")
             for r in rows:
                 print(f"  {r[0]:29} {r[1]:>16} {r[2]:>12} {r[3]:>16}  {r[4]}")
-            print("  (takeover: the event until B's runtime tree says it serves the group)")
+            print("  (takeover: the event until B's datapath serves the group, its log D030)")
             print("\nclient         VLAN  address at start  address now")
             for n, (_ns, vid, _c) in clients.all.items():
                 print(f"  {n:12} {vid:>4}  {first[n]:17} {end[n]}")

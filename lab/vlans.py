@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from ipaddress import IPv4Network
 from pathlib import Path
 
@@ -46,6 +48,9 @@ CLI = str(ROOT / ".venv/bin/dhcp-hotbackup")
 SYNC_A, SYNC_B, SYNC_PORT = "198.51.100.1", "198.51.100.2", 6470
 KEY = "lab-vlans-key-0123456789abcdef0123"
 SHAPES = ("vlan", "halves", "bucket", "standby")
+# The daemon's datapath flip: "D030 group <g> active (...)" with several groups,
+# "D030 role active (...)" with one (appliance/daemon.py); asctime is local time, ms.
+D030 = re.compile(r"^(\S+ \S+) INFO \S+: D030 (?:group (\S+)|role) active")
 
 
 @dataclass(frozen=True)
@@ -224,6 +229,22 @@ class Device:
         out = subprocess.run([CLI, "leases", "--json", "--config", str(self.etc)],
                              capture_output=True, text=True, timeout=30).stdout
         return {x["mac"]: x["ip"] for x in json.loads(out or "[]")}
+
+    def served_at(self, groups: set[str], since: float) -> dict[str, float]:
+        """group -> wall time (time.time()) of the last "D030 ... active" line for it in
+        the daemon's log at or after `since`: when its datapath started serving it."""
+        out: dict[str, float] = {}
+        try:
+            text = (self.root / "daemon.log").read_text(errors="replace")
+        except OSError:
+            return out
+        for line in text.splitlines():
+            m = D030.match(line)
+            if m and (m.group(2) in groups or (m.group(2) is None and len(groups) == 1)):
+                t = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                if t >= since - 0.002:  # the log's ms resolution
+                    out[m.group(2) or next(iter(groups))] = t
+        return out
 
     def log_tail(self, n: int = 30) -> str:
         try:
