@@ -209,7 +209,8 @@ def main() -> int:
 
             print("event 1: deviceA's VLAN 100 port goes down")
             failover("A's eth1.100 down",
-                     lambda: (t.link(lab.na, "eth1.100", False), time.time())[1],
+                     # The time before the command: B may flip before `ip` returns.
+                     lambda: (time.time(), t.link(lab.na, "eth1.100", False))[0],
                      "g100", 100, 200)
             t.link(lab.na, "eth1.100", True)
             took_back("A's eth1.100 back up")
