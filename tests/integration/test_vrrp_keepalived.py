@@ -14,16 +14,21 @@ owns the VIP. Everything waits on observable state; no test sleeps for a timer.
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from appliance.testing.daemonfiles import CLI
 from appliance.testing.netns import Topology, wait_for
 from appliance.testing.require import require_tools
+from appliance.testing.trees import interfaces_tree
 from appliance.vrrp.timers import master_down_interval_s, skew_time_s
+from lab.clients import Udhcpc
 from lab.vrrp_node import VrrpLab
 
 pytestmark = pytest.mark.netns
@@ -145,3 +150,75 @@ def test_ours_master_priority_zero_kill_and_preemption_back(lab: VrrpLab) -> Non
     wait_for(lambda: not lab.has_vip("ka"), 10, what="keepalived gives up the VIP again")
     with open(lab.logs["ours"]) as f:
         assert "VRRP_STALE_VIPS" in f.read()
+
+
+def test_keepalived_peer_of_one_group_of_the_daemon(tmp_path: Path) -> None:
+    """Our daemon with two groups on two interfaces (issue 12): ga on eth1 (VRID 51, VIP
+    192.0.2.100) has keepalived as its peer with the higher priority; gb on eth2 (VRID 52,
+    198.51.100.1) has none. ga is backup and eth1 unserved while gb serves a real client
+    on eth2; kill -9 keepalived: ga takes over within its Master_Down_Interval and a real
+    client on eth1 gets a lease; keepalived back preempts ga; gb never moves."""
+    require_tools("keepalived", "tcpdump", "udhcpc")
+    with Topology(prefix="vk") as t:
+        lab = VrrpLab(t, str(tmp_path), advert_ms=ADVERT_MS)
+        ours_ns = lab.host("ours")
+        lab.host("ka")
+        seg_b = lab.segment("b", "198.51.100.0/24")
+        lab.join("ours", "b", "eth2")
+        vrrp = {"priority": "100", "advert_interval_ms": str(ADVERT_MS)}
+        etc = interfaces_tree(
+            tmp_path / "ours", name="ours",
+            interfaces={"eth1": [("ga", "192.0.2.100/24")],
+                        "eth2": [("gb", "198.51.100.1/24")]},
+            groups={"ga": {"vrid": "51", **vrrp}, "gb": {"vrid": "52", **vrrp}},
+            pools={"lan": ("192.0.2.0/24", "192.0.2.150-192.0.2.199"),
+                   "b": ("198.51.100.0/24", "198.51.100.100-198.51.100.199")})
+        run = tmp_path / "ours" / "run"
+
+        def rd(rel: str) -> str:
+            try:
+                return (run / rel).read_text().strip()
+            except OSError:
+                return ""
+
+        def client(name: str, lan) -> Udhcpc:  # type: ignore[no-untyped-def]
+            ns = t.host(name)
+            t.attach(ns, lan, "eth0")
+            return Udhcpc(t, ns, "eth0", tmp_path / name)
+
+        ka = lab.start_keepalived("ka", 150, vrid=51, vips=["192.0.2.100/24"])
+        with open(tmp_path / "ours.log", "ab") as log:
+            ours = t.popen(ours_ns, [CLI, "run", "--config", str(etc)], stdout=log,
+                           stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: rd("groups/gb/vrrp_state") == "master"
+                     and rd("groups/ga/vrrp_state") == "backup", START_S,
+                     what="gb master alone, ga backup to keepalived")
+            assert (rd("interfaces/eth1/role"), rd("interfaces/eth2/role")) == \
+                ("standby", "active")
+            gb_moves = rd("groups/gb/last_transition")
+            with client("cb", seg_b).start() as c:
+                assert c.wait_event("bound", timeout=40)[1].startswith("198.51.100.1")
+
+            t_kill = time.time()
+            t.stop(ka, sig=signal.SIGKILL)
+            wait_for(lambda: rd("groups/ga/vrrp_state") == "master", START_S,
+                     interval=0.005, what="ga master after keepalived's kill -9")
+            took = time.time() - t_kill
+            assert took <= mdi(100) + SLACK_S + 0.2, f"ga took {took:.3f}s"
+            wait_for(lambda: json.loads(rd("groups/ga/last_transition") or "{}").get(
+                "reason") == "master_down", 5, what="ga's last transition: master_down")
+            wait_for(lambda: rd("interfaces/eth1/role") == "active", 5, what="eth1 served")
+            with client("ca", lab.lan).start() as c:
+                assert c.wait_event("bound", timeout=40)[1].startswith("192.0.2.1")
+
+            lab.start_keepalived("ka", 150, vrid=51, vips=["192.0.2.100/24"])
+            wait_for(lambda: rd("groups/ga/vrrp_state") == "backup", 10,
+                     what="keepalived preempts ga")
+            wait_for(lambda: rd("interfaces/eth1/role") == "standby", 5,
+                     what="eth1 no longer served")
+            assert rd("groups/gb/vrrp_state") == "master"
+            assert rd("groups/gb/last_transition") == gb_moves, "gb moved"
+            assert ours.poll() is None
+        finally:
+            assert t.stop(ours, timeout=30) == 0, (tmp_path / "ours.log").read_text()[-3000:]
