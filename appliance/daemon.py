@@ -1032,12 +1032,16 @@ class Daemon:
         """What the metrics and the alarms need, as plain values (metrics/snapshot.py)."""
         cfg = self.cfg
         dhcp = {k: v for k, v in stats.items() if not k.startswith(("sync_", "vrrp_", "xdp_"))}
-        # One datapath and one set of counters today: every interface shows them (the
-        # label is there for issue 12's per-interface counters).
+        # The server's counters by type and reason, and the kernel's, are the device's:
+        # one interface shows them as its own; with several they go once, unlabelled
+        # (ms.Snapshot.device_dhcp), beside each interface's own packet counts.
+        one = len(cfg.interfaces) == 1
+        per_if = self.dhcp.interface_counters() if self.dhcp is not None else {}
         ifs = tuple(
             ms.Interface(i.name, any(g in self.serving for g in i.groups or (pp.STANDALONE,)),
                          ",".join(i.groups) or None,
-                         self.datapath.attach_mode if self.datapath else "off", dhcp, dp)
+                         self.datapath.attach_mode if self.datapath else "off",
+                         dhcp if one else {}, dp if one else {}, per_if.get(i.name, {}))
             for i in cfg.interfaces)
         groups = []
         for g in cfg.groups:
@@ -1072,7 +1076,8 @@ class Daemon:
         return ms.Snapshot(cfg.node.name, self.clock.wall(), self._started, __version__, ifs,
                            tuple(groups), pools, sync, dict(self._takeovers),
                            dict(self._last_takeover),
-                           store_error=self.store_error or "")
+                           store_error=self.store_error or "",
+                           device_dhcp={} if one else dhcp, device_xdp={} if one else dp)
 
     def _count_takeover(self, group: str, cause: str, priority: int, t0: float) -> None:
         """This device became master of `group` from backup: count it by cause (VRRP's

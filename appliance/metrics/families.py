@@ -88,6 +88,12 @@ METRICS: tuple[MetricDef, ...] = (
     _m("dhcp_send_errors_total", "counter", IF, "Replies the kernel refused to send."),
     _m("dhcp_notes_total", "counter", ("interface", "note"),
        "Things noticed in messages that were still answered, by note."),
+    _m("interface_requests_total", "counter", IF,
+       "DHCP requests this device took from the interface (several interfaces: the "
+       "by-type counters above are the device's, with no interface label)."),
+    _m("interface_replies_total", "counter", IF, "DHCP replies sent on the interface."),
+    _m("interface_dropped_standby_total", "counter", IF,
+       "Requests on the interface for a group this device does not serve now."),
     # -- XDP --
     _m("xdp_packets_seen_total", "counter", IF, "DHCP packets the XDP program saw."),
     _m("xdp_packets_passed_total", "counter", IF,
@@ -174,6 +180,13 @@ def families(snap: Snapshot) -> list[Family]:
                                 xdp_mode=i.attach_mode)
         _dhcp(f, i.name, i.dhcp)
         _xdp(f, i.name, i.xdp)
+        if i.counts:
+            f("interface_requests_total").add(i.counts.get("received", 0), interface=i.name)
+            f("interface_replies_total").add(i.counts.get("sent", 0), interface=i.name)
+            f("interface_dropped_standby_total").add(i.counts.get("dropped_standby", 0),
+                                                     interface=i.name)
+    _dhcp(f, "", snap.device_dhcp)
+    _xdp(f, "", snap.device_xdp)
 
     for p in snap.pools:
         for state in LEASE_STATES:

@@ -43,6 +43,9 @@ class Interface:
     attach_mode: str = "off"  # how the XDP program is attached: native | generic | off
     dhcp: Mapping[str, int] = field(default_factory=dict)  # discover, offer, dropped_*, ...
     xdp: Mapping[str, int] = field(default_factory=dict)  # seen, passed, dropped_*, malformed
+    # Its own packet counts (received, sent, dropped_standby): with several interfaces
+    # `dhcp` and `xdp` are the device's, in Snapshot.device_dhcp/device_xdp instead.
+    counts: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,3 +135,8 @@ class Snapshot:
     last_takeover: Mapping[str, Takeover] = field(default_factory=dict)  # group -> last
     alarms: tuple[AlarmState, ...] = ()
     store_error: str = ""  # why the lease store cannot write; "": it can
+    # With several interfaces the server's counters by type and reason are the device's,
+    # not an interface's: exported once, with an empty interface label (none), instead
+    # of repeated under every interface (a sum over 200 VLANs would count 200 times).
+    device_dhcp: Mapping[str, int] = field(default_factory=dict)
+    device_xdp: Mapping[str, int] = field(default_factory=dict)

@@ -139,6 +139,28 @@ def test_a_standalone_device_has_no_vrrp_or_sync_series():
     assert fm.PREFIX + "active" in names
 
 
+def test_many_interfaces_count_the_devices_packets_once():
+    """200 VLANs: the server's by-type counters are the device's, exported once with no
+    interface label (a sum over interfaces must not count them 200 times); each
+    interface has its own requests, replies and standby drops."""
+    ifs = tuple(Interface(f"eth1.{v}", v % 2 == 0, "ga" if v % 2 == 0 else "gb", "native",
+                          counts={"received": v, "sent": v - 1, "dropped_standby": 1})
+                for v in range(100, 300))
+    snap = snapshot(interfaces=ifs, device_dhcp={"ack": 8, "discover": 10},
+                    device_xdp={"seen": 30})
+    s = samples(snap)
+    acks = [v for (n, labels), v in s.items()
+            if n == fm.PREFIX + "dhcp_packets_sent_total" and ("type", "ack") in labels]
+    assert acks == [8]
+    assert value(s, "dhcp_packets_sent_total", interface="", type="ack") == 8
+    assert value(s, "xdp_packets_seen_total", interface="") == 30
+    assert value(s, "interface_requests_total", interface="eth1.250") == 250
+    assert value(s, "interface_replies_total", interface="eth1.250") == 249
+    assert sum(v for (n, _l), v in s.items()
+               if n == fm.PREFIX + "interface_dropped_standby_total") == 200
+    assert sum(v for (n, _l), v in s.items() if n == fm.PREFIX + "active") == 100
+
+
 def test_unknown_skew_and_empty_pool_make_no_bogus_series():
     snap = snapshot(pools=(Pool("empty", 0, {}),),
                     sync=Sync("disconnected", False, 0, 0))
@@ -193,8 +215,13 @@ def promtool() -> str:
     return "promtool"
 
 
-def test_promtool_check_metrics_passes():
-    r = subprocess.run([promtool(), "check", "metrics"], input=render(snapshot())[0],
+@pytest.mark.parametrize("shape", ["one interface", "several interfaces"])
+def test_promtool_check_metrics_passes(shape):
+    snap = snapshot() if shape == "one interface" else snapshot(
+        interfaces=(Interface("eth1.100", True, "ga", counts={"received": 3, "sent": 3}),
+                    Interface("eth1.200", False, "gb", counts={"dropped_standby": 2})),
+        device_dhcp={"ack": 3, "dropped_standby": 2}, device_xdp={"seen": 5})
+    r = subprocess.run([promtool(), "check", "metrics"], input=render(snap)[0],
                        capture_output=True, timeout=60)
     assert r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(), \
         (r.stdout + r.stderr).decode()
