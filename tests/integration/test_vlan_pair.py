@@ -224,3 +224,67 @@ def test_a_reload_adds_and_removes_a_vlan_without_disturbing_the_others(tmp_path
         assert {d.name: (d.value("groups/g100/last_transition"),
                          d.value("groups/g200/last_transition")) for d in (a, b)} == before
         vp.stop()
+
+
+def test_a_reload_adds_and_removes_a_group_without_disturbing_the_others(tmp_path):
+    """A new group (g300, VRID 30, A's priority the higher) with a new VLAN, added by
+    reload on both devices: A becomes its master and serves the VLAN, B stands by; then
+    removed: A's VIP and the group's runtime folder go. g100 and g200 never move."""
+    require_root()
+    require_bcc()
+    require_tools("udhcpc")
+    with Topology("rg") as t:
+        vp = VlanPair(t, tmp_path, {100: "g100", 200: "g200"})
+        a, b = vp.a, vp.b
+        vp.start()
+        before = {d.name: (d.value("groups/g100/last_transition"),
+                           d.value("groups/g200/last_transition")) for d in (a, b)}
+        lan = t.lan("v300")
+        t.attach(a.ns, lan, "eth1.300", "203.0.113.130/25")
+        t.attach(b.ns, lan, "eth1.300", "203.0.113.131/25")
+        for d, prio in ((a, "200"), (b, "100")):
+            g = d.etc / "vrrp/g300"
+            g.mkdir()
+            for f, v in (("vrid", "30"), ("priority", prio), ("preempt", "1"),
+                         ("advert_interval_ms", str(vp.advert_ms))):
+                (g / f).write_text(v + "\n")
+            (d.etc / "interfaces/eth1.300").mkdir()
+            (d.etc / "interfaces/eth1.300/group").write_text("g300\n")
+            (d.etc / "interfaces/eth1.300/virtual_ip").write_text("203.0.113.129/25\n")
+            (d.etc / "pools/v300").mkdir()
+            (d.etc / "pools/v300/subnet").write_text("203.0.113.128/25\n")
+            (d.etc / "pools/v300/range").write_text("203.0.113.200-203.0.113.250\n")
+            out = reload(d)
+            assert "vrrp/g300" in out and "interfaces/eth1.300" in out, out
+        wait_for(lambda: a.value("groups/g300/vrrp_state") == "master"
+                 and b.value("groups/g300/vrrp_state") == "backup"
+                 and a.value("interfaces/eth1.300/role") == "active"
+                 and b.value("interfaces/eth1.300/role") == "standby", 15,
+                 what="g300 mastered by A, B its backup")
+        assert "203.0.113.129" in addrs_of(t, a.ns, "eth1.300")
+        assert "203.0.113.129" not in addrs_of(t, b.ns, "eth1.300")
+        ns = t.host("c300")
+        t.attach(ns, lan, "eth0", mac="02:c3:00:00:03:01")
+        with Udhcpc(t, ns, "eth0", tmp_path / "u300").start() as u:
+            assert u.wait_event("bound")[1].startswith("203.0.113.2")
+        wait_for(lambda: lease_of(b, "02:c3:00:00:03:01").get("origin") == "deviceA", 10,
+                 what="g300's session made by A, held by B")
+        # removed again, the group and its VLAN, on both devices
+        for d in (a, b):
+            for f in ("group", "virtual_ip"):
+                (d.etc / f"interfaces/eth1.300/{f}").unlink()
+            (d.etc / "interfaces/eth1.300").rmdir()
+            for f in (d.etc / "vrrp/g300").iterdir():
+                f.unlink()
+            (d.etc / "vrrp/g300").rmdir()
+            assert "vrrp/g300" in reload(d)
+        wait_for(lambda: "203.0.113.129" not in addrs_of(t, a.ns, "eth1.300")
+                 and a.value("groups/g300/vrrp_state") is None
+                 and b.value("groups/g300/vrrp_state") is None, 10,
+                 what="g300 gone from both devices, its VIP from A")
+        vp.wait_served({"g100": a, "g200": b})
+        assert {d.name: (d.value("groups/g100/last_transition"),
+                         d.value("groups/g200/last_transition")) for d in (a, b)} == before
+        a.assert_running()
+        b.assert_running()
+        vp.stop()
