@@ -176,6 +176,28 @@ def reload(d) -> str:
     return r.stdout
 
 
+def add_vlan300(t, a, b, group: str) -> object:
+    """VLAN 300 (its bridge, a port eth1.300 on each device) bound to `group` in both
+    trees with its VIP and pool (not reloaded yet); returns the bridge."""
+    lan = t.lan("v300")
+    t.attach(a.ns, lan, "eth1.300", "203.0.113.130/25")
+    t.attach(b.ns, lan, "eth1.300", "203.0.113.131/25")
+    for d in (a, b):
+        (d.etc / "interfaces/eth1.300").mkdir()
+        (d.etc / "interfaces/eth1.300/group").write_text(f"{group}\n")
+        (d.etc / "interfaces/eth1.300/virtual_ip").write_text("203.0.113.129/25\n")
+        (d.etc / "pools/v300").mkdir()
+        (d.etc / "pools/v300/subnet").write_text("203.0.113.128/25\n")
+        (d.etc / "pools/v300/range").write_text("203.0.113.200-203.0.113.250\n")
+    return lan
+
+
+def remove_vlan300(d) -> None:
+    for f in ("group", "virtual_ip"):
+        (d.etc / f"interfaces/eth1.300/{f}").unlink()
+    (d.etc / "interfaces/eth1.300").rmdir()
+
+
 def test_a_reload_adds_and_removes_a_vlan_without_disturbing_the_others(tmp_path):
     require_root()
     require_bcc()
@@ -187,16 +209,8 @@ def test_a_reload_adds_and_removes_a_vlan_without_disturbing_the_others(tmp_path
         before = {d.name: (d.value("groups/g100/last_transition"),
                            d.value("groups/g200/last_transition")) for d in (a, b)}
         # VLAN 300 added to g200 (B master) on both devices, its port first
-        lan = t.lan("v300")
-        t.attach(a.ns, lan, "eth1.300", "203.0.113.130/25")
-        t.attach(b.ns, lan, "eth1.300", "203.0.113.131/25")
+        lan = add_vlan300(t, a, b, "g200")
         for d in (a, b):
-            (d.etc / "interfaces/eth1.300").mkdir()
-            (d.etc / "interfaces/eth1.300/group").write_text("g200\n")
-            (d.etc / "interfaces/eth1.300/virtual_ip").write_text("203.0.113.129/25\n")
-            (d.etc / "pools/v300").mkdir()
-            (d.etc / "pools/v300/subnet").write_text("203.0.113.128/25\n")
-            (d.etc / "pools/v300/range").write_text("203.0.113.200-203.0.113.250\n")
             assert "changed: interfaces/eth1.300" in reload(d)
         wait_for(lambda: b.value("interfaces/eth1.300/role") == "active"
                  and a.value("interfaces/eth1.300/role") == "standby", 10,
@@ -212,9 +226,7 @@ def test_a_reload_adds_and_removes_a_vlan_without_disturbing_the_others(tmp_path
             assert lease_of(b, "02:c3:00:00:03:00")["origin"] == "deviceB"
             # removed again: B stops answering there and takes its VIP away
             for d in (a, b):
-                for f in ("group", "virtual_ip"):
-                    (d.etc / f"interfaces/eth1.300/{f}").unlink()
-                (d.etc / "interfaces/eth1.300").rmdir()
+                remove_vlan300(d)
                 assert "changed: interfaces/eth1.300" in reload(d)
             wait_for(lambda: "203.0.113.129" not in addrs_of(t, b.ns, "eth1.300"), 10,
                      what="the VIP of the removed VLAN gone from B")
@@ -239,21 +251,13 @@ def test_a_reload_adds_and_removes_a_group_without_disturbing_the_others(tmp_pat
         vp.start()
         before = {d.name: (d.value("groups/g100/last_transition"),
                            d.value("groups/g200/last_transition")) for d in (a, b)}
-        lan = t.lan("v300")
-        t.attach(a.ns, lan, "eth1.300", "203.0.113.130/25")
-        t.attach(b.ns, lan, "eth1.300", "203.0.113.131/25")
+        lan = add_vlan300(t, a, b, "g300")
         for d, prio in ((a, "200"), (b, "100")):
             g = d.etc / "vrrp/g300"
             g.mkdir()
             for f, v in (("vrid", "30"), ("priority", prio), ("preempt", "1"),
                          ("advert_interval_ms", str(vp.advert_ms))):
                 (g / f).write_text(v + "\n")
-            (d.etc / "interfaces/eth1.300").mkdir()
-            (d.etc / "interfaces/eth1.300/group").write_text("g300\n")
-            (d.etc / "interfaces/eth1.300/virtual_ip").write_text("203.0.113.129/25\n")
-            (d.etc / "pools/v300").mkdir()
-            (d.etc / "pools/v300/subnet").write_text("203.0.113.128/25\n")
-            (d.etc / "pools/v300/range").write_text("203.0.113.200-203.0.113.250\n")
             out = reload(d)
             assert "vrrp/g300" in out and "interfaces/eth1.300" in out, out
         wait_for(lambda: a.value("groups/g300/vrrp_state") == "master"
@@ -271,9 +275,7 @@ def test_a_reload_adds_and_removes_a_group_without_disturbing_the_others(tmp_pat
                  what="g300's session made by A, held by B")
         # removed again, the group and its VLAN, on both devices
         for d in (a, b):
-            for f in ("group", "virtual_ip"):
-                (d.etc / f"interfaces/eth1.300/{f}").unlink()
-            (d.etc / "interfaces/eth1.300").rmdir()
+            remove_vlan300(d)
             for f in (d.etc / "vrrp/g300").iterdir():
                 f.unlink()
             (d.etc / "vrrp/g300").rmdir()
