@@ -452,6 +452,9 @@ class _Vars:
     # (source, interval) of the last advert accepted from a master: a second advert that
     # repeats both confirms the interval (the bound of "Forged adverts")
     last_heard: tuple[IPv4Address, int] | None = None
+    # (old master, until): after a takeover on the sync link's evidence, that master's
+    # adverts received before `until` were sent before the evidence (Reject.STALE_...)
+    stale_from: tuple[IPv4Address, float] | None = None
 
 
 class VrrpMachine:
@@ -573,6 +576,11 @@ class VrrpMachine:
         if isinstance(event, TimerFired):  # only Master_Down_Timer is armed in Backup
             return self._to_master(self._v.down_reason, now)
         if isinstance(event, PeerDown):
+            # The master's adverts already sent (one interval's worth, at most) still
+            # say it is better: they must not undo what the evidence decided.
+            if self._v.master is not None:
+                self._v.stale_from = (self._v.master,
+                                      now + self._v.master_adver_interval_cs / 100)
             return self._to_master(Reason.PEER_DOWN, now)
         if isinstance(event, Shutdown):
             return self._to_initialize(Reason.SHUTDOWN)
@@ -661,6 +669,12 @@ class VrrpMachine:
         if adv.priority > self.priority or (
             adv.priority == self.priority and event.src > self.params.primary_address
         ):
+            stale = self._v.stale_from
+            if stale is not None and stale[0] == event.src and now < stale[1]:
+                # Taken over on the sync link's evidence against this very router: its
+                # advert was sent before it (docs/failover.md). Not §6.4.3; one interval.
+                self._v.stale_from = None
+                return [Discard(Reject.STALE_AFTER_EVIDENCE, event.src)]
             # §6.4.3: "Cancel Adver_Timer; Set Master_Adver_Interval to Adver Interval
             # contained in the ADVERTISEMENT; Recompute the Skew_Time; Recompute the
             # Master_Down_Interval; Set Master_Down_Timer to Master_Down_Interval;

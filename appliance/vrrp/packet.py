@@ -97,6 +97,11 @@ class Reject(enum.Enum):
     # master we follow (nor vrrp/peer): ignored rather than cutting our wait to
     # Skew_Time. See fsm.py.
     STOP_NOT_MASTER = "rx_stop_not_master"
+    # A Master that took over on the sync link's evidence (PeerDown: the old master's
+    # daemon is gone or it handed the group over) heard that old master's better
+    # priority within one of its advert intervals: an advert sent before the evidence,
+    # still in flight or queued. Discarded once; its next advert is heard. See fsm.py.
+    STALE_AFTER_EVIDENCE = "rx_stale_after_evidence"
 
     @property
     def counter(self) -> str:

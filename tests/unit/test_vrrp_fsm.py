@@ -1133,6 +1133,31 @@ def test_peer_down_makes_a_backup_master_at_once() -> None:
     assert isinstance(actions[0], BecomeMaster) and actions[0].reason.value == "peer_down"
 
 
+def test_an_advert_sent_before_the_evidence_does_not_undo_the_takeover() -> None:
+    """The old master's advert already on its way when the sync link's evidence came
+    (its client link went down just after it advertised) is discarded once, within one
+    of its intervals; a later one, or one from another router, is §6.4.3 as ever."""
+    m = following(LOWER_IP, prio=200, now=0.0)
+    m.handle(PeerDown("the peer hands group g over: interface eth1 down"), 0.50)
+    assert m.state is State.MASTER
+    assert m.handle(rx(200, LOWER_IP), 0.51) == [Discard(Reject.STALE_AFTER_EVIDENCE,
+                                                         LOWER_IP)]
+    assert m.state is State.MASTER
+    # once only: the next advert from it (its link back, its priority again) preempts
+    m.handle(rx(200, LOWER_IP), 0.52)
+    assert m.state is State.BACKUP
+    # and after one interval the guard has lapsed anyway
+    m = following(LOWER_IP, prio=200, now=0.0)
+    m.handle(PeerDown("x"), 0.50)
+    m.handle(rx(200, LOWER_IP), 0.50 + m.master_adver_interval_cs / 100 + 0.01)
+    assert m.state is State.BACKUP
+    # another router's better advert is not covered by the evidence
+    m = following(LOWER_IP, prio=200, now=0.0)
+    m.handle(PeerDown("x"), 0.50)
+    m.handle(rx(250, HIGHER_IP), 0.51)
+    assert m.state is State.BACKUP
+
+
 def test_peer_down_changes_nothing_in_master_or_initialize() -> None:
     m = master()
     assert m.handle(PeerDown("x"), 1.0) == [] and m.state is State.MASTER
