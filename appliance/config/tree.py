@@ -19,6 +19,7 @@ import itertools
 import os
 import socket
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from ipaddress import IPv4Address, IPv4Interface
@@ -765,22 +766,29 @@ def _options(r: _Reader, folder: str, key: str) -> tuple[OptionValue, ...]:
     return tuple(out)
 
 
+def _named_folders(r: _Reader, top: str, what: str) -> Iterator[tuple[str, str]]:
+    """(name, path) of each well-named folder under `top` (classes/, hosts/) whose files
+    are all known; a bad name or a file where the folder should be is reported."""
+    for n in r.folder(top) or ():
+        rel = f"{top}/{n}"
+        try:
+            pool_name([n])
+        except Invalid as e:
+            r.fail(rel, n, f"{what} folder name: {e}")
+            continue
+        if r.probe(rel).kind is not Kind.DIR:
+            r.fail(rel, "", f"must be a folder: each {what} is a folder {top}/<{what}>/")
+            continue
+        r.check_known(rel, _names(f"{top}/<{what}>"))
+        yield n, rel
+
+
 _CRITERIA = ("vendor_class", "user_class", "circuit_id", "remote_id", "mac_prefix", "relay")
 
 
 def _classes(r: _Reader) -> tuple[ClassConfig, ...]:
     out = []
-    for n in r.folder("classes") or ():
-        rel = f"classes/{n}"
-        try:
-            pool_name([n])
-        except Invalid as e:
-            r.fail(rel, n, f"class folder name: {e}")
-            continue
-        if r.probe(rel).kind is not Kind.DIR:
-            r.fail(rel, "", "must be a folder: each class is a folder classes/<class>/")
-            continue
-        r.check_known(rel, _names("classes/<class>"))
+    for n, rel in _named_folders(r, "classes", "class"):
         vals = {k: r.get(f"{rel}/{k}", f"classes/<class>/{k}") for k in _CRITERIA}
         opts = _options(r, f"{rel}/options", "classes/<class>/options/<option>")
         if None in vals.values():
@@ -803,17 +811,7 @@ def _hosts(r: _Reader, pools: list[PoolConfig]) -> tuple[HostConfig, ...]:
     for p in pools:
         for mac, ip in p.reservations:
             seen_ip[ip] = f"pools/{p.name}/reservations/{mac.hex(':')}"
-    for n in r.folder("hosts") or ():
-        rel = f"hosts/{n}"
-        try:
-            pool_name([n])
-        except Invalid as e:
-            r.fail(rel, n, f"host folder name: {e}")
-            continue
-        if r.probe(rel).kind is not Kind.DIR:
-            r.fail(rel, "", "must be a folder: each host is a folder hosts/<host>/")
-            continue
-        r.check_known(rel, _names("hosts/<host>"))
+    for n, rel in _named_folders(r, "hosts", "host"):
         vals = {k: r.get(f"{rel}/{k}", f"hosts/<host>/{k}") for k in (
             *_IDS, "relay", "address", "hostname")}
         opts = _options(r, f"{rel}/options", "hosts/<host>/options/<option>")
