@@ -122,14 +122,6 @@ class Device(DaemonFiles):
         except TimeoutError as e:
             raise AssertionError(f"{e}: it is {self.peer_state()}\n{self.log_tail()}") from None
 
-    def wait_stat(self, name: str, at_least: int, timeout: float = 30) -> int:
-        try:
-            wait_for(lambda: self.stat(name) >= at_least, timeout,
-                     what=f"{self.name} stats/{name} >= {at_least}")
-        except TimeoutError as e:
-            raise AssertionError(f"{e}: it is {self.stat(name)}\n{self.log_tail()}") from None
-        return self.stat(name)
-
     def leases(self, all: bool = False) -> list[dict]:
         """`dhcp-hotbackup leases --json [--all]`: the durable lease table."""
         cmd = [CLI, "leases", "--json", "--config", str(self.etc), *(["--all"] if all else [])]

@@ -9,6 +9,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from appliance.testing.netns import wait_for
+
 # The command and interpreter the tests run: the venv's when it has them (make test),
 # else whatever is installed (the .deb).
 _BIN = Path(sys.executable).parent / "dhcp-hotbackup"
@@ -53,6 +55,15 @@ class DaemonFiles:
 
     def stat(self, name: str) -> int:
         return runtime_stat(self.run_dir, name)
+
+    def wait_stat(self, name: str, at_least: int, timeout: float = 30) -> int:
+        """stats/ are published about once a second: wait for the count, not read it once."""
+        try:
+            wait_for(lambda: self.stat(name) >= at_least, timeout,
+                     what=f"{getattr(self, 'name', self.run_dir)} stats/{name} >= {at_least}")
+        except TimeoutError as e:
+            raise AssertionError(f"{e}: it is {self.stat(name)}\n{self.log_tail()}") from None
+        return self.stat(name)
 
     def log_text(self) -> str:
         try:

@@ -108,8 +108,8 @@ def test_flipped_byte_then_every_session_back_from_the_peer(tmp_path: Path, targ
         preempt = run.find("-> master (preempt)")
         assert 0 <= found < snapshot_in < preempt, \
             f"A must find the damage, then take the peer's snapshot, then preempt:\n{run}"
-        assert ha.a.stat("sync_snapshots_received") >= 1
-        assert ha.a.stat("store_damaged_files") == 1
+        ha.a.wait_stat("sync_snapshots_received", 1)  # published about once a second
+        assert ha.a.wait_stat("store_damaged_files", 1) == 1
 
         # Every session on A again, the lost one from B's snapshot.
         on_a = ha.a.bindings()  # asserts no address or MAC bound twice
