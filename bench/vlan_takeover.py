@@ -21,13 +21,18 @@ restarted (or continued) and takes its groups back.
 
     sudo .venv/bin/python bench/vlan_takeover.py [--vlans 1,200] [--trials 5]
         [--shapes standby,vlan] [--failures kill,stop] [--datapath xdp|off]
-        [--advert-ms 100]
+        [--advert-ms 100] [--keep DIR]
+
+Each trial also prints how B learnt of the failure, from B's log: the sync link's probe
+of A's port (refused: A's daemon is gone) and the reason VRRP gives for the move
+(peer_down: the sync link's evidence; master_down: VRRP's timer).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import shutil
 import signal
@@ -35,6 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -54,6 +60,32 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+# B's log lines that say which path moved the groups: the sync link's probe (SYNC026
+# died / SYNC027 alive / SYNC028 silent) and VRRP's transition reason (peer_down: the
+# sync link's evidence; master_down: the Master_Down_Interval timer).
+_HOW = re.compile(r"^(\S+ \S+) \S+ \S+: (SYNC02[678]|VRRP_TRANSITION .*-> master \((\w+)\))")
+
+
+def how_b_learnt(b: Device, since: float) -> str:
+    """'sync probe refused -> peer_down', ... from B's log after `since` (a slow trial
+    says why it was slow)."""
+    seen: list[str] = []
+    names = {"SYNC026": "probe refused", "SYNC027": "probe ANSWERED", "SYNC028": "probe silent"}
+    try:
+        text = (b.root / "daemon.log").read_text(errors="replace")
+    except OSError:
+        return "?"
+    for line in text.splitlines():
+        m = _HOW.match(line)
+        if not m or datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp() \
+                < since - 0.002:
+            continue
+        what = names.get(m.group(2)[:7]) or m.group(3)
+        if what not in seen:
+            seen.append(what)
+    return " -> ".join(seen) or "?"
+
+
 def trial(lab: VlanLab, failure: str, a_groups: set[str]) -> dict:
     a, b = lab.a, lab.b
     ifnames = [v.ifname for v in lab.vlans]
@@ -67,7 +99,7 @@ def trial(lab: VlanLab, failure: str, a_groups: set[str]) -> dict:
         lambda: (lambda f: f if len(f) == len(a_groups) else None)(
             b.served_at(a_groups, t0)), 10, what="B's D030 lines")
     res = {"log_ms": (max(flips.values()) - t0) * 1000, "tree_ms": (seen - t0) * 1000,
-           "first_ms": (min(flips.values()) - t0) * 1000}
+           "first_ms": (min(flips.values()) - t0) * 1000, "how": how_b_learnt(b, t0)}
     # Back to the start: A restarted (kill) or continued (stop), takes its groups back.
     if failure == "kill":
         a.proc.wait(5)
@@ -79,7 +111,7 @@ def trial(lab: VlanLab, failure: str, a_groups: set[str]) -> dict:
 
 
 def run(n: int, shape: str, failures: list[str], trials: int, datapath: str,
-        advert_ms: int) -> dict:
+        advert_ms: int, keep: Path | None = None) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"bench-vt-{n}-"))
     out: dict = {}
     try:
@@ -112,13 +144,19 @@ def run(n: int, shape: str, failures: list[str], trials: int, datapath: str,
                     rows.append(r)
                     print(f"    {failure:4} #{i + 1}: B serves every VLAN {r['log_ms']:7.1f} ms "
                           f"after the failure (first group {r['first_ms']:.1f} ms; runtime "
-                          f"tree {r['tree_ms']:.1f} ms)", flush=True)
+                          f"tree {r['tree_ms']:.1f} ms; B: {r['how']})", flush=True)
                     wait_for(lambda: lab.settled(want), 300, interval=0.1,
                              what="A took its groups back")
                 out[failure] = rows
             for d in (lab.b, lab.a):
                 d.stop()
     finally:
+        if keep is not None:  # the daemons' logs, to read what a slow trial waited for
+            for d in ("A", "B"):
+                log = work / d / "daemon.log"
+                if log.exists():
+                    keep.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(log, keep / f"{n}-{shape}-{d}.log")
         shutil.rmtree(work, ignore_errors=True)
     return out
 
@@ -131,6 +169,8 @@ def main() -> int:
     ap.add_argument("--failures", default="kill,stop")
     ap.add_argument("--datapath", choices=["xdp", "off"], default="xdp")
     ap.add_argument("--advert-ms", type=int, default=100)
+    ap.add_argument("--keep", type=Path, metavar="DIR",
+                    help="copy each run's daemon logs to DIR (<vlans>-<shape>-A|B.log)")
     a = ap.parse_args()
     # SIGTERM (and SIGINT, ignored in a background job) unwind through the Topology's
     # exit: the namespaces and processes go even when the run is stopped.
@@ -148,7 +188,7 @@ def main() -> int:
             print(f"{n} VLANs, shape {shape}, datapath {a.datapath}, adverts "
                   f"{a.advert_ms} ms", flush=True)
             results.append((n, shape, run(n, shape, failures, a.trials, a.datapath,
-                                          a.advert_ms)))
+                                          a.advert_ms, a.keep)))
     print(f"\n{'VLANs':>5} {'shape':8} {'groups A/all':>12} {'failure':8} "
           f"{'every VLAN served, median ms':>28} {'max':>7}  pair start s  RSS A MB")
     for n, shape, r in results:

@@ -73,11 +73,11 @@ class Topology:
             image.unlink(missing_ok=True)
         self.images.clear()
 
-    def tmpfs(self, path: Path) -> Path:
+    def tmpfs(self, path: Path, size_mb: int = 16) -> Path:
         """A small tmpfs at `path` (made if missing), unmounted at close(): a daemon's
         runtime tree lives on /run, a tmpfs, on the appliance."""
         path.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs",
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "tmpfs",
                         str(path)], check=True, capture_output=True)
         self.mounts.append(path)
         return path
