@@ -7,8 +7,9 @@ learnt of a kill -9 about 3 ms later because of it (docs/failover.md).
 
 Formats are those of include/uapi/linux/{netlink,rtnetlink,if_link,if_addr}.h:
 nlmsghdr (16 bytes), then ifinfomsg (16) or ifaddrmsg (8), then rtattrs, each
-padded to 4 bytes. `parse` is the one decoder of kernel input here; it raises
-RtnlError on anything malformed (fuzzed in tests/unit/test_vrrp_rtnl.py).
+padded to 4 bytes; the framing is wire/netlink.py's, shared with datapath/links.py.
+`parse` is the one decoder of kernel input here; it raises RtnlError on anything
+malformed (fuzzed in tests/unit/test_vrrp_rtnl.py).
 """
 
 from __future__ import annotations
@@ -20,18 +21,34 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-# include/uapi/linux/netlink.h
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
-NLM_F_REQUEST = 0x1
-NLM_F_MULTI = 0x2
-NLM_F_ACK = 0x4
-NLM_F_DUMP = 0x300
-NLM_F_EXCL = 0x200
-NLM_F_CREATE = 0x400
+from appliance.wire.netlink import (
+    IFADDR,
+    IFINFO,
+    NLA_F_NESTED,
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_EXCL,
+    NLM_F_MULTI,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_GETADDR,
+    RTM_GETLINK,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    NetlinkError,
+    attr,
+    attrs,
+    error_of,
+    fixed,
+    message,
+    messages,
+)
+
 # include/uapi/linux/rtnetlink.h
-RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
-RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTMGRP_LINK = 0x1
 # include/uapi/linux/if_link.h
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_LINK, IFLA_LINKINFO = 1, 3, 5, 18
@@ -40,21 +57,14 @@ IFLA_MACVLAN_MODE = 1
 MACVLAN_MODE_PRIVATE = 1
 # include/uapi/linux/if_addr.h
 IFA_ADDRESS, IFA_LOCAL = 1, 2
-NLA_F_NESTED = 0x8000
 
 IFF_UP = 0x1
-_HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
-_IFINFO = struct.Struct("=BxHiII")  # family, type, index, flags, change
-_IFADDR = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
-_RTA = struct.Struct("=HH")
-_ERR = struct.Struct("=i")
 _U32 = struct.Struct("=I")
 _RECV = 1 << 16
 _BATCH = 64  # requests per datagram in `acked`: 64 x ~40 bytes, well inside any buffer
 
-
-class RtnlError(OSError):
-    """A request the kernel refused (errno), or a message that cannot be parsed."""
+# A request the kernel refused (errno), or a message that cannot be parsed.
+RtnlError = NetlinkError
 
 
 @dataclass(slots=True)
@@ -73,58 +83,23 @@ class Message:
         return None if raw is None else raw.split(b"\0", 1)[0].decode(errors="replace")
 
 
-def _align(n: int) -> int:
-    return (n + 3) & ~3
-
-
-def attr(kind: int, data: bytes) -> bytes:
-    """One rtattr, padded."""
-    n = _RTA.size + len(data)
-    return _RTA.pack(n, kind) + data + b"\0" * (_align(n) - n)
-
-
-def _attrs(buf: bytes, start: int, end: int) -> dict[int, bytes]:
-    out: dict[int, bytes] = {}
-    i = start
-    while i + _RTA.size <= end:
-        n, kind = _RTA.unpack_from(buf, i)
-        if n < _RTA.size or i + n > end:
-            raise RtnlError(errno.EBADMSG, f"rtattr of length {n} at {i} overruns {end}")
-        out.setdefault(kind & ~NLA_F_NESTED, buf[i + _RTA.size:i + n])
-        i += _align(n)
-    return out
-
-
 def parse(buf: bytes) -> Iterator[tuple[int, int, int, bytes | Message | int]]:
     """(type, flags, seq, body) for each message in a datagram: body is the errno
     (0 = ACK) for NLMSG_ERROR, a Message for link and address messages, else the raw
     payload."""
-    i = 0
-    while i + _HDR.size <= len(buf):
-        n, kind, flags, seq, _pid = _HDR.unpack_from(buf, i)
-        if n < _HDR.size or i + n > len(buf):
-            raise RtnlError(errno.EBADMSG, f"netlink message of length {n} at {i} "
-                            f"overruns the {len(buf)}-byte datagram")
-        body, end = i + _HDR.size, i + n
+    for kind, flags, seq, body, end in messages(buf):
         if kind == NLMSG_ERROR:
-            if end - body < _ERR.size:
-                raise RtnlError(errno.EBADMSG, "truncated NLMSG_ERROR")
-            yield kind, flags, seq, -_ERR.unpack_from(buf, body)[0]
+            yield kind, flags, seq, error_of(buf, body, end)
         elif kind in (RTM_NEWLINK, RTM_DELLINK):
-            if end - body < _IFINFO.size:
-                raise RtnlError(errno.EBADMSG, "truncated ifinfomsg")
-            fam, _type, index, iff, _change = _IFINFO.unpack_from(buf, body)
+            fam, _type, index, iff, _change = fixed(IFINFO, buf, body, end, "ifinfomsg")
             yield kind, flags, seq, Message(kind, iff, index, 0, fam,
-                                            _attrs(buf, body + _IFINFO.size, end))
+                                            attrs(buf, body + IFINFO.size, end))
         elif kind in (RTM_NEWADDR, RTM_DELADDR):
-            if end - body < _IFADDR.size:
-                raise RtnlError(errno.EBADMSG, "truncated ifaddrmsg")
-            fam, plen, ifa_flags, _scope, index = _IFADDR.unpack_from(buf, body)
+            fam, plen, ifa_flags, _scope, index = fixed(IFADDR, buf, body, end, "ifaddrmsg")
             yield kind, flags, seq, Message(kind, ifa_flags, index, plen, fam,
-                                            _attrs(buf, body + _IFADDR.size, end))
+                                            attrs(buf, body + IFADDR.size, end))
         else:
             yield kind, flags, seq, buf[body:end]
-        i += _align(n)
 
 
 class Rtnl:
@@ -147,8 +122,7 @@ class Rtnl:
         the kernel's ACK or NLMSG_DONE. Raises RtnlError with the kernel's errno."""
         self._seq += 1
         seq = self._seq
-        self.sock.send(_HDR.pack(_HDR.size + len(body), kind, flags | NLM_F_REQUEST, seq, 0)
-                       + body)
+        self.sock.send(message(kind, flags | NLM_F_REQUEST, seq, body))
         out: list[Message] = []
         while True:
             data = self.sock.recv(_RECV)
@@ -178,8 +152,8 @@ class Rtnl:
             first = self._seq + 1
             self._seq += len(chunk)
             self.sock.send(b"".join(
-                _HDR.pack(_HDR.size + len(body), kind, flags | NLM_F_REQUEST | NLM_F_ACK,
-                          first + i, 0) + body for i, body in enumerate(chunk)))
+                message(kind, flags | NLM_F_REQUEST | NLM_F_ACK, first + i, body)
+                for i, body in enumerate(chunk)))
             waiting = len(chunk)
             while waiting:
                 for mtype, _mflags, mseq, payload in parse(self.sock.recv(_RECV)):
@@ -202,7 +176,7 @@ class Rtnl:
     # -- the requests VRRP makes ---------------------------------------------------
     def get_link(self, index: int = 0, ifname: str | None = None) -> Message | None:
         """One link by index or name; None if there is no such link."""
-        body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0)
+        body = IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0)
         if ifname is not None:
             body += attr(IFLA_IFNAME, ifname.encode() + b"\0")
         try:
@@ -215,19 +189,19 @@ class Rtnl:
 
     def set_link_up(self, index: int) -> None:
         self.request(RTM_NEWLINK, NLM_F_ACK,
-                     _IFINFO.pack(socket.AF_UNSPEC, 0, index, IFF_UP, IFF_UP))
+                     IFINFO.pack(socket.AF_UNSPEC, 0, index, IFF_UP, IFF_UP))
 
     def add_macvlan(self, name: str, parent: int, mac: bytes,
                     mode: int = MACVLAN_MODE_PRIVATE) -> None:
         info = attr(IFLA_INFO_KIND, b"macvlan") + attr(
             IFLA_INFO_DATA | NLA_F_NESTED, attr(IFLA_MACVLAN_MODE, _U32.pack(mode)))
-        body = (_IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        body = (IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
                 + attr(IFLA_IFNAME, name.encode() + b"\0") + attr(IFLA_LINK, _U32.pack(parent))
                 + attr(IFLA_ADDRESS, mac) + attr(IFLA_LINKINFO | NLA_F_NESTED, info))
         self.request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body)
 
     def del_link(self, index: int) -> None:
-        self.request(RTM_DELLINK, NLM_F_ACK, _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0))
+        self.request(RTM_DELLINK, NLM_F_ACK, IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0))
 
     def addresses(self, index: int) -> list[tuple[bytes, int]]:
         """(IPv4 address, prefix length) of every address on the link."""
@@ -236,7 +210,7 @@ class Rtnl:
     def all_addresses(self) -> list[tuple[int, bytes, int]]:
         """(link index, IPv4 address, prefix length) of every address: one dump."""
         rows = self.request(RTM_GETADDR, NLM_F_DUMP,
-                            _IFADDR.pack(socket.AF_INET, 0, 0, 0, 0))
+                            IFADDR.pack(socket.AF_INET, 0, 0, 0, 0))
         out = []
         for m in rows:
             if m.family != socket.AF_INET:
@@ -263,5 +237,5 @@ class Rtnl:
 
 
 def _addr_body(index: int, ip: bytes, prefixlen: int) -> bytes:
-    return (_IFADDR.pack(socket.AF_INET, prefixlen, 0, 0, index)
+    return (IFADDR.pack(socket.AF_INET, prefixlen, 0, 0, index)
             + attr(IFA_LOCAL, ip) + attr(IFA_ADDRESS, ip))
