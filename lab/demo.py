@@ -29,7 +29,7 @@ from pathlib import Path
 
 from appliance.testing.netns import Netns, Topology, wait_for
 from lab.clients import Dhclient, Udhcpc
-from lab.vlans import VlanLab
+from lab.vlans import VlanLab, group_served
 
 _T0 = time.time()
 _Client = Dhclient | Udhcpc
@@ -182,10 +182,12 @@ def main() -> int:
             def failover(what: str, do: Callable[[], float], group: str, vid: int,
                          other_vid: int, then: Callable[[], None] = lambda: None) -> None:
                 t_event = do()
+                wait_for(lambda: group_served(b, group), 30, interval=0.001,
+                         what=f"B's runtime tree to say it serves {group}")
+                seen = time.time()
                 say(what, t_event)
                 wait_for(lambda: lab.serving(group) == {"B"}, 30, interval=0.002,
-                         what=f"B to serve {group}")
-                seen = time.time()
+                         what=f"B alone to serve {group}")
                 flip = wait_for(lambda: b.served_at({group}, t_event).get(group), 10,
                                 what="B's D030 line")
                 took = (flip - t_event) * 1000
