@@ -72,6 +72,8 @@ STAT_NAMES = (
     # The lease store (docs/operations.md): write/fdatasync failures; recoveries; damaged
     # files found (replies withheld for it: Reason.STORE_FAILED).
     "store_failures", "store_recoveries", "store_damaged_files",
+    # Expiry sweeps of the lease table (one a second while the store works).
+    "expiry_sweeps",
 )
 
 
@@ -825,6 +827,7 @@ class Daemon:
             now = self.clock.wall()
             if self.store_error is None:
                 expired = self.table.reclaim(now)
+                self.stats["expiry_sweeps"] += 1
                 if expired:
                     if self._store_write(expired):
                         self._store_sync()
