@@ -71,15 +71,6 @@ class DhcpNet(DaemonFiles):
         return ns, mac
 
     # -- what a user looks at --------------------------------------------------------
-    def wait_stat(self, name: str, at_least: int, timeout: float = 15) -> int:
-        """Wait until stats/<name> (published about once a second) reaches `at_least`."""
-        try:
-            wait_for(lambda: self.stat(name) >= at_least, timeout,
-                     what=f"stats/{name} >= {at_least}")
-        except TimeoutError as e:
-            raise AssertionError(f"{e}: it is {self.stat(name)}") from None
-        return self.stat(name)
-
     def leases(self, all: bool = False) -> list[dict]:
         """`dhcp-hotbackup leases --json [--all]`."""
         cmd = [CLI, "leases", "--json", "--config", str(self.etc), *(["--all"] if all else [])]

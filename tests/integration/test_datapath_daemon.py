@@ -122,11 +122,6 @@ class Device(DaemonFiles):
             raise AssertionError(f"{e}\nruntime: role={self.value('role')} "
                                  f"vrrp={self.value('vrrp/state')}\n{self.log_tail()}") from None
 
-    def wait_stat(self, name: str, at_least: int, timeout: float = 15) -> int:
-        self.wait(lambda: self.stat(name) >= at_least,
-                  f"stats/{name} >= {at_least} (it is {self.stat(name)})", timeout)
-        return self.stat(name)
-
     # the interface, as `ip link` shows it
     def xdp_prog_id(self) -> int | None:
         out = self.t.run(self.ns, ["ip", "-j", "-d", "link", "show", "dev", "eth1"]).stdout

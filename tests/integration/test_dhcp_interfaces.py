@@ -215,14 +215,6 @@ class MultiNet(DaemonFiles):
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)
 
-    def wait_stat(self, name: str, at_least: int, timeout: float = 15) -> int:
-        try:
-            wait_for(lambda: self.stat(name) >= at_least, timeout,
-                     what=f"stats/{name} >= {at_least}")
-        except TimeoutError as e:
-            raise AssertionError(f"{e}: it is {self.stat(name)}\n{self.log_tail()}") from None
-        return self.stat(name)
-
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory) -> Iterator[MultiNet]:
