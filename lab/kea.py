@@ -49,12 +49,11 @@ def start_kea(t: Topology, ns: Netns, workdir: Path, config: dict) -> subprocess
 HOOKS = "/usr/lib/x86_64-linux-gnu/kea/hooks"
 
 
-def kea_ha_config(workdir: Path, interface: str | Sequence[str], subnets: list[tuple[str, str]], *,
-                  this: str, primary_url: str, standby_url: str, lease_time: int = 3600,
-                  heartbeat_ms: int = 10000, max_response_ms: int = 60000,
-                  max_ack_ms: int = 10000, max_unacked: int = 10) -> dict:
-    """Kea HA hot-standby with its fastest transport: the multi-threaded dedicated HTTP
-    listener (no control agent), as ../shared/reference/kea-ha measured it."""
+def _ha(workdir: Path, interface: str | Sequence[str], subnets: list[tuple[str, str]],
+        lease_time: int, mode: str, this: str, peers: list[dict], timers: dict) -> dict:
+    """Kea HA with its fastest transport, the multi-threaded dedicated HTTP listener (no
+    control agent), as ../shared/reference/kea-ha measured it: the part hot-standby and
+    load-balancing share."""
     cfg = kea_config(workdir, interface, subnets, lease_time, multi_threading=True)
     d = cfg["Dhcp4"]
     d["multi-threading"] = {"enable-multi-threading": True, "thread-pool-size": 2,
@@ -62,20 +61,29 @@ def kea_ha_config(workdir: Path, interface: str | Sequence[str], subnets: list[t
     d["hooks-libraries"] = [
         {"library": f"{HOOKS}/libdhcp_lease_cmds.so"},
         {"library": f"{HOOKS}/libdhcp_ha.so", "parameters": {"high-availability": [{
-            "this-server-name": this, "mode": "hot-standby",
-            "heartbeat-delay": heartbeat_ms, "max-response-delay": max_response_ms,
-            "max-ack-delay": max_ack_ms, "max-unacked-clients": max_unacked,
-            "sync-page-limit": 10000,
+            "this-server-name": this, "mode": mode, **timers, "sync-page-limit": 10000,
             "multi-threading": {"enable-multi-threading": True, "http-dedicated-listener": True,
                                 "http-listener-threads": 2, "http-client-threads": 2},
-            "peers": [
-                {"name": "primary", "url": primary_url, "role": "primary",
-                 "auto-failover": True},
-                {"name": "standby", "url": standby_url, "role": "standby",
-                 "auto-failover": True},
-            ]}]}},
+            "peers": [{**p, "auto-failover": True} for p in peers]}]}},
     ]
     return cfg
+
+
+def _timers(heartbeat_ms: int, max_response_ms: int, max_ack_ms: int,
+            max_unacked: int) -> dict:
+    return {"heartbeat-delay": heartbeat_ms, "max-response-delay": max_response_ms,
+            "max-ack-delay": max_ack_ms, "max-unacked-clients": max_unacked}
+
+
+def kea_ha_config(workdir: Path, interface: str | Sequence[str], subnets: list[tuple[str, str]], *,
+                  this: str, primary_url: str, standby_url: str, lease_time: int = 3600,
+                  heartbeat_ms: int = 10000, max_response_ms: int = 60000,
+                  max_ack_ms: int = 10000, max_unacked: int = 10) -> dict:
+    """Kea HA hot-standby (the primary answers, the standby waits)."""
+    return _ha(workdir, interface, subnets, lease_time, "hot-standby", this,
+               [{"name": "primary", "url": primary_url, "role": "primary"},
+                {"name": "standby", "url": standby_url, "role": "standby"}],
+               _timers(heartbeat_ms, max_response_ms, max_ack_ms, max_unacked))
 
 
 def split_pool(pool: str) -> tuple[str, str]:
@@ -98,28 +106,12 @@ def kea_ha_lb_config(workdir: Path, interface: str | Sequence[str],
     those classes; lease updates go to the partner before the ACK, as in hot-standby.
     Same transport as kea_ha_config (the MT dedicated HTTP listener). `this` is
     "server1" (the primary) or "server2" (the secondary)."""
-    cfg = kea_config(workdir, interface, subnets, lease_time, multi_threading=True)
-    d = cfg["Dhcp4"]
-    d["multi-threading"] = {"enable-multi-threading": True, "thread-pool-size": 2,
-                            "packet-queue-size": 64}
-    for sub in d["subnet4"]:
+    cfg = _ha(workdir, interface, subnets, lease_time, "load-balancing", this,
+              [{"name": "server1", "url": server1_url, "role": "primary"},
+               {"name": "server2", "url": server2_url, "role": "secondary"}],
+              _timers(heartbeat_ms, max_response_ms, max_ack_ms, max_unacked))
+    for sub in cfg["Dhcp4"]["subnet4"]:
         halves = split_pool(sub["pools"][0]["pool"])
         sub["pools"] = [{"pool": halves[0], "client-class": "HA_server1"},
                         {"pool": halves[1], "client-class": "HA_server2"}]
-    d["hooks-libraries"] = [
-        {"library": f"{HOOKS}/libdhcp_lease_cmds.so"},
-        {"library": f"{HOOKS}/libdhcp_ha.so", "parameters": {"high-availability": [{
-            "this-server-name": this, "mode": "load-balancing",
-            "heartbeat-delay": heartbeat_ms, "max-response-delay": max_response_ms,
-            "max-ack-delay": max_ack_ms, "max-unacked-clients": max_unacked,
-            "sync-page-limit": 10000,
-            "multi-threading": {"enable-multi-threading": True, "http-dedicated-listener": True,
-                                "http-listener-threads": 2, "http-client-threads": 2},
-            "peers": [
-                {"name": "server1", "url": server1_url, "role": "primary",
-                 "auto-failover": True},
-                {"name": "server2", "url": server2_url, "role": "secondary",
-                 "auto-failover": True},
-            ]}]}},
-    ]
     return cfg
