@@ -46,10 +46,11 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
-from appliance.testing.daemonfiles import CLI, DaemonFiles
+from appliance.testing.daemonfiles import CLI
 from appliance.testing.netns import Netns, Topology, inside, wait_for
 from appliance.testing.trees import standalone_tree
 from lab.clients import Dhcrelay, Udhcpc, _script
+from lab.daemon import LabDaemon
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,7 +81,7 @@ def master_down_ms(advert_ms: int, priority: int) -> float:
     return 3 * advert_ms + (256 - priority) * advert_ms / 256
 
 
-class HaDevice(DaemonFiles):
+class HaDevice(LabDaemon):
     """One daemon of the pair: namespace, config tree, runtime tree, process, log."""
 
     def __init__(self, t: Topology, root: Path, name: str, ns: Netns, ip: str, mac: str,
@@ -99,64 +100,15 @@ class HaDevice(DaemonFiles):
         self.run_dir = t.tmpfs(self.root / "run")
         self.state_dir = self.root / "state"
         self.log = self.root / "daemon.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.started_at = 0.0
+        super().__init__()
 
-    # -- life cycle --------------------------------------------------------------------
-    def launch(self) -> subprocess.Popen[bytes]:
-        """Start the daemon and return at once."""
-        assert not self.running(), f"{self.name} is running"
-        with open(self.log, "ab") as log:
-            log.write(f"==== start at {time.time():.6f}\n".encode())
-            log.flush()
-            self.proc = self.t.popen(self.ns, [CLI, "run", "--config", str(self.etc)],
-                                     stdout=log, stderr=subprocess.STDOUT)
-        self.started_at = time.monotonic()
-        return self.proc
-
+    # -- life cycle (launch, stop, kill9, cleanup, running, current: lab/daemon.py) ----
     def start(self, timeout: float = 90) -> None:
         """Start the daemon and wait until it runs VRRP (its runtime tree names its pid
         and a VRRP state past initialize)."""
         self.launch()
         self.wait(lambda: self.current() and self.value("vrrp/state") in ("backup", "master"),
                   "started", timeout)
-
-    def stop(self, timeout: float = 30) -> None:
-        """SIGTERM, as systemd would: the daemon must exit 0."""
-        assert self.proc is not None
-        rc = self.t.stop(self.proc, signal.SIGTERM, timeout=timeout)
-        assert rc == 0, f"{self.name}: exit status {rc} after SIGTERM\n{self.log_tail()}"
-
-    def kill9(self, cleanup: bool = True) -> float:
-        """kill -9 the daemon; returns when it was dead (monotonic). Then, as the
-        systemd unit's ExecStopPost does, `dhcp-hotbackup cleanup` (unless `cleanup` is
-        False): without it the dead box's kernel keeps the VIP and answers ARP for it."""
-        self.assert_running()
-        assert self.proc is not None
-        self.t.kill9(self.proc)
-        dead = time.monotonic()
-        if cleanup:
-            self.cleanup()
-        return dead
-
-    def cleanup(self) -> str:
-        """`dhcp-hotbackup cleanup`: what a crashed daemon left on the LAN, removed."""
-        return self.t.run(self.ns, [CLI, "cleanup", "--config", str(self.etc)],
-                          timeout=120).stdout
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def assert_running(self) -> None:
-        assert self.running(), \
-            f"{self.name}: daemon exited ({self.proc and self.proc.returncode})\n" \
-            + self.log_tail()
-
-    def current(self) -> bool:
-        """The runtime tree is this process's (not a dead one's)."""
-        self.assert_running()
-        assert self.proc is not None
-        return self.value("pid") == str(self.proc.pid)
 
     # -- links -------------------------------------------------------------------------
     def set_links(self, *changes: tuple[str, bool]) -> float:

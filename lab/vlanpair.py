@@ -30,7 +30,6 @@ and bench support; the product never imports it.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -39,9 +38,10 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
-from appliance.testing.daemonfiles import CLI, DaemonFiles
+from appliance.testing.daemonfiles import CLI
 from appliance.testing.netns import Netns, Topology, inside, wait_for
 from appliance.testing.trees import interfaces_tree
+from lab.daemon import LabDaemon
 
 SYNC_A, SYNC_B, SYNC_PORT = "203.0.113.1", "203.0.113.2", 6470
 KEY = "0123456789abcdef0123456789abcdef"
@@ -60,61 +60,17 @@ def subnets(n: int) -> list[IPv4Network]:
     return nets[:n]
 
 
-class VlanDevice(DaemonFiles):
+class VlanDevice(LabDaemon):
     """One daemon: namespace, config tree, runtime tree, process, log."""
+
+    STOP_TIMEOUT = 60.0
 
     def __init__(self, t: Topology, root: Path, name: str, ns: Netns, etc: Path) -> None:
         self.t, self.name, self.ns, self.etc = t, name, ns, etc
         self.root = Path(root)
         self.run_dir = t.tmpfs(self.root / "run")  # /run is tmpfs on the appliance
         self.log = self.root / "daemon.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.started_at = 0.0
-
-    def launch(self) -> subprocess.Popen[bytes]:
-        assert not self.running(), f"{self.name} is running"
-        with open(self.log, "ab") as log:
-            log.write(f"==== start at {time.time():.6f}\n".encode())
-            log.flush()
-            self.proc = self.t.popen(self.ns, [CLI, "run", "--config", str(self.etc)],
-                                     stdout=log, stderr=subprocess.STDOUT)
-        self.started_at = time.monotonic()
-        return self.proc
-
-    def stop(self, timeout: float = 60) -> None:
-        """SIGTERM, as systemd would: the daemon must exit 0."""
-        assert self.proc is not None
-        rc = self.t.stop(self.proc, signal.SIGTERM, timeout=timeout)
-        assert rc == 0, f"{self.name}: exit status {rc} after SIGTERM\n{self.log_tail()}"
-
-    def kill9(self, cleanup: bool = True) -> float:
-        """kill -9, then (as the unit's ExecStopPost) `dhcp-hotbackup cleanup` unless
-        `cleanup` is False. Returns when the daemon was dead (monotonic)."""
-        self.assert_running()
-        assert self.proc is not None
-        self.t.kill9(self.proc)
-        dead = time.monotonic()
-        if cleanup:
-            self.cleanup()
-        return dead
-
-    def cleanup(self) -> str:
-        return self.t.run(self.ns, [CLI, "cleanup", "--config", str(self.etc)],
-                          timeout=120).stdout
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def assert_running(self) -> None:
-        assert self.running(), \
-            f"{self.name}: daemon exited ({self.proc and self.proc.returncode})\n" \
-            + self.log_tail()
-
-    def current(self) -> bool:
-        """The runtime tree is this process's (not a dead one's)."""
-        self.assert_running()
-        assert self.proc is not None
-        return self.value("pid") == str(self.proc.pid)
+        super().__init__()
 
     def link(self, ifname: str, up: bool) -> float:
         """An interface of the device up or down; returns when done (monotonic)."""
