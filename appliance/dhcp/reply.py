@@ -290,16 +290,22 @@ def fill(reply: DhcpMessage, msg: DhcpMessage, sel: Selection, host: Host | None
     lay = sel.layout(limit - dyn - 3)  # 3: option 52 itself
     if _HOSTNAME in o and any(c == _HOSTNAME for c, _ in items):
         del o[_HOSTNAME]
-    o.update(lay.main)
+    _place(reply, o, lay)
+    if rai is not None:
+        o[_RELAY_INFO] = rai
+    return lay.dropped
+
+
+def _place(reply: DhcpMessage, options: dict[int, bytes], lay: Layout) -> None:
+    """A layout's options into `options`, and what overflowed into the reply's `file`
+    and `sname` fields, with option 52 saying which (RFC 2131 §4.1, RFC 3396)."""
+    options.update(lay.main)
     if lay.overload:
-        o[_OVERLOAD] = bytes((lay.overload,))
+        options[_OVERLOAD] = bytes((lay.overload,))
         if lay.file is not None:
             reply.file = lay.file
         if lay.sname is not None:
             reply.sname = lay.sname
-    if rai is not None:
-        o[_RELAY_INFO] = rai
-    return lay.dropped
 
 
 def size_limit(msg: DhcpMessage) -> int:
@@ -331,13 +337,7 @@ def fit(reply: DhcpMessage, limit: int) -> int:
     room = limit - HEADER - 1 - 3 - sum(_wire(len(v)) for v in pinned.values())
     lay = _layout(tuple((c, v) for c, v in opts.items() if c not in _PINNED), room)
     out = {c: v for c, v in pinned.items() if c != _RELAY_INFO}
-    out.update(lay.main)
-    if lay.overload:
-        out[_OVERLOAD] = bytes((lay.overload,))
-        if lay.file is not None:
-            reply.file = lay.file
-        if lay.sname is not None:
-            reply.sname = lay.sname
+    _place(reply, out, lay)
     if _RELAY_INFO in opts:
         out[_RELAY_INFO] = opts[_RELAY_INFO]
     reply.options = out
