@@ -411,14 +411,20 @@ def parse_relay_info(raw: bytes) -> list[tuple[int, bytes]]:
     """Sub-options of option 82 in wire order, values raw (RFC 3046 §2.0: code, length,
     value; no PAD/END inside). Raises OptionError when a sub-option runs past the end.
     """
+    return _tlvs(raw, "relay sub-option", "option 82")
+
+
+def _tlvs(raw: bytes, what: str, inside: str) -> list[tuple[int, bytes]]:
+    """code, length, value triples in wire order (option 82's and option 43's
+    sub-options); OptionError names `what` and `inside` when one runs past the end."""
     subs: list[tuple[int, bytes]] = []
     i, n = 0, len(raw)
     while i < n:
         if i + 1 >= n:
-            raise OptionError(f"relay sub-option {raw[i]} has no length byte")
+            raise OptionError(f"{what} {raw[i]} has no length byte")
         j = i + 2 + raw[i + 1]
         if j > n:
-            raise OptionError(f"relay sub-option {raw[i]} runs {j - n} bytes past option 82")
+            raise OptionError(f"{what} {raw[i]} runs {j - n} bytes past {inside}")
         subs.append((raw[i], bytes(raw[i + 2 : j])))
         i = j
     return subs
@@ -719,17 +725,7 @@ def decode_suboptions(raw: bytes) -> list[SubOption]:
     """The inverse of encode_suboptions; raises OptionError when one runs past the end.
     PAD (0) and END (255) are ordinary codes here: RFC 2132 §8.4 gives them no meaning
     inside option 43, and a vendor may use them."""
-    subs: list[SubOption] = []
-    i, n = 0, len(raw)
-    while i < n:
-        if i + 1 >= n:
-            raise OptionError(f"sub-option {raw[i]} has no length byte")
-        j = i + 2 + raw[i + 1]
-        if j > n:
-            raise OptionError(f"sub-option {raw[i]} runs {j - n} bytes past the option")
-        subs.append((raw[i], bytes(raw[i + 2 : j])))
-        i = j
-    return subs
+    return _tlvs(raw, "sub-option", "the option")
 
 
 def _enterprise_blocks(raw: bytes) -> list[tuple[int, bytes]]:
