@@ -81,7 +81,12 @@ def perfdhcp(t: Topology, load, rate: int, period: int, clients: int) -> dict:
     r = t.run(load, ["perfdhcp", "-4", "-l", "198.18.0.1", "-r", str(rate), "-R",
                      str(clients), "-p", str(period), "192.0.2.2"], check=False,
               timeout=period + 60)
-    out = r.stdout
+    return rate_result(r.stdout, rate, period)
+
+
+def rate_result(out: str, rate: int, period: int) -> dict:
+    """One perfdhcp run's figures from its output: DISCOVER->OFFER and REQUEST->ACK
+    loss (%), whether both stayed under 1%, and ACKs per second over `period`."""
     sent = [int(x) for x in re.findall(r"sent packets: (\d+)", out)]
     recv = [int(x) for x in re.findall(r"received packets: (\d+)", out)]
     if len(sent) < 2 or not sent[0] or not sent[1]:

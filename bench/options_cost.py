@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import statistics
 import sys
@@ -30,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from appliance.dhcp import options as o
 from appliance.testing.netns import Topology, wait_for
 from appliance.testing.trees import standalone_tree
-from bench.dora_throughput import CLI, POOL, SUBNET, build
+from bench.dora_throughput import CLI, POOL, SUBNET, build, rate_result
 from lab.kea import kea_config, start_kea
 
 N_HOSTS = 1000
@@ -161,14 +160,7 @@ def perfdhcp(t: Topology, load, rate: int, period: int) -> dict:
     r = t.run(load, ["perfdhcp", "-4", "-l", "198.18.0.1", "-r", str(rate), "-R", "60000",
                      "-p", str(period), "-o", f"55,{prl}", "192.0.2.2"], check=False,
               timeout=period + 60)
-    sent = [int(x) for x in re.findall(r"sent packets: (\d+)", r.stdout)]
-    recv = [int(x) for x in re.findall(r"received packets: (\d+)", r.stdout)]
-    if len(sent) < 2 or not sent[0] or not sent[1]:
-        return {"rate": rate, "ok": False, "loss_do": 100.0, "loss_ra": 100.0, "dora_s": 0}
-    loss_do = 100.0 * (sent[0] - recv[0]) / sent[0]
-    loss_ra = 100.0 * (sent[1] - recv[1]) / sent[1]
-    return {"rate": rate, "ok": loss_do < 1 and loss_ra < 1, "loss_do": round(loss_do, 2),
-            "loss_ra": round(loss_ra, 2), "dora_s": round(recv[1] / period)}
+    return rate_result(r.stdout, rate, period)
 
 
 def micro(rich: bool, n: int = 20000) -> tuple[float, int, int]:
