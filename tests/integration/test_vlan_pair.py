@@ -198,6 +198,12 @@ def remove_vlan300(d) -> None:
     (d.etc / "interfaces/eth1.300").rmdir()
 
 
+def transitions(*devices) -> dict[str, tuple[str | None, str | None]]:
+    """Each device's last VRRP transition of g100 and g200 (unchanged: neither moved)."""
+    return {d.name: (d.value("groups/g100/last_transition"),
+                     d.value("groups/g200/last_transition")) for d in devices}
+
+
 def test_a_reload_adds_and_removes_a_vlan_without_disturbing_the_others(tmp_path):
     require_root()
     require_bcc()
@@ -206,8 +212,7 @@ def test_a_reload_adds_and_removes_a_vlan_without_disturbing_the_others(tmp_path
         vp = VlanPair(t, tmp_path, {100: "g100", 200: "g200"})
         a, b = vp.a, vp.b
         vp.start()
-        before = {d.name: (d.value("groups/g100/last_transition"),
-                           d.value("groups/g200/last_transition")) for d in (a, b)}
+        before = transitions(a, b)
         # VLAN 300 added to g200 (B master) on both devices, its port first
         lan = add_vlan300(t, a, b, "g200")
         for d in (a, b):
@@ -233,8 +238,7 @@ def test_a_reload_adds_and_removes_a_vlan_without_disturbing_the_others(tmp_path
             assert b.value("interfaces/eth1.300/role") is None  # its runtime folder too
         # no group moved: no VRRP transition on either device, the same masters
         vp.wait_served({"g100": a, "g200": b})
-        assert {d.name: (d.value("groups/g100/last_transition"),
-                         d.value("groups/g200/last_transition")) for d in (a, b)} == before
+        assert transitions(a, b) == before
         vp.stop()
 
 
@@ -249,8 +253,7 @@ def test_a_reload_adds_and_removes_a_group_without_disturbing_the_others(tmp_pat
         vp = VlanPair(t, tmp_path, {100: "g100", 200: "g200"})
         a, b = vp.a, vp.b
         vp.start()
-        before = {d.name: (d.value("groups/g100/last_transition"),
-                           d.value("groups/g200/last_transition")) for d in (a, b)}
+        before = transitions(a, b)
         lan = add_vlan300(t, a, b, "g300")
         for d, prio in ((a, "200"), (b, "100")):
             g = d.etc / "vrrp/g300"
@@ -285,8 +288,7 @@ def test_a_reload_adds_and_removes_a_group_without_disturbing_the_others(tmp_pat
                  and b.value("groups/g300/vrrp_state") is None, 10,
                  what="g300 gone from both devices, its VIP from A")
         vp.wait_served({"g100": a, "g200": b})
-        assert {d.name: (d.value("groups/g100/last_transition"),
-                         d.value("groups/g200/last_transition")) for d in (a, b)} == before
+        assert transitions(a, b) == before
         a.assert_running()
         b.assert_running()
         vp.stop()
