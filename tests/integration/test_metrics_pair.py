@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pytest
 
+import lab.daemon
 import lab.hapair
 from appliance.metrics.journal import message_id
 from appliance.testing.daemonfiles import CLI
@@ -198,7 +199,10 @@ def test_prometheus_and_the_journal_see_a_failover(tmp_path: Path, monkeypatch):
     jd = Journald(tmp_path / "journald")
     try:
         # Both daemons (and their restarts) log to this journald.
-        monkeypatch.setattr(lab.hapair, "CLI", jd.wrapper(tmp_path / "dhcp-hotbackup"))
+        # (lab.daemon starts them; lab.hapair runs the other commands.)
+        wrapper = jd.wrapper(tmp_path / "dhcp-hotbackup")
+        for module in (lab.daemon, lab.hapair):
+            monkeypatch.setattr(module, "CLI", wrapper)
         with Topology("mx") as t:
             ha = HaPair(t, tmp_path / "pair", values={"metrics/listen": f"0.0.0.0:{PORT}"})
             a_inst, b_inst = f"{lab.hapair.A_IP}:{PORT}", f"{lab.hapair.B_IP}:{PORT}"
